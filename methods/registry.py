@@ -1,0 +1,109 @@
+"""The method registry: ``@register_method("name")`` on a :class:`PretrainMethod` subclass.
+
+A method turns unlabelled images into initial backbone weights, in place. The harness owns
+everything around it (building the backbone, caching the weights, MLflow, evaluation), so a new
+method is one module in ``methods/`` with a config dataclass and a ``pretrain`` method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from bench.backbones import SegBackbone
+
+_METHODS: dict[str, type[PretrainMethod]] = {}
+
+M = TypeVar("M", bound="type[PretrainMethod]")
+
+
+@dataclass
+class NoConfig:
+    """Config of a method that has no settings."""
+
+
+def _no_metrics(metrics: dict[str, float], step: int) -> None:
+    """Default metric sink: drop them (the harness passes an MLflow logger)."""
+
+
+@dataclass
+class PretrainContext:
+    """What the harness hands a method besides the backbone and the data."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    log_metrics: Callable[[dict[str, float], int], None] = _no_metrics
+    progress: bool = True
+    weights: Path | None = None  # a local checkpoint for methods that load one (imagenet)
+
+
+class PretrainMethod(ABC):
+    """Base class of every method. Subclasses set ``name``, ``description`` and ``Config``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+    #: Bump when the algorithm changes in a way that invalidates cached weights.
+    version: ClassVar[str] = "1"
+    #: Methods that do not train (random, imagenet) skip the pretraining data entirely.
+    needs_data: ClassVar[bool] = True
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def config_from_dict(cls, overrides: dict[str, Any]) -> Any:
+        """Defaults updated with ``overrides``; unknown keys are an error, not silently ignored."""
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(
+                f"method {cls.name!r} has no setting(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls.Config(**overrides)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The full config (defaults included) as recorded with results and in cache keys."""
+        return dataclasses.asdict(self.config)
+
+    @abstractmethod
+    def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
+        """Update ``backbone`` in place from unlabelled ``images`` (N, C, H, W), normalised."""
+
+
+def register_method(name: str) -> Callable[[M], M]:
+    """Class decorator: make a :class:`PretrainMethod` available as ``--method name``."""
+
+    def wrap(cls: M) -> M:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__module__}")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_method(name: str) -> type[PretrainMethod]:
+    """The registered method class for ``name``, with a helpful error for typos."""
+    from methods import discover
+
+    discover()
+    if name not in _METHODS:
+        raise KeyError(f"unknown method {name!r}; registered: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def list_methods() -> dict[str, str]:
+    """Registered method names with their one-line descriptions."""
+    from methods import discover
+
+    discover()
+    return {name: cls.description for name, cls in sorted(_METHODS.items())}
