@@ -1,0 +1,33 @@
+"""Hashes are the keys of caches and completed cells: they must be stable and order-free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.atomic import atomic_path, atomic_write_text
+from bench.provenance import canonical_json, code_version, stable_hash
+
+
+def test_stable_hash_ignores_key_order_and_int_valued_floats() -> None:
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": (1, 2), "a": 1.0})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+    assert canonical_json({"p": Path("/x")}) == '{"p":"/x"}'
+
+
+def test_code_version_is_a_commit_or_version() -> None:
+    version = code_version()
+    assert version and " " not in version
+
+
+def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "file.txt"
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    except RuntimeError:
+        pass
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+    atomic_write_text(target, "whole")
+    assert target.read_text() == "whole"
