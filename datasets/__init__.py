@@ -1,0 +1,33 @@
+"""The data layer of the harness: DFC2020 / SEN12MS readers, validation, cache, synthetic default.
+
+This package shadows Hugging Face ``datasets`` inside the project's environment on purpose;
+nothing here depends on that package.
+"""
+
+from datasets.cache import CachedSplit
+from datasets.classes import DEFAULT_CLASSES, DFC_NAMES, IGBP_TO_DFC, ClassConfig, igbp_to_dfc
+from datasets.layouts import LAYOUTS
+from datasets.loader import Dataset, load_dataset, load_pretrain_pool
+from datasets.normalise import BAND_NAMES, DEFAULT_NORMALISATION, Normalisation
+
+
+def list_layouts() -> dict[str, str]:
+    """Supported dataset layouts with one-line descriptions (for ``bench list``)."""
+    return dict(LAYOUTS)
+
+
+__all__ = [
+    "BAND_NAMES",
+    "DEFAULT_CLASSES",
+    "DEFAULT_NORMALISATION",
+    "DFC_NAMES",
+    "IGBP_TO_DFC",
+    "CachedSplit",
+    "ClassConfig",
+    "Dataset",
+    "Normalisation",
+    "igbp_to_dfc",
+    "list_layouts",
+    "load_dataset",
+    "load_pretrain_pool",
+]

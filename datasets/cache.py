@@ -1,0 +1,215 @@
+"""Decode-once cache: every split becomes normalised float16 memmaps plus a JSON manifest.
+
+Key (the split fingerprint): source file paths, sizes and mtimes, the normalisation and the class
+config, so editing a file or changing the protocol builds a new cache and nothing stale is read.
+A cache directory is written under a temporary name and renamed into place, so a reader never
+sees half a cache, and concurrent builders of the same key simply keep the first one finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.errors import DataError
+from bench.paths import bench_home
+from bench.provenance import stable_hash
+from datasets.classes import ClassConfig
+from datasets.layouts import BadFile, SplitSources
+from datasets.normalise import BAND_NAMES, Normalisation
+from datasets.reader import read_patch
+
+CACHE_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class CachedSplit:
+    """One decoded split, memory-mapped read-only.
+
+    ``nonfinite`` lists only files with replaced pixels; ``skipped`` the files left out under
+    ``skip_bad`` (path, reason); ``class_pixels`` counts labelled pixels per class name plus
+    ``ignored``.
+    """
+
+    name: str
+    path: Path
+    images: np.memmap
+    labels: np.memmap | None
+    patch_ids: tuple[str, ...]
+    fingerprint: str
+    nonfinite: dict[str, int]
+    class_pixels: dict[str, int]
+    skipped: tuple[BadFile, ...]
+    band_names: tuple[str, ...] = BAND_NAMES
+
+    def __len__(self) -> int:
+        return len(self.patch_ids)
+
+
+def cache_root() -> Path:
+    return bench_home() / "cache"
+
+
+def split_fingerprint(sources: SplitSources, classes: ClassConfig, normalisation: Normalisation) -> str:
+    """Hash of everything that determines the cached bytes of ``sources``."""
+    files = []
+    for patch in sources.patches:
+        for path in (patch.s1, patch.s2, patch.dfc):
+            if path is not None:
+                st = path.stat()
+                files.append((str(path.resolve()), st.st_size, st.st_mtime_ns))
+    return stable_hash(
+        {
+            "version": CACHE_VERSION,
+            "split": sources.name,
+            "files": files,
+            "missing": [str(b) for b in sources.bad],
+            "classes": classes,
+            "normalisation": normalisation,
+        }
+    )
+
+
+def report_bad(bad: BadFile) -> None:
+    """Tell the user about a file left out under ``skip_bad`` (never silently)."""
+    warnings.warn(f"skipping {bad}", stacklevel=3)
+    print(f"skipping {bad}", file=sys.stderr)
+
+
+def _handle_bad(bad: list[BadFile], skip_bad: bool) -> None:
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more bad files; --skip-bad leaves them out)" if len(bad) > 1 else ""
+        raise DataError(f"{bad[0]}{more}")
+    for b in bad:
+        report_bad(b)
+
+
+def _open(path: Path, manifest: dict) -> CachedSplit:
+    n, h, w = manifest["n"], manifest["height"], manifest["width"]
+    images = np.memmap(path / "images.f16", dtype=np.float16, mode="r", shape=(n, len(BAND_NAMES), h, w))
+    labels = (
+        np.memmap(path / "labels.u8", dtype=np.uint8, mode="r", shape=(n, h, w))
+        if manifest["labelled"]
+        else None
+    )
+    return CachedSplit(
+        name=manifest["split"],
+        path=path,
+        images=images,
+        labels=labels,
+        patch_ids=tuple(manifest["patch_ids"]),
+        fingerprint=manifest["fingerprint"],
+        nonfinite=dict(manifest["nonfinite"]),
+        class_pixels=dict(manifest["class_pixels"]),
+        skipped=tuple(BadFile(Path(p), r) for p, r in manifest["skipped"]),
+        band_names=tuple(manifest["bands"]),
+    )
+
+
+def _build(
+    tmp: Path,
+    sources: SplitSources,
+    fingerprint: str,
+    classes: ClassConfig,
+    normalisation: Normalisation,
+    skip_bad: bool,
+    progress: bool,
+) -> None:
+    """Decode every patch of ``sources`` into ``tmp`` (validating each file on the way)."""
+    bad = list(sources.bad)
+    _handle_bad(bad, skip_bad)
+    labelled = all(p.dfc is not None for p in sources.patches)
+    ids: list[str] = []
+    nonfinite: dict[str, int] = {}
+    counts = np.zeros(256, dtype=np.int64)
+    shape: tuple[int, int] | None = None
+    bar = tqdm(
+        sources.patches, desc=f"caching {sources.name}", unit="patch", disable=not progress, leave=False
+    )
+    with (tmp / "images.f16").open("wb") as img_fh, (tmp / "labels.u8").open("wb") as lab_fh:
+        for patch in bar:
+            try:
+                image, labels, n_bad = read_patch(patch, classes, normalisation, shape)
+            except DataError as err:
+                if not skip_bad:
+                    raise
+                b = BadFile(patch.s2, str(err))
+                bad.append(b)
+                report_bad(b)
+                continue
+            shape = shape or (image.shape[1], image.shape[2])
+            img_fh.write(image.astype(np.float16).tobytes())
+            if labels is not None:
+                lab_fh.write(labels.tobytes())
+                counts += np.bincount(labels.ravel(), minlength=256)
+            if n_bad:
+                nonfinite[str(patch.s1)] = n_bad
+            ids.append(patch.patch_id)
+    if not ids:
+        raise DataError(
+            f"{sources.name} split: empty dataset, no usable patches"
+            + (f" ({len(bad)} bad files)" if bad else "")
+        )
+    class_pixels = {name: int(counts[i]) for i, name in enumerate(classes.names)} if labelled else {}
+    if labelled:
+        class_pixels["ignored"] = int(counts.sum() - sum(class_pixels.values()))
+    manifest = {
+        "fingerprint": fingerprint,
+        "split": sources.name,
+        "labelled": labelled,
+        "n": len(ids),
+        "height": shape[0],
+        "width": shape[1],
+        "bands": list(BAND_NAMES),
+        "dtype": "float16",
+        "patch_ids": ids,
+        "nonfinite": nonfinite,
+        "class_pixels": class_pixels,
+        "skipped": [[str(b.path), b.reason] for b in bad],
+        "classes": list(classes.names),
+        "normalisation": normalisation.mode,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def cached_split(
+    sources: SplitSources,
+    classes: ClassConfig,
+    normalisation: Normalisation,
+    *,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> CachedSplit:
+    """Open the cache of ``sources``, decoding the GeoTIFFs first if it does not exist yet."""
+    if not sources.patches and not sources.bad:
+        raise DataError(f"{sources.name} split: empty dataset, no patches found")
+    fingerprint = split_fingerprint(sources, classes, normalisation)
+    final = cache_root() / fingerprint
+    hit = (final / MANIFEST).is_file()
+    if not hit:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{fingerprint}.", suffix=".tmp", dir=final.parent))
+        try:
+            _build(tmp, sources, fingerprint, classes, normalisation, skip_bad, progress)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / MANIFEST).is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    manifest = json.loads((final / MANIFEST).read_text())
+    split = _open(final, manifest)
+    if hit:  # a fresh build has already reported its bad files
+        _handle_bad(list(split.skipped), skip_bad)
+    return split

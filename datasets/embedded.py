@@ -1,0 +1,37 @@
+"""The embedded default dataset: generated once per ``bench_home()``, then reused.
+
+Generation goes into a temporary folder that is renamed into place, so an interrupted or
+concurrent first run never leaves a half-written default behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.paths import bench_home
+from datasets.synthetic import MARKER, SynthConfig, generate
+
+DEFAULT_NAME = "synthetic-dfc2020-v1"
+DEFAULT_CONFIG = SynthConfig()
+
+
+def default_data_root(progress: bool = True) -> Path:
+    """Folder of the embedded synthetic set, generating it first if needed."""
+    target = bench_home() / "data" / DEFAULT_NAME
+    if (target / MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}.", suffix=".tmp", dir=target.parent))
+    try:
+        generate(tmp, DEFAULT_CONFIG, progress=progress)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
