@@ -1,0 +1,154 @@
+"""MLflow records of cells and seeds (schema: docs/architecture.md, "MLflow records").
+
+Tracking URI: ``$MLFLOW_TRACKING_URI`` when set (an MLflow server or a shared database for several
+workers), else ``sqlite:///<cwd>/mlflow.db``. That is the store ``mlflow ui`` opens by default in
+the installed MLflow 3.x when started in the same directory (its ``--backend-store-uri`` default
+is ``sqlite:///mlflow.db``, falling back to ``./mlruns`` only when an old file store exists there),
+so ``mlflow ui`` shows the results with no flags. Artifacts of a local store go to ``./mlruns``.
+
+A seed run counts as done only when it carries ``bench.status=complete``, which is set after every
+metric, param and artifact has been logged; a crashed run never has it and is redone.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+COMPLETE = "complete"
+_DONE_FILTER = "tags.`bench.kind` = 'seed' and tags.`bench.status` = 'complete'"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or the sqlite file ``mlflow ui`` opens in this directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def experiment_name() -> str:
+    """``$BENCH_EXPERIMENT`` or ``bench``."""
+    return os.environ.get("BENCH_EXPERIMENT") or "bench"
+
+
+@functools.cache
+def _experiment_id(uri: str, name: str) -> str:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name)
+    except mlflow.exceptions.MlflowException:  # another worker created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:
+    """Point MLflow (client and fluent API) at the store and experiment; returns (client, experiment id)."""
+    uri, name = tracking_uri(), experiment or experiment_name()
+    mlflow.set_tracking_uri(uri)
+    exp_id = _experiment_id(uri, name)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return MlflowClient(uri), exp_id
+
+
+def metric_name(class_name: str) -> str:
+    """MLflow-safe suffix of a class name: ``Urban/Built-up`` -> ``Urban_Built-up``."""
+    return re.sub(r"[^0-9A-Za-z_\-. ]", "_", class_name).replace(" ", "_")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"a.b": "value"}`` params (MLflow params are flat strings)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)[:6000]
+    return flat
+
+
+def find_completed(result_key: str, experiment: str | None = None) -> str | None:
+    """Run id of a complete seed run with this ``bench.result_key``, or None (work still to do)."""
+    client, exp_id = setup_tracking(experiment)
+    runs = client.search_runs(
+        [exp_id], f"{_DONE_FILTER} and tags.`bench.result_key` = '{result_key}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def completed_runs(experiment: str | None = None) -> pd.DataFrame:
+    """Every complete seed run, one row each, as ``mlflow.search_runs`` lays it out.
+
+    Columns: ``run_id``, ``start_time``, ``end_time``, ``tags.<tag>``, ``metrics.<metric>``,
+    ``params.<param>``. Not deduplicated: readers dedupe by ``tags.bench.result_key``.
+    """
+    _, exp_id = setup_tracking(experiment)
+    frame = mlflow.search_runs([exp_id], filter_string=_DONE_FILTER, output_format="pandas")
+    assert isinstance(frame, pd.DataFrame)
+    return frame
+
+
+def seed_metrics(run_id: str) -> dict[str, float]:
+    """The metrics of a recorded run (to report a skipped seed without recomputing it)."""
+    client, _ = setup_tracking()
+    return dict(client.get_run(run_id).data.metrics)
+
+
+def cell_run(cell_key: str, tags: Mapping[str, str], params: Mapping[str, str], run_name: str) -> str:
+    """The parent run of a cell: the existing one for ``cell_key`` or a new one."""
+    client, exp_id = setup_tracking()
+    found = client.search_runs(
+        [exp_id], f"tags.`bench.kind` = 'cell' and tags.`bench.cell_key` = '{cell_key}'", max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(
+        exp_id, run_name=run_name, tags={"bench.kind": "cell", "bench.cell_key": cell_key, **tags}
+    )
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def record_seed(
+    parent_id: str,
+    *,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str],
+    metrics: Mapping[str, float],
+    confusion: np.ndarray,
+    class_names: Sequence[str],
+) -> str:
+    """Write one seed run (child of ``parent_id``), marking it complete only once all is logged."""
+    client, exp_id = setup_tracking()
+    run = client.create_run(
+        exp_id, run_name=run_name, tags={"bench.kind": "seed", "mlflow.parentRunId": parent_id, **tags}
+    )
+    run_id = run.info.run_id
+    try:
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow's per-batch param limit
+            client.log_batch(run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
+        client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "confusion_matrix.csv"
+            frame = pd.DataFrame(confusion, index=list(class_names), columns=list(class_names))
+            frame.rename_axis("true \\ predicted").to_csv(path)
+            client.log_artifact(run_id, str(path))
+        client.log_batch(run_id, tags=[RunTag("bench.status", COMPLETE)])
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id)
+    return run_id
