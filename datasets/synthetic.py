@@ -33,6 +33,8 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from tqdm import tqdm
 
+from datasets.classes import DFC_NAMES
+
 GENERATOR_VERSION = 1
 MARKER = "synthetic.json"
 CRS_EPSG = 32632
@@ -316,7 +318,9 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
     """Write a synthetic set in the released DFC2020 layout under ``out``; returns ``out``."""
     out = Path(out)
     pixel = 10.0
+    dfc_pixels: dict[str, dict[str, int]] = {}
     for split, n in (("labelled", config.n_labelled), ("test", config.n_test)):
+        counts = np.zeros(11, dtype=np.int64)
         folder, suffix = SPLIT_FOLDERS[split]
         for mod in ("s1", "s2", "dfc", "lc"):
             (out / folder / f"{mod}_{suffix}").mkdir(parents=True, exist_ok=True)
@@ -331,6 +335,13 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
             transform = Affine(pixel, 0.0, x0, 0.0, -pixel, y0)
             for mod, data in arrays.items():
                 _write(out / folder / f"{mod}_{suffix}" / f"{folder}_{mod}_0_p{i}.tif", data, transform)
-    meta = {"generator": "datasets.synthetic", "version": GENERATOR_VERSION, **asdict(config)}
+            counts += np.bincount(arrays["dfc"].ravel(), minlength=11)
+        dfc_pixels[split] = {DFC_NAMES[c]: int(counts[c]) for c in DFC_NAMES}
+    meta = {
+        "generator": "datasets.synthetic",
+        "version": GENERATOR_VERSION,
+        **asdict(config),
+        "dfc_pixels": dfc_pixels,
+    }
     (out / MARKER).write_text(json.dumps(meta, indent=1))
     return out
