@@ -1,11 +1,15 @@
 """Frozen-backbone per-pixel features, extracted once per (checkpoint, split) and cached.
 
 The linear protocol trains and tests on these, so a seed or budget never re-runs the backbone.
+The checkpoint is identified by a digest of the backbone's weights themselves, so re-pretrained
+(``--force-pretrain``) or differently loaded weights can never be served stale features.
 Layout ``(N, H, W, D)`` float16 (.npy, memory-mapped): one pixel's features are contiguous, which
 makes gathering the labelled pixels and streaming test patches cheap. Written atomically.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import torch
@@ -16,6 +20,15 @@ from bench.backbones import SegBackbone
 from bench.device import as_input, autocast, host_tensor, to_device
 from bench.paths import bench_home
 from bench.provenance import stable_hash
+
+
+def weights_digest(backbone: SegBackbone) -> str:
+    """sha256 (16 hex) of every parameter and buffer: the identity of a checkpoint's content."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -41,18 +54,24 @@ def cached_features(
     backbone: SegBackbone,
     images: np.ndarray,
     *,
-    checkpoint_key: str,
     split_fingerprint: str,
     device: torch.device,
     progress: bool = True,
     batch_size: int = 8,
 ) -> np.ndarray:
-    """The (N, H, W, D) float16 features of ``images`` under checkpoint ``checkpoint_key``.
+    """The (N, H, W, D) float16 features of ``images`` under the backbone's current weights.
 
-    Keyed by the checkpoint and the split's fingerprint only: device and batch size do not change
-    the features beyond float16 rounding.
+    Keyed by the weights' digest, the backbone spec and the split's fingerprint only: device and
+    batch size do not change the features beyond float16 rounding.
     """
-    key = stable_hash({"checkpoint": checkpoint_key, "split": split_fingerprint, "dtype": "float16"})
+    key = stable_hash(
+        {
+            "weights": weights_digest(backbone),
+            "backbone": backbone.spec,
+            "split": split_fingerprint,
+            "dtype": "f16",
+        }
+    )
     path = bench_home() / "features" / f"{key}.npy"
     if not path.exists():
         n, _, h, w = images.shape

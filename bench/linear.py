@@ -95,7 +95,6 @@ def test_confusion(
 
 def run_linear(
     backbone: SegBackbone,
-    checkpoint_key: str,
     ds: Any,
     budget: LabelBudget,
     cfg: LinearConfig,
@@ -107,7 +106,6 @@ def run_linear(
     train = cached_features(
         backbone,
         ds.labelled.images,
-        checkpoint_key=checkpoint_key,
         split_fingerprint=ds.labelled.fingerprint,
         device=device,
         progress=progress,
@@ -115,7 +113,6 @@ def run_linear(
     test = cached_features(
         backbone,
         ds.test.images,
-        checkpoint_key=checkpoint_key,
         split_fingerprint=ds.test.fingerprint,
         device=device,
         progress=progress,
