@@ -1,0 +1,106 @@
+"""The sweep on the tiny dataset: runs the grid, resumes without duplicates, shares it between workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.claims import ClaimStore
+from bench.paths import bench_home
+from bench.runner import result_key
+from bench.sweep import grid, run_sweep
+from bench.tracking import completed_runs
+from datasets import Dataset
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh local MLflow store for this test."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("BENCH_EXPERIMENT", "test-sweep")
+    return tmp_path
+
+
+def _keys_in_store() -> Counter[str]:
+    return Counter(completed_runs()["tags.bench.result_key"])
+
+
+def test_sweep_resumes_skips_and_reports_failures(store: Path, tiny_dataset: Dataset) -> None:
+    claims = ClaimStore(bench_home() / "claims")
+    first = grid(["random"], [5], [0], ["linear"])
+    report = run_sweep(first, tiny_dataset, CPU, claims, progress=False)
+    assert len(report.done) == 1 and not report.failed
+
+    # the interrupted worker of the next run left a claim behind (its pid is dead): taken over
+    full = grid(["random", "no-such-method"], [5], [0, 1], ["linear"])
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = {"host": socket.gethostname(), "pid": int(dead.stdout), "time": 0}
+    (claims.root / result_key(full[1].spec, 1, tiny_dataset)).write_text(json.dumps(stale))
+    report = run_sweep(full, tiny_dataset, CPU, claims, progress=False)
+    assert report.skipped == ["random linear 5 pixels seed 0"]
+    assert report.done == ["random linear 5 pixels seed 1"]
+    assert set(report.failed) == {
+        "no-such-method linear 5 pixels seed 0",
+        "no-such-method linear 5 pixels seed 1",
+    }
+    assert "unknown method" in report.summary()
+
+    again = run_sweep(full, tiny_dataset, CPU, claims, progress=False)
+    assert not again.done and len(again.skipped) == 2
+    keys = _keys_in_store()
+    assert len(keys) == 2 and set(keys.values()) == {1}
+    assert not [p for p in claims.root.iterdir() if not p.name.startswith(".")]  # every claim released
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_the_grid(store: Path, tiny_data_root: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "sweep",
+        "--data",
+        str(tiny_data_root),
+        "--methods",
+        "random",
+        "--samples",
+        "5,10",
+        "--seeds",
+        "2",
+        "--protocol",
+        "linear",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    workers = [
+        subprocess.Popen(
+            [*cmd, "--worker-id", f"w{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    keys = _keys_in_store()
+    assert len(keys) == 4 and set(keys.values()) == {1}, keys  # every unit exactly once
+    done = [int(out.split("sweep: ")[1].split(" done")[0]) for out in outputs]
+    assert sum(done) == 4, outputs
