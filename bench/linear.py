@@ -67,16 +67,18 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = F.cross_entropy(layer(z), y) + 0.5 * cfg.weight_decay * layer.weight.square().sum()
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"linear probe loss became non-finite ({loss.item()}); no result written"
+            )
         loss.backward()
         return loss
 
-    final = opt.step(closure)
-    if not torch.isfinite(final) or not all(torch.isfinite(p).all() for p in layer.parameters()):
-        raise NonFiniteLossError(f"linear probe loss became non-finite ({float(final)}); no result written")
+    opt.step(closure)
     return LinearProbe(mean, std, layer.eval())
 
 
-def test_confusion(
+def stream_confusion(
     probe: LinearProbe,
     feats: np.ndarray,
     labels: np.ndarray,
@@ -119,4 +121,4 @@ def run_linear(
     )
     x = host_tensor(train[budget.patch, budget.row, budget.col]).to(device)
     probe = fit_linear(x, torch.from_numpy(budget.label).to(device), k, cfg)
-    return test_confusion(probe, test, ds.test.labels, k, device)
+    return stream_confusion(probe, test, ds.test.labels, k, device)

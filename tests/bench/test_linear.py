@@ -1,0 +1,43 @@
+"""The linear probe agrees with scikit-learn's logistic regression; a NaN loss is an error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from bench.errors import NonFiniteLossError
+from bench.linear import LinearConfig, fit_linear
+
+
+def blobs(n: int = 2000, dim: int = 16, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(k, dim, generator=gen)
+    y = torch.randint(0, k, (n,), generator=gen)
+    return 3 + 2 * (centers[y] + 1.2 * torch.randn(n, dim, generator=gen)), y
+
+
+def test_matches_sklearn_logistic_regression() -> None:
+    x, y = blobs()
+    cfg = LinearConfig(weight_decay=1e-3)
+    ours = fit_linear(x, y, 5, cfg).predict(x).numpy()
+    z = StandardScaler().fit_transform(x.numpy())
+    sk = LogisticRegression(C=1 / (len(x) * cfg.weight_decay), max_iter=1000).fit(z, y.numpy()).predict(z)
+    acc_ours, acc_sk = (ours == y.numpy()).mean(), (sk == y.numpy()).mean()
+    assert abs(acc_ours - acc_sk) < 0.01
+    assert (ours == sk).mean() > 0.98
+
+
+def test_non_finite_features_raise() -> None:
+    x, y = blobs(200)
+    x[3, 2] = float("inf")
+    with pytest.raises(NonFiniteLossError):
+        fit_linear(x, y, 5, LinearConfig())
+
+
+def test_standardisation_is_part_of_the_probe() -> None:
+    x, y = blobs(500)
+    probe = fit_linear(x, y, 5, LinearConfig())
+    np.testing.assert_array_equal(probe.predict(x).numpy(), probe.predict(x.half()).numpy())
