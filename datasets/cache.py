@@ -1,13 +1,17 @@
 """Decode-once cache: every split becomes normalised float16 memmaps plus a JSON manifest.
 
-Key (the split fingerprint): source file paths, sizes and mtimes, the normalisation and the class
-config, so editing a file or changing the protocol builds a new cache and nothing stale is read.
+The cache folder is keyed by the source file paths, sizes and mtimes, the normalisation and the
+class config, so editing a file or changing the protocol builds a new cache and nothing stale is
+read. The split's ``fingerprint`` (what results, budgets and weights are keyed by) is a hash of the
+decoded content instead: the same data copied to another path or machine keeps its fingerprint,
+so workers on several machines agree on which cells are done.
 A cache directory is written under a temporary name and renamed into place, so a reader never
 sees half a cache, and concurrent builders of the same key simply keep the first one finished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -61,7 +65,7 @@ def cache_root() -> Path:
 
 
 def split_fingerprint(sources: SplitSources, classes: ClassConfig, normalisation: Normalisation) -> str:
-    """Hash of everything that determines the cached bytes of ``sources``."""
+    """Cache folder key: hash of the source files' identity and of what shapes the cached bytes."""
     files = []
     for patch in sources.patches:
         for path in (patch.s1, patch.s2, patch.dfc):
@@ -133,6 +137,7 @@ def _build(
     nonfinite: dict[str, int] = {}
     counts = np.zeros(256, dtype=np.int64)
     shape: tuple[int, int] | None = None
+    content = hashlib.sha256()
     bar = tqdm(
         sources.patches, desc=f"caching {sources.name}", unit="patch", disable=not progress, leave=False
     )
@@ -148,9 +153,13 @@ def _build(
                 report_bad(b)
                 continue
             shape = shape or (image.shape[1], image.shape[2])
-            img_fh.write(image.astype(np.float16).tobytes())
+            image_bytes = image.astype(np.float16).tobytes()
+            img_fh.write(image_bytes)
+            content.update(patch.patch_id.encode())
+            content.update(image_bytes)
             if labels is not None:
                 lab_fh.write(labels.tobytes())
+                content.update(labels.tobytes())
                 counts += np.bincount(labels.ravel(), minlength=256)
             if n_bad:
                 nonfinite[str(patch.s1)] = n_bad
@@ -164,7 +173,10 @@ def _build(
     if labelled:
         class_pixels["ignored"] = int(counts.sum() - sum(class_pixels.values()))
     manifest = {
-        "fingerprint": fingerprint,
+        "source_key": fingerprint,
+        "fingerprint": stable_hash(
+            {"content": content.hexdigest(), "classes": classes, "normalisation": normalisation}
+        ),
         "split": sources.name,
         "labelled": labelled,
         "n": len(ids),

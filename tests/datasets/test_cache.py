@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +76,25 @@ def test_fingerprint_follows_files_and_config(data_copy: Path, bench_home_dir: P
     s2 = patch_file(data_copy, "s2", 0)
     os.utime(s2, ns=(s2.stat().st_atime_ns, s2.stat().st_mtime_ns + 10**9))
     touched = load_dataset(data_copy, progress=False)
-    prints = {base.fingerprint, zscore.fingerprint, ten_classes.fingerprint, touched.fingerprint}
-    assert len(prints) == 4
+    assert touched.labelled.path != base.labelled.path, "a touched file is decoded again"
+    assert touched.fingerprint == base.fingerprint, "same content, same fingerprint"
+    prints = {base.fingerprint, zscore.fingerprint, ten_classes.fingerprint}
+    assert len(prints) == 3
     assert ten_classes.labelled.class_pixels.keys() >= {"Savanna", "Snow/Ice"}
     assert float(np.abs(np.asarray(zscore.labelled.images, np.float32)).max()) > 1.0
     leftovers = [p for p in (bench_home_dir / "cache").iterdir() if p.name.startswith(".")]
     assert not leftovers, "temporary cache folders are renamed or removed"
+
+
+def test_fingerprint_is_the_content_not_the_path(data_copy: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(data_copy, moved)
+    original = load_dataset(data_copy, progress=False).fingerprint
+    assert load_dataset(moved, progress=False).fingerprint == original
+    with rasterio.open(patch_file(moved, "s2", 0), "r+") as dst:
+        band = dst.read(4)
+        dst.write(band + 1, 4)
+    assert load_dataset(moved, progress=False).fingerprint != original
 
 
 def test_failed_build_leaves_no_cache(data_copy: Path, bench_home_dir: Path) -> None:
