@@ -1,0 +1,72 @@
+"""Finetune: crops hold labels, augmentation keeps images and labels aligned, NaN writes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.backbones import build_backbone
+from bench.budget import LabelBudget
+from bench.errors import NonFiniteLossError
+from bench.finetune import IGNORE, FinetuneConfig, TrainingPatches, augment, lr_factor
+from bench.runner import CellSpec, result_key, run_seed
+from bench.tracking import completed_runs, find_completed
+from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
+
+
+def budget(n_patches: int = 4, size: int = 32) -> LabelBudget:
+    rng = np.random.default_rng(0)
+    patch, row, col = rng.integers(0, n_patches, 12), rng.integers(0, size, 12), rng.integers(0, size, 12)
+    return LabelBudget(
+        "k",
+        "pixels",
+        3,
+        0,
+        patch,
+        row,
+        col,
+        rng.integers(0, 3, 12),
+        np.arange(n_patches),
+        np.array([], dtype=np.int64),
+        {},
+        None,
+    )  # type: ignore[arg-type]
+
+
+def test_crops_contain_labelled_pixels() -> None:
+    images = np.random.default_rng(1).random((4, 15, 32, 32)).astype(np.float16)
+    data = TrainingPatches.from_budget(images, budget(), torch.device("cpu"))
+    x, y = data.batch(64, 8, torch.Generator().manual_seed(0))
+    assert x.shape == (64, 15, 8, 8) and y.shape == (64, 8, 8)
+    assert ((y != IGNORE).flatten(1).sum(1) >= 1).all()
+
+
+def test_augment_keeps_images_and_labels_aligned() -> None:
+    y = torch.randint(0, 5, (32, 8, 8))
+    x = torch.stack([y.float(), -y.float()], 1)
+    xa, ya = augment(x, y, torch.Generator().manual_seed(0))
+    assert torch.equal(xa[:, 0], ya.float()) and not torch.equal(ya, y)
+
+
+def test_schedule_warms_up_then_decays_to_zero() -> None:
+    cfg = FinetuneConfig(steps=100, warmup_steps=10)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(99, cfg) < 0.01
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_non_finite_loss_raises_and_writes_no_result(tiny_dataset) -> None:
+    spec = CellSpec(
+        "random",
+        20,
+        protocol="finetune",
+        protocol_overrides={"steps": 12, "crop": 16, "batch_size": 2, "eval_every": 100},
+    )
+    backbone = build_backbone("tiny", len(tiny_dataset.band_names))
+    with torch.no_grad():
+        next(backbone.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError):
+        run_seed(spec, 0, tiny_dataset, torch.device("cpu"), backbone=backbone, progress=False)
+    assert find_completed(result_key(spec, 0, tiny_dataset)) is None
+    assert completed_runs().empty
