@@ -40,6 +40,7 @@ class LinearProbe:
     mean: torch.Tensor
     std: torch.Tensor
     layer: nn.Linear
+    evals: int  # loss evaluations L-BFGS used: the epochs an uncached probe would re-run the backbone
 
     @torch.no_grad()
     def predict(self, feats: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,11 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
         tolerance_change=1e-9,
     )
 
+    evals = 0
+
     def closure() -> torch.Tensor:
+        nonlocal evals
+        evals += 1
         opt.zero_grad()
         loss = F.cross_entropy(layer(z), y) + 0.5 * cfg.weight_decay * layer.weight.square().sum()
         if not torch.isfinite(loss):
@@ -75,7 +80,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
         return loss
 
     opt.step(closure)
-    return LinearProbe(mean, std, layer.eval())
+    return LinearProbe(mean, std, layer.eval(), evals)
 
 
 def stream_confusion(
