@@ -60,14 +60,12 @@ class PretrainMethod(ABC):
 
     @classmethod
     def config_from_dict(cls, overrides: dict[str, Any]) -> Any:
-        """Defaults updated with ``overrides``; unknown keys are an error, not silently ignored."""
-        known = {f.name for f in dataclasses.fields(cls.Config)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(
-                f"method {cls.name!r} has no setting(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls.Config(**overrides)
+        """Defaults updated with ``overrides``; unknown keys are an error, not silently ignored.
+
+        Nested configs (``sscl``'s stages, ``simsiam``'s augmentations) take a nested dict or
+        dotted keys: ``{"core": {"p_band": 0.3}}`` or ``{"core.p_band": 0.3}``.
+        """
+        return _build_config(cls.Config, overrides, cls.name)
 
     def config_dict(self) -> dict[str, Any]:
         """The full config (defaults included) as recorded with results and in cache keys."""
@@ -76,6 +74,27 @@ class PretrainMethod(ABC):
     @abstractmethod
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Update ``backbone`` in place from unlabelled ``images`` (N, C, H, W), normalised."""
+
+
+def _build_config(config_cls: type, overrides: dict[str, Any], where: str) -> Any:
+    """``config_cls()`` with ``overrides`` applied, recursing into nested dataclass fields."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot or isinstance(value, dict):
+            nested.setdefault(head, {}).update({rest: value} if dot else value)
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = {k.partition(".")[0] for k in overrides} - set(fields)
+    if unknown:
+        raise ValueError(f"method {where!r} has no setting(s) {sorted(unknown)}; known: {sorted(fields)}")
+    values = {k: v for k, v in overrides.items() if k.partition(".")[0] not in nested}
+    for key, sub in nested.items():
+        factory = fields[key].default_factory
+        default = factory() if callable(factory) else fields[key].default
+        if not dataclasses.is_dataclass(default):
+            raise ValueError(f"method {where!r}: setting {key!r} has no sub-settings")
+        values[key] = _build_config(type(default), sub, f"{where}.{key}")
+    return config_cls(**values)
 
 
 def register_method(name: str) -> Callable[[M], M]:

@@ -1,0 +1,146 @@
+"""The one training loop every pretraining method uses, and its batch sampler.
+
+A method supplies its trainable modules and a loss function ``(batch, gen) -> (loss, monitors)``;
+:func:`fit` does the rest the same way for every method: data resident on the device when it
+fits, random index batches without a DataLoader, AdamW with warm-up + cosine decay, bf16 autocast
+and channels_last on CUDA (``bench.device``), tqdm progress, MLflow metrics every ``log_every``
+steps, and a :class:`~bench.errors.NonFiniteLossError` naming the method and the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.device import as_input, autocast, fits_on_device, to_device
+from bench.errors import BenchError, NonFiniteLossError
+from methods.registry import PretrainContext
+
+#: A loss and the monitors (e.g. collapse std) logged with it.
+StepOutput = tuple[torch.Tensor, dict[str, torch.Tensor]]
+#: ``loss_fn(batch, gen) -> (loss, monitors)``: batch (B, C, H, W) float32 on the device.
+LossFn = Callable[[torch.Tensor, torch.Generator], StepOutput]
+
+
+@dataclass
+class TrainConfig:
+    """Schedule fields shared by every trained method (methods subclass this and change defaults).
+
+    AdamW rather than SimSiam's SGD: the CPU schedules are a few hundred steps, where an adaptive
+    optimiser converges much faster; ``warmup`` is a fraction of ``steps`` before cosine decay.
+    """
+
+    steps: int = 200
+    batch_size: int = 32
+    crop: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.05
+    log_every: int = 10
+
+
+class ImageBatches:
+    """Random batches of the unlabelled pool, drawn by index (with replacement), no DataLoader.
+
+    On CUDA the whole pool is copied to the device once as float16 when it fits
+    (``bench.device.fits_on_device``); otherwise (CPU, or too large) each batch is gathered from
+    the memmap, in sorted index order for locality, and moved.
+    """
+
+    def __init__(self, images: np.ndarray, device: torch.device, gen: torch.Generator) -> None:
+        if len(images) == 0:
+            raise BenchError("pretraining needs unlabelled images, got an empty pool")
+        self.images = images
+        self.device = device
+        self.gen = gen
+        self.resident: torch.Tensor | None = None
+        if device.type == "cuda" and fits_on_device(images.nbytes, device):
+            self.resident = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float16)).to(device)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def draw(self, batch_size: int) -> torch.Tensor:
+        """A (batch_size, C, H, W) float32 batch on the device."""
+        idx = torch.randint(len(self.images), (batch_size,), generator=self.gen, device=self.device)
+        if self.resident is not None:
+            return as_input(self.resident[idx], self.device)
+        rows = np.sort(idx.cpu().numpy())
+        return as_input(torch.from_numpy(np.asarray(self.images[rows], dtype=np.float32)), self.device)
+
+
+def make_generator(ctx: PretrainContext, salt: int = 0) -> torch.Generator:
+    """The seeded generator for batch indices and augmentations, on the context's device."""
+    return torch.Generator(device=ctx.device).manual_seed(ctx.seed * 1_000_003 + salt)
+
+
+def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
+    warm = max(1, round(cfg.warmup * cfg.steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
+
+    return factor
+
+
+def fit(
+    label: str,
+    modules: Iterable[nn.Module],
+    params: Iterable[nn.Parameter],
+    images: np.ndarray,
+    ctx: PretrainContext,
+    cfg: TrainConfig,
+    loss_fn: LossFn,
+    salt: int = 0,
+) -> list[float]:
+    """Train ``params`` for ``cfg.steps`` on batches of ``images``; returns the loss of every step.
+
+    ``modules`` are moved to the device and put in train mode (everything ``loss_fn`` runs);
+    ``params`` is what the optimiser updates (a subset, for methods that train part of a model).
+    ``label`` names the method (or ``sscl/unifeat`` for a stage) in metric keys and errors.
+    Finiteness is checked at every logging point, without a device sync per step, and the error
+    names the first non-finite step.
+    """
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise BenchError(f"{label}: steps and batch_size must be positive, got {cfg.steps}, {cfg.batch_size}")
+    for module in modules:
+        to_device(module, ctx.device).train()
+    gen = make_generator(ctx, salt)
+    batches = ImageBatches(images, ctx.device, gen)
+    optimizer = torch.optim.AdamW(list(params), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    history = torch.zeros(cfg.steps, device=ctx.device)
+    checked = 0
+    bar = tqdm(range(cfg.steps), desc=f"pretrain {label}", disable=not ctx.progress, leave=False)
+    for step in bar:
+        batch = batches.draw(cfg.batch_size)
+        with autocast(ctx.device):
+            loss, monitors = loss_fn(batch, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        history[step] = loss.detach().float()
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            window = history[checked : step + 1].cpu()
+            bad = (~torch.isfinite(window)).nonzero()
+            if len(bad):
+                first = checked + int(bad[0])
+                raise NonFiniteLossError(
+                    f"{label}: non-finite loss ({float(history[first])}) at step {first}; "
+                    "lower the learning rate or check the input data for NaN/inf"
+                )
+            metrics = {"loss": float(window.mean()), "lr": scheduler.get_last_lr()[0]}
+            metrics.update({k: float(v.detach().float()) for k, v in monitors.items()})
+            ctx.log_metrics({f"{label}/{k}": v for k, v in metrics.items()}, step)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            checked = step + 1
+    return history.cpu().tolist()
