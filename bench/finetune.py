@@ -195,7 +195,14 @@ def run_finetune(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    split: str = "test",
 ) -> np.ndarray:
-    """Finetune (best validation checkpoint) and return the global test confusion matrix."""
+    """Finetune (best validation checkpoint); the confusion matrix on ``split``: ``test`` (results)
+    or ``val`` (the validation patches that also selected the checkpoint, for tuning)."""
     model = finetune(backbone, ds, budget, cfg, seed, device, progress)
+    if split == "val":
+        val = budget.val_patches
+        return predict_confusion(
+            model, ds.labelled.images[val], ds.labelled.labels[val], ds.classes.num_classes, device
+        )
     return predict_confusion(model, ds.test.images, ds.test.labels, ds.classes.num_classes, device)

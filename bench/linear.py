@@ -89,14 +89,16 @@ def stream_confusion(
     labels: np.ndarray,
     num_classes: int,
     device: torch.device,
+    patches: np.ndarray | None = None,
     chunk: int = 16,
 ) -> np.ndarray:
-    """Global confusion matrix over all valid pixels, streaming cached features chunk by chunk."""
+    """Global confusion matrix over all valid pixels of ``patches`` (default: all), chunk by chunk."""
+    index = np.arange(len(feats)) if patches is None else np.asarray(patches)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    for start in range(0, len(feats), chunk):
-        f = host_tensor(feats[start : start + chunk]).to(device)
-        t = host_tensor(labels[start : start + chunk]).to(device)
-        confusion_update(cm, probe.predict(f), t)
+    for start in range(0, len(index), chunk):
+        rows = index[start : start + chunk]
+        f = host_tensor(feats[rows]).to(device)
+        confusion_update(cm, probe.predict(f), host_tensor(labels[rows]).to(device))
     return cm.cpu().numpy()
 
 
@@ -107,8 +109,10 @@ def run_linear(
     cfg: LinearConfig,
     device: torch.device,
     progress: bool = True,
+    split: str = "test",
 ) -> np.ndarray:
-    """Train on the budget's pixels of the cached labelled-pool features; the test confusion matrix."""
+    """Train on the budget's pixels of the cached labelled-pool features; the confusion matrix on
+    ``split``: ``test`` (results) or ``val`` (the budget's validation patches, for tuning)."""
     k = ds.classes.num_classes
     train = cached_features(
         backbone,
@@ -117,13 +121,11 @@ def run_linear(
         device=device,
         progress=progress,
     )
-    test = cached_features(
-        backbone,
-        ds.test.images,
-        split_fingerprint=ds.test.fingerprint,
-        device=device,
-        progress=progress,
-    )
     x = host_tensor(train[budget.patch, budget.row, budget.col]).to(device)
     probe = fit_linear(x, torch.from_numpy(budget.label).to(device), k, cfg)
+    if split == "val":
+        return stream_confusion(probe, train, ds.labelled.labels, k, device, patches=budget.val_patches)
+    test = cached_features(
+        backbone, ds.test.images, split_fingerprint=ds.test.fingerprint, device=device, progress=progress
+    )
     return stream_confusion(probe, test, ds.test.labels, k, device)

@@ -73,6 +73,9 @@ class CellSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "method_overrides", _frozen(self.method_overrides))
         object.__setattr__(self, "protocol_overrides", _frozen(self.protocol_overrides))
+        for name in ("pretrain_data", "weights"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else Path(value))
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         if self.budget_unit not in UNITS:

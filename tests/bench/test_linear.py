@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from bench.backbones import build_backbone
+from bench.budget import draw_budget
 from bench.errors import NonFiniteLossError
-from bench.linear import LinearConfig, fit_linear
+from bench.linear import LinearConfig, fit_linear, run_linear
+from datasets import Dataset
 
 
 def blobs(n: int = 2000, dim: int = 16, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,3 +46,18 @@ def test_standardisation_is_part_of_the_probe() -> None:
     x, y = blobs(500)
     probe = fit_linear(x, y, 5, LinearConfig())
     np.testing.assert_array_equal(probe.predict(x).numpy(), probe.predict(x.half()).numpy())
+
+
+def test_run_linear_scores_every_valid_pixel(tiny_dataset: Dataset) -> None:
+    ds = tiny_dataset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        budget = draw_budget(
+            ds.labelled.labels, fingerprint=ds.fingerprint, class_names=ds.classes.names, samples=10
+        )
+    backbone = build_backbone("tiny", len(ds.band_names))
+    cpu = torch.device("cpu")
+    test = run_linear(backbone, ds, budget, LinearConfig(max_iter=20), cpu, progress=False)
+    val = run_linear(backbone, ds, budget, LinearConfig(max_iter=20), cpu, progress=False, split="val")
+    assert test.sum() == (np.asarray(ds.test.labels) != 255).sum()
+    assert val.sum() == (np.asarray(ds.labelled.labels)[budget.val_patches] != 255).sum()
