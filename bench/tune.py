@@ -31,9 +31,8 @@ from bench import runner, tracking
 from bench.atomic import atomic_write_text
 from bench.budget import draw_budget
 from bench.errors import BenchError, NonFiniteLossError
-from bench.features import cached_features
-from bench.finetune import FinetuneConfig, finetune, predict_confusion
-from bench.linear import LinearConfig, fit_linear, stream_confusion
+from bench.finetune import run_finetune
+from bench.linear import LinearConfig, run_linear
 from bench.metrics import Scores
 from bench.paths import bench_home
 from bench.provenance import code_version
@@ -60,7 +59,7 @@ def suggest(trial: optuna.Trial, prefix: str, config_cls: type) -> dict[str, Any
 
 
 def validation_aa(spec: CellSpec, seeds: range, ds: Any, device: torch.device) -> float:
-    """Mean validation AA over budget seeds: train on the budget, score the validation patches."""
+    """Mean validation AA over budget seeds: train on each budget, score its validation patches."""
     backbone, _ = runner.pretrain(spec, ds, device, progress=False)
     cfg = spec.protocol_config()
     scores = []
@@ -73,23 +72,10 @@ def validation_aa(spec: CellSpec, seeds: range, ds: Any, device: torch.device) -
             unit=spec.budget_unit,
             seed=seed,
         )
-        val = np.sort(budget.val_patches)
-        labels, k = ds.labelled.labels[val], ds.classes.num_classes
         if isinstance(cfg, LinearConfig):
-            feats = cached_features(
-                backbone,
-                ds.labelled.images,
-                split_fingerprint=ds.labelled.fingerprint,
-                device=device,
-                progress=False,
-            )
-            x = torch.from_numpy(np.asarray(feats[budget.patch, budget.row, budget.col])).to(device)
-            probe = fit_linear(x, torch.from_numpy(budget.label).to(device), k, cfg)
-            confusion = stream_confusion(probe, feats[val], labels, k, device)
+            confusion = run_linear(backbone, ds, budget, cfg, device, progress=False, split="val")
         else:
-            assert isinstance(cfg, FinetuneConfig)
-            model = finetune(backbone, ds, budget, cfg, seed, device, progress=False)
-            confusion = predict_confusion(model, ds.labelled.images[val], labels, k, device)
+            confusion = run_finetune(backbone, ds, budget, cfg, seed, device, progress=False, split="val")
         scores.append(Scores.from_confusion(confusion).aa)
     return float(np.mean(scores))
 
