@@ -38,7 +38,7 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[None]:
 def to_device(model: M, device: torch.device) -> M:
     """Move ``model`` to ``device``; channels_last on CUDA, where cuDNN convolutions prefer it."""
     if device.type == "cuda":
-        return model.to(device=device, memory_format=torch.channels_last)
+        return model.to(device).to(memory_format=torch.channels_last)
     return model.to(device)
 
 

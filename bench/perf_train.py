@@ -20,7 +20,7 @@ import torch
 
 from bench.backbones import build_backbone
 from bench.budget import draw_budget
-from bench.device import resolve_device, to_device
+from bench.device import host_tensor, resolve_device, to_device
 from bench.features import cached_features, extract
 from bench.finetune import FinetuneConfig, Segmenter, TrainingPatches, train_step
 from bench.linear import LinearConfig, fit_linear
@@ -48,13 +48,15 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     from datasets import load_dataset
 
     ds = load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), progress=False)
+    labels = ds.labelled.labels
+    assert labels is not None  # the labelled pool always has labels
     device = resolve_device(getattr(args, "device", "auto"))
     torch.manual_seed(0)
     backbone = build_backbone(getattr(args, "backbone", "tiny"), len(ds.band_names))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a short class is fine for timing
         budget = draw_budget(
-            ds.labelled.labels, fingerprint=ds.fingerprint, class_names=ds.classes.names, samples=_SAMPLES
+            labels, fingerprint=ds.fingerprint, class_names=ds.classes.names, samples=_SAMPLES
         )
     cfg = FinetuneConfig()
     model = to_device(Segmenter(backbone, ds.classes.num_classes), device).train()
@@ -72,11 +74,11 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     feats = cached_features(
         backbone, ds.labelled.images, split_fingerprint=ds.labelled.fingerprint, device=device, progress=False
     )
-    labels = torch.from_numpy(budget.label).to(device)
+    targets = torch.from_numpy(budget.label).to(device)
 
     def cached_fit() -> int:
-        x = torch.from_numpy(np.array(feats[budget.patch, budget.row, budget.col])).to(device)
-        return fit_linear(x, labels, ds.classes.num_classes, LinearConfig()).evals
+        x = host_tensor(feats[budget.patch, budget.row, budget.col]).to(device)
+        return fit_linear(x, targets, ds.classes.num_classes, LinearConfig()).evals
 
     cached_s = _timed(cached_fit, device)
     epochs = cached_fit()

@@ -63,8 +63,8 @@ class CellSpec:
     budget_unit: str = "pixels"
     protocol: str = "linear"
     backbone: str = "tiny"
-    method_overrides: Overrides = ()
-    protocol_overrides: Overrides = ()
+    method_overrides: Overrides | Mapping[str, Any] = ()
+    protocol_overrides: Overrides | Mapping[str, Any] = ()
     pretrain_seed: int = 0
     transductive: bool = False
     pretrain_data: Path | None = None

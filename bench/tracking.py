@@ -49,7 +49,10 @@ def _experiment_id(uri: str, name: str) -> str:
     try:
         return client.create_experiment(name)
     except mlflow.exceptions.MlflowException:  # another worker created it first
-        return client.get_experiment_by_name(name).experiment_id
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:
