@@ -109,8 +109,8 @@ def fit(
     Finiteness is checked at every logging point, without a device sync per step, and the error
     names the first non-finite step.
     """
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise BenchError(f"{label}: steps and batch_size must be positive, got {cfg.steps}, {cfg.batch_size}")
+    if min(cfg.steps, cfg.batch_size, cfg.log_every) < 1:
+        raise BenchError(f"{label}: steps, batch_size and log_every must be positive, got {cfg}")
     for module in modules:
         to_device(module, ctx.device).train()
     gen = make_generator(ctx, salt)
