@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from bench.claims import ClaimStore
 from bench.paths import bench_home
 from bench.runner import result_key
 from bench.sweep import grid, run_sweep
-from bench.tracking import completed_runs
+from bench.tracking import completed_runs, setup_tracking
 from datasets import Dataset
 
 CPU = torch.device("cpu")
@@ -34,7 +35,8 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _keys_in_store() -> Counter[str]:
-    return Counter(completed_runs()["tags.bench.result_key"])
+    runs = completed_runs()
+    return Counter(runs["tags.bench.result_key"]) if not runs.empty else Counter()
 
 
 def test_sweep_resumes_skips_and_reports_failures(store: Path, tiny_dataset: Dataset) -> None:
@@ -104,3 +106,46 @@ def test_two_worker_processes_share_the_grid(store: Path, tiny_data_root: Path) 
     assert len(keys) == 4 and set(keys.values()) == {1}, keys  # every unit exactly once
     done = [int(out.split("sweep: ")[1].split(" done")[0]) for out in outputs]
     assert sum(done) == 4, outputs
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_duplicates(
+    store: Path, tiny_data_root: Path, tiny_dataset: Dataset
+) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "sweep",
+        "--data",
+        str(tiny_data_root),
+        "--methods",
+        "random",
+        "--samples",
+        "5,10",
+        "--seeds",
+        "2",
+        "--protocol",
+        "linear",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    setup_tracking()  # create the store before two processes touch it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(_keys_in_store()) >= 1:
+            break
+        time.sleep(0.5)
+    proc.kill()  # SIGKILL: no cleanup, its claim (if any) stays behind
+    proc.wait()
+    before = _keys_in_store()
+    assert 1 <= len(before) < 4
+
+    units = grid(["random"], [5, 10], [0, 1], ["linear"])
+    report = run_sweep(units, tiny_dataset, CPU, ClaimStore(bench_home() / "claims"), progress=False)
+    assert len(report.skipped) == len(before) and len(report.done) == 4 - len(before)
+    keys = _keys_in_store()
+    assert len(keys) == 4 and set(keys.values()) == {1}
