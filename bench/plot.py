@@ -30,7 +30,9 @@ def single_setting(stats: pd.DataFrame) -> dict[str, str]:
     settings = stats[list(_SETTING)].drop_duplicates()
     if len(settings) != 1:
         found = "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) for _, row in settings.iterrows())
-        raise BenchError(f"results of several settings ({found}); choose one with --backbone/--budget-unit")
+        raise BenchError(
+            f"results of several settings ({found}); choose one with --dataset/--backbone/--budget-unit"
+        )
     return {k: str(v) for k, v in settings.iloc[0].items()}
 
 

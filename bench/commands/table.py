@@ -22,6 +22,9 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget-unit", choices=("pixels", "images"), help="only this budget unit (default: all)"
     )
+    parser.add_argument(
+        "--dataset", help="only runs whose dataset fingerprint starts with this (see table titles)"
+    )
     parser.add_argument("--experiment", help="MLflow experiment (default: $BENCH_EXPERIMENT or 'bench')")
 
 
@@ -34,6 +37,8 @@ def selected_long_form(args: argparse.Namespace, budget: int | None = None) -> p
         budget_unit=args.budget_unit,
         budget=budget,
     )
+    if args.dataset:
+        runs = runs[runs["dataset"].astype(str).str.startswith(args.dataset)]
     if runs.empty:
         raise BenchError("no finished runs match; run `python -m bench run` or `python -m bench sweep` first")
     return long_form(runs)
