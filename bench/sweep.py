@@ -113,8 +113,8 @@ def _pretrain_identity(spec: CellSpec) -> CellSpec:
 class _Weights:
     """The pretrained backbone of the current method (units come method-major: one at a time)."""
 
-    def __init__(self, ds: Any, device: torch.device) -> None:
-        self.ds, self.device = ds, device
+    def __init__(self, ds: Any, device: torch.device, progress: bool) -> None:
+        self.ds, self.device, self.progress = ds, device, progress
         self.key: CellSpec | None = None
         self.backbone: SegBackbone | None = None
         self.failed: dict[CellSpec, str] = {}
@@ -125,7 +125,7 @@ class _Weights:
             raise BenchError(self.failed[key])
         if key != self.key:
             try:
-                self.backbone, _ = runner.pretrain(spec, self.ds, self.device, progress=False)
+                self.backbone, _ = runner.pretrain(spec, self.ds, self.device, progress=self.progress)
             except BenchError as err:
                 self.failed[key] = str(err)
                 raise
@@ -147,7 +147,7 @@ def run_sweep(
     """Do every unit not yet complete and not held by another worker; wait for those that are."""
     start = time.perf_counter()
     report = SweepReport()
-    weights = _Weights(ds, device)
+    weights = _Weights(ds, device, progress)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     pending = list(units)
     with FileLock(str(claims.root / ".tracking-setup.lock")):
