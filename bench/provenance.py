@@ -41,6 +41,24 @@ def code_version() -> str:
         return __version__
 
 
+_SOURCE_PACKAGES = ("bench", "methods", "datasets")
+
+
+@functools.cache
+def source_digest() -> str:
+    """Hash of the harness's Python sources: the code version that keys results.
+
+    Unlike the git commit, it does not change when only docs, tests or results are committed, so
+    completed cells stay complete; any edit to code that could change a number starts them afresh.
+    """
+    digest = hashlib.sha256()
+    for package in _SOURCE_PACKAGES:
+        for path in sorted((_REPO / package).rglob("*.py")):
+            digest.update(str(path.relative_to(_REPO)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _canonical(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _canonical(dataclasses.asdict(obj))

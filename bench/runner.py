@@ -33,7 +33,7 @@ from bench.finetune import FinetuneConfig, run_finetune
 from bench.linear import LinearConfig, run_linear
 from bench.metrics import Scores
 from bench.pretraining import PretrainRecord, pretrained_backbone
-from bench.provenance import code_version, stable_hash
+from bench.provenance import code_version, source_digest, stable_hash
 from methods import get_method
 
 PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "finetune": FinetuneConfig}
@@ -110,7 +110,7 @@ def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
         "protocol": spec.protocol,
         "protocol_config": dataclasses.asdict(spec.protocol_config()),
         "budget": {"samples": spec.samples, "unit": spec.budget_unit, "val_fraction": VAL_FRACTION},
-        "code_version": code_version(),
+        "code_version": source_digest(),
     }
 
 
@@ -169,7 +169,8 @@ def _records(spec: CellSpec, ds: Any) -> tuple[dict[str, str], dict[str, str]]:
     config = {k: v for k, v in ident.items() if k not in ("dataset", "code_version")}
     params = {
         "config_hash": stable_hash(config),
-        "code_version": ident["code_version"],
+        "code_version": code_version(),
+        "code_digest": ident["code_version"],
         **tracking.flatten(config),
     }
     return tags, params

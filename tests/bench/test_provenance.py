@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.atomic import atomic_path, atomic_write_text
-from bench.provenance import canonical_json, code_version, stable_hash
+from bench.provenance import canonical_json, code_version, source_digest, stable_hash
 
 
 def test_stable_hash_ignores_key_order_and_int_valued_floats() -> None:
@@ -31,3 +31,8 @@ def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path: Path) -> None
     assert list(target.parent.iterdir()) == []
     atomic_write_text(target, "whole")
     assert target.read_text() == "whole"
+
+
+def test_source_digest_is_stable_and_short() -> None:
+    assert source_digest() == source_digest()
+    assert len(source_digest()) == 12
