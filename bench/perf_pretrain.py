@@ -2,9 +2,9 @@
 
 Harness: ``method.pretrain`` with its default config cut to a few steps, end to end (batch
 sampling from the pool, augmentation or degradation on the device, heads, loss, AdamW, metric
-checks). Bare: forward+backward of the part the method trains (the backbone; the stem alone for
-UniFeat) on a batch of the same shape already on the device. images/s counts pool images per
-step (``batch_size``); ``sscl`` is ``unifeat`` followed by ``core``.
+checks). Bare: forward+backward of the part the method trains (the backbone; the stem and its
+per-pixel heads for UniFeat) on a batch of the same shape already on the device. images/s
+counts pool images per step (``batch_size``); ``sscl`` is ``unifeat`` followed by ``core``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from bench.backbones import SegBackbone, build_backbone
 from bench.device import autocast, resolve_device, to_device
 from bench.perf import PerfRow, register_stage
 from methods import PretrainContext, get_method
+from methods.unifeat import UniFeatConfig, UniFeatHeads
 
 _WARMUP, _STEPS = 2, 20
 
@@ -40,9 +42,12 @@ def _bare(
 ) -> Callable[[], None]:
     """``_STEPS`` forward+backward passes of what ``method`` trains, on inputs already on the device."""
     bands = backbone.spec.in_chans
-    if method == "unifeat":  # two single-band crops per image through the stem
+    if method == "unifeat":  # two single-band crops per image through the stem and the pixel heads
         x = torch.rand(2 * batch, 1, crop, crop, device=device)
-        module: Callable[[torch.Tensor], torch.Tensor] = backbone.stem
+        heads = UniFeatHeads(backbone.spec.stem_width, UniFeatConfig().proj_dim).to(device)
+        module: Callable[[torch.Tensor], torch.Tensor] = nn.Sequential(
+            backbone.stem, heads.projector, heads.predictor
+        )
     else:  # simsiam: two views per image; core: one degraded input per image
         x = torch.rand((2 if method == "simsiam" else 1) * batch, bands, crop, crop, device=device)
         module = backbone

@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 
 #: Modules that register perf stages on import; a new stage adds its module here.
-STAGE_MODULES: tuple[str, ...] = ("datasets.throughput",)
+STAGE_MODULES: tuple[str, ...] = ("datasets.throughput", "bench.perf_pretrain", "bench.perf_train")
 
 
 def _load_stages() -> None:
