@@ -70,6 +70,7 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
                 ax.fill_between(
                     x, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[method], alpha=0.2
                 )
+            ax.set_xticks(sorted(stats["budget"].unique()))
             ax.set_title(f"{protocol}: {metric}")
             ax.set_ylabel(f"{metric} (%)")
             ax.grid(alpha=0.3)

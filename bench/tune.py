@@ -26,6 +26,8 @@ import mlflow
 import numpy as np
 import optuna
 import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from bench import runner, tracking
 from bench.atomic import atomic_write_text
@@ -86,7 +88,7 @@ def storage_for(url: str | None, study: str) -> optuna.storages.BaseStorage | st
         return url
     path = Path(url) if url else bench_home() / "optuna" / f"{study}.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 @dataclass(frozen=True)
