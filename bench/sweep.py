@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from filelock import FileLock
 from tqdm.auto import tqdm
 
 from bench import runner, tracking
@@ -150,8 +149,7 @@ def run_sweep(
     weights = _Weights(ds, device, progress)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     pending = list(units)
-    with FileLock(str(claims.root / ".tracking-setup.lock")):
-        tracking.setup_tracking()  # workers racing to create a fresh sqlite store break its migrations
+    tracking.setup_tracking()
     with tqdm(total=len(units), desc=f"sweep [{worker}]", unit="unit", disable=not progress) as bar:
         while pending:
             held_elsewhere = []

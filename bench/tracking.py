@@ -12,6 +12,7 @@ metric, param and artifact has been logged; a crashed run never has it and is re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -40,19 +42,31 @@ def experiment_name() -> str:
     return os.environ.get("BENCH_EXPERIMENT") or "bench"
 
 
+def _store_lock(uri: str) -> contextlib.AbstractContextManager[object]:
+    """A file lock beside a local sqlite store; servers and other databases serialise themselves.
+
+    Local workers that race to create a fresh sqlite store break MLflow's schema migrations, and
+    two that search-then-create the same parent run would make two; the lock orders both.
+    """
+    if uri.startswith("sqlite:///"):
+        return FileLock(uri.removeprefix("sqlite:///") + ".lock")
+    return contextlib.nullcontext()
+
+
 @functools.cache
 def _experiment_id(uri: str, name: str) -> str:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name)
-    except mlflow.exceptions.MlflowException:  # another worker created it first
+    with _store_lock(uri):
+        client = MlflowClient(uri)
         exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name)
+        except mlflow.exceptions.MlflowException:  # another machine created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
 
 def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:
@@ -107,20 +121,37 @@ def seed_metrics(run_id: str) -> dict[str, float]:
     return dict(client.get_run(run_id).data.metrics)
 
 
-def cell_run(cell_key: str, tags: Mapping[str, str], params: Mapping[str, str], run_name: str) -> str:
-    """The parent run of a cell: the existing one for ``cell_key`` or a new one."""
+def parent_run(
+    kind: str,
+    key_tag: str,
+    key: str,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+) -> str:
+    """The one parent run tagged ``bench.kind=kind`` and ``key_tag=key``: found, or created once."""
     client, exp_id = setup_tracking()
-    found = client.search_runs(
-        [exp_id], f"tags.`bench.kind` = 'cell' and tags.`bench.cell_key` = '{cell_key}'", max_results=1
-    )
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(
-        exp_id, run_name=run_name, tags={"bench.kind": "cell", "bench.cell_key": cell_key, **tags}
-    )
-    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-    client.set_terminated(run.info.run_id)
+    with _store_lock(tracking_uri()):
+        found = client.search_runs(
+            [exp_id], f"tags.`bench.kind` = '{kind}' and tags.`{key_tag}` = '{key}'", max_results=1
+        )
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(
+            exp_id, run_name=run_name, tags={"bench.kind": kind, key_tag: key, **(tags or {})}
+        )
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     return run.info.run_id
+
+
+def cell_run(cell_key: str, tags: Mapping[str, str], params: Mapping[str, str], run_name: str) -> str:
+    """The parent run of a cell: the existing one for ``cell_key`` or a new (terminated) one."""
+    run_id = parent_run("cell", "bench.cell_key", cell_key, run_name, tags, params)
+    client, _ = setup_tracking()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id)
+    return run_id
 
 
 def record_seed(

@@ -119,18 +119,6 @@ def load_config(path: Path) -> TunedConfig:
         raise BenchError(f"--config {path}: not a settings file ({err})") from err
 
 
-def _parent_run(study: str, tags: dict[str, str]) -> str:
-    """The MLflow parent of a study (shared by every worker tuning it)."""
-    client, exp_id = tracking.setup_tracking()
-    found = client.search_runs([exp_id], f"tags.`bench.kind` = 'tune' and tags.`bench.study` = '{study}'")
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(
-        exp_id, run_name=f"tune {study}", tags={"bench.kind": "tune", "bench.study": study, **tags}
-    )
-    return run.info.run_id
-
-
 def tune(
     spec: CellSpec,
     ds: Any,
@@ -166,7 +154,7 @@ def tune(
         study_name=study, storage=storage_for(storage, study), direction="maximize", load_if_exists=True
     )
     tags = {"bench.method": spec.method, "bench.protocol": spec.protocol}
-    with mlflow.start_run(run_id=_parent_run(study, tags)):
+    with mlflow.start_run(run_id=tracking.parent_run("tune", "bench.study", study, f"tune {study}", tags)):
         opt_study.optimize(objective, n_trials=trials, catch=(NonFiniteLossError,))
     done = [t for t in opt_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:

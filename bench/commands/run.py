@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+from bench.errors import BenchError
 from bench.runner import PROTOCOLS, CellResult, CellSpec, parse_overrides, run_cell
 
 
@@ -34,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="method setting (key or method.key) or protocol setting (linear.key, finetune.key); repeatable",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="tuned settings (JSON from `bench tune`) for this method; an explicit --set still wins",
     )
     p.add_argument("--pretrain-seed", type=int, default=0, help="seed of the pretraining (default 0)")
     p.add_argument("--force-pretrain", action="store_true", help="pretrain again and re-evaluate every seed")
@@ -89,7 +96,17 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     device = resolve_device(args.device)
-    method_overrides, protocol_overrides = parse_overrides(args.overrides)
+    overrides = args.overrides
+    if args.config is not None:
+        from bench.tune import load_config
+
+        tuned = load_config(args.config)
+        if not tuned.applies_to(args.method):
+            raise BenchError(
+                f"--config {args.config}: settings are for method {tuned.method!r}, not {args.method!r}"
+            )
+        overrides = tuned.set_pairs() + overrides
+    method_overrides, protocol_overrides = parse_overrides(overrides)
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     specs = [
         CellSpec(
