@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.commands.common import add_data_args
+
 if TYPE_CHECKING:
     from datasets import CachedSplit, Dataset
 
@@ -87,13 +89,6 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data", type=Path, default=None, help="dataset folder (default: embedded synthetic set)"
-    )
-    parser.add_argument("--skip-bad", action="store_true", help="report bad files and leave them out")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="make the synthetic set, validate a dataset, build the cache")
     actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -110,9 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_synth)
 
     check = actions.add_parser("check", help="validate a dataset; print patch, class and non-finite counts")
-    _add_data_args(check)
+    add_data_args(check)
     check.set_defaults(func=_check)
 
     cache = actions.add_parser("cache", help="decode the dataset once into the memory-mapped cache")
-    _add_data_args(cache)
+    add_data_args(cache)
     cache.set_defaults(func=_cache)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
+
+from bench.commands.common import add_data_args, add_model_args
 
 #: Modules that register perf stages on import; a new stage adds its module here.
 STAGE_MODULES: tuple[str, ...] = ("datasets.throughput", "bench.perf_pretrain", "bench.perf_train")
@@ -34,8 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stage", action="append", default=None, help="stage to measure (repeatable; default: all)"
     )
-    parser.add_argument(
-        "--data", type=Path, default=None, help="dataset folder (default: embedded synthetic set)"
-    )
-    parser.add_argument("--skip-bad", action="store_true", help="report bad files and leave them out")
+    add_data_args(parser)
+    add_model_args(parser)
     parser.set_defaults(func=run_perf)

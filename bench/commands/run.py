@@ -11,6 +11,13 @@ import time
 import warnings
 from pathlib import Path
 
+from bench.commands.common import (
+    add_data_args,
+    add_model_args,
+    add_pretrain_data_arg,
+    add_set_arg,
+    add_weights_arg,
+)
 from bench.errors import BenchError
 from bench.runner import PROTOCOLS, CellResult, CellSpec, parse_overrides, run_cell
 
@@ -24,17 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 (default 5)")
     p.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="linear", help="default: linear")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
-    p.add_argument("--data", type=Path, help="DFC2020 folder (default: the embedded synthetic set)")
-    p.add_argument("--skip-bad", action="store_true", help="report and leave out broken files")
-    p.add_argument("--backbone", default="tiny", help="shared backbone (default: tiny)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="method setting (key or method.key) or protocol setting (linear.key, finetune.key); repeatable",
+    add_data_args(p)
+    add_model_args(p)
+    add_set_arg(
+        p, "method setting (key or method.key) or protocol setting (linear.key, finetune.key); repeatable"
     )
     p.add_argument(
         "--config",
@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pretrain-seed", type=int, default=0, help="seed of the pretraining (default 0)")
     p.add_argument("--force-pretrain", action="store_true", help="pretrain again and re-evaluate every seed")
-    p.add_argument("--weights", type=Path, help="local checkpoint for methods that load one (imagenet)")
-    p.add_argument("--pretrain-data", type=Path, help="SEN12MS folder as the unlabelled pretraining pool")
+    add_weights_arg(p)
+    add_pretrain_data_arg(p)
     p.add_argument(
         "--transductive", action="store_true", help="also pretrain on the test inputs (explicit opt-in)"
     )

@@ -10,6 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.common import (
+    add_data_args,
+    add_model_args,
+    add_pretrain_data_arg,
+    add_set_arg,
+    add_weights_arg,
+)
 from bench.runner import PROTOCOLS, parse_overrides
 
 
@@ -31,19 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 per cell (default 5)")
     p.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="both", help="default: both")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
-    p.add_argument("--data", type=Path, help="DFC2020 folder (default: the embedded synthetic set)")
-    p.add_argument("--skip-bad", action="store_true", help="report and leave out broken files")
-    p.add_argument("--backbone", default="tiny", help="shared backbone (default: tiny)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
-    p.add_argument("--weights", type=Path, help="local checkpoint for methods that load one (imagenet)")
-    p.add_argument("--pretrain-data", type=Path, help="SEN12MS folder as the unlabelled pretraining pool")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="setting for every method/protocol, as for `run` (linear.key, finetune.key, key); repeatable",
+    add_data_args(p)
+    add_model_args(p)
+    add_weights_arg(p)
+    add_pretrain_data_arg(p)
+    add_set_arg(
+        p, "setting for every method/protocol, as for `run` (linear.key, finetune.key, key); repeatable"
     )
     p.add_argument(
         "--config",

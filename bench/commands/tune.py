@@ -10,6 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.common import (
+    add_data_args,
+    add_model_args,
+    add_set_arg,
+    add_weights_arg,
+)
 from bench.runner import PROTOCOLS, parse_overrides
 
 
@@ -32,18 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: bench_home()/optuna/<study>.journal)",
     )
     p.add_argument("--study", help="study name; workers with the same name and storage share it")
-    p.add_argument("--data", type=Path, help="DFC2020 folder (default: the embedded synthetic set)")
-    p.add_argument("--backbone", default="tiny", help="shared backbone (default: tiny)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
-    p.add_argument("--weights", type=Path, help="local checkpoint for methods that load one (imagenet)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fixed settings, as for `run` (searched ones override them)",
-    )
+    add_data_args(p, skip_bad=False)
+    add_model_args(p)
+    add_weights_arg(p)
+    add_set_arg(p, "fixed settings, as for `run` (searched ones override them)")
     p.add_argument("--config", type=Path, help="start from a settings file (JSON from an earlier tune)")
     p.set_defaults(func=run)
 

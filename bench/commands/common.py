@@ -1,0 +1,38 @@
+"""Options several commands share, defined once so they read and default the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_data_args(parser: argparse.ArgumentParser, skip_bad: bool = True) -> None:
+    """``--data`` (default: the embedded synthetic set) and ``--skip-bad``."""
+    parser.add_argument("--data", type=Path, help="DFC2020 folder (default: the embedded synthetic set)")
+    if skip_bad:
+        parser.add_argument("--skip-bad", action="store_true", help="report bad files and leave them out")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--backbone`` and ``--device``."""
+    parser.add_argument("--backbone", default="tiny", help="shared backbone (default: tiny)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
+
+
+def add_weights_arg(parser: argparse.ArgumentParser) -> None:
+    """``--weights``: a local checkpoint for methods that load one."""
+    parser.add_argument("--weights", type=Path, help="local checkpoint for methods that load one (imagenet)")
+
+
+def add_pretrain_data_arg(parser: argparse.ArgumentParser) -> None:
+    """``--pretrain-data``: an unlabelled SEN12MS pool instead of the labelled pool's inputs."""
+    parser.add_argument(
+        "--pretrain-data", type=Path, help="SEN12MS folder as the unlabelled pretraining pool"
+    )
+
+
+def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """Repeatable ``--set KEY=VALUE`` settings, collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
