@@ -61,6 +61,13 @@ class BandSharedStem(nn.Module):
         self.width = width
         self.layers = nn.Sequential(_conv_bn_relu(1, width), _conv_bn_relu(width, width))
 
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        """The convolution that sees raw band values (ImageNet initialises it from RGB filters)."""
+        first_block = self.layers[0]
+        assert isinstance(first_block, nn.Sequential) and isinstance(first_block[0], nn.Conv2d)
+        return first_block[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) -> (N, width, H, W)."""
         return self.layers(x)
@@ -144,7 +151,7 @@ class TimmDenseTrunk(nn.Module):
             "in_chans": cin,
         }
         self.encoder = self.create_encoder(pretrained=False)
-        channels = self.encoder.feature_info.channels()
+        channels = self.encoder.feature_info.channels()  # type: ignore[union-attr,operator]
         self.lateral = nn.ModuleList(nn.Conv2d(ch, out_dim, 1) for ch in channels)
         self.head = _conv_bn_relu(out_dim, out_dim)
 

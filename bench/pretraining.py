@@ -49,7 +49,8 @@ def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) 
         from datasets import load_pretrain_pool
 
         pool = load_pretrain_pool(pretrain_data)
-        images, fingerprint = pool.images, f"sen12ms:{pool.fingerprint}"
+        images: np.ndarray = pool.images
+        fingerprint = f"sen12ms:{pool.fingerprint}"
     else:
         images, fingerprint = ds.labelled.images, f"labelled:{ds.labelled.fingerprint}"
     if transductive:
@@ -103,7 +104,7 @@ def pretrained_backbone(
         # a local checkpoint changes the result: it belongs in the key
         key = stable_hash({"key": key, "weights": str(Path(weights).resolve())})
     path = bench_home() / "weights" / f"{method}-{backbone}-{key}.pt"
-    record = {
+    record: dict[str, Any] = {
         "key": key,
         "method": method,
         "config": runner.config_dict(),

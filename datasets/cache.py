@@ -169,6 +169,7 @@ def _build(
             f"{sources.name} split: empty dataset, no usable patches"
             + (f" ({len(bad)} bad files)" if bad else "")
         )
+    assert shape is not None  # set by the first decoded patch, and ids is not empty
     class_pixels = {name: int(counts[i]) for i, name in enumerate(classes.names)} if labelled else {}
     if labelled:
         class_pixels["ignored"] = int(counts.sum() - sum(class_pixels.values()))

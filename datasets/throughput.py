@@ -41,6 +41,7 @@ def data_stage(args: argparse.Namespace) -> list[PerfRow]:
     patches = [p for p in sources.patches if p.patch_id in keep]
     n = len(split)
 
+    assert split.labels is not None  # the labelled pool always has labels
     cache_s = float("inf")
     for _ in range(_CACHE_EPOCHS):
         start = time.perf_counter()

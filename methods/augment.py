@@ -103,9 +103,19 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     kernel = (kernel / kernel.sum(dim=1, keepdim=True)).view(b, 1, 1, 1, -1)
     taps = range(2 * radius + 1)
     padded = F.pad(x, (radius, radius, 0, 0), mode="replicate")
-    x = sum(padded[..., i : i + w] * kernel[..., i] for i in taps)
+    x = _weighted_shifts(padded, kernel, taps, w, dim=-1)
     padded = F.pad(x, (0, 0, radius, radius), mode="replicate")
-    return sum(padded[..., i : i + h, :] * kernel[..., i] for i in taps)
+    return _weighted_shifts(padded, kernel, taps, h, dim=-2)
+
+
+def _weighted_shifts(
+    padded: torch.Tensor, kernel: torch.Tensor, taps: range, size: int, dim: int
+) -> torch.Tensor:
+    """Sum over taps i of ``padded`` shifted by i along ``dim`` (``size`` long), times weight i."""
+    out = torch.zeros_like(padded.narrow(dim, 0, size))
+    for i in taps:
+        out += padded.narrow(dim, i, size) * kernel[..., i]
+    return out
 
 
 def random_blur(

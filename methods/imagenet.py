@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from bench.backbones import SegBackbone, TimmDenseTrunk
 from bench.errors import BenchError
@@ -52,8 +52,11 @@ def _how_to_provide(timm_name: str) -> str:
     )
 
 
-def load_rgb_encoder(trunk: TimmDenseTrunk, weights: str | None) -> nn.Module:
-    """The trunk's encoder with 3 input channels and ImageNet weights, or a BenchError saying why not."""
+def load_rgb_encoder(trunk: TimmDenseTrunk, weights: str | None) -> Any:
+    """The trunk's encoder with 3 input channels and ImageNet weights, or a BenchError saying why not.
+
+    Typed ``Any``: timm's feature extractors carry ``pretrained_cfg`` beside the ``nn.Module`` API.
+    """
     import timm.models
 
     name = trunk.timm_name
@@ -119,6 +122,6 @@ class ImageNet(PretrainMethod):
         state[first_conv] = adapt_input_conv(trunk.encoder.state_dict()[first_conv].shape[1], rgb.clone())
         trunk.encoder.load_state_dict(state)
         if self.config.stem_from_rgb:
-            conv = backbone.stem.layers[0][0]
+            conv = backbone.stem.first_conv
             with torch.no_grad():
                 conv.weight.copy_(stem_filters_from_rgb(rgb, conv.out_channels, conv.kernel_size[0]))

@@ -138,7 +138,7 @@ def fit(
                     f"{label}: non-finite loss ({float(history[first])}) at step {first}; "
                     "lower the learning rate or check the input data for NaN/inf"
                 )
-            metrics = {"loss": float(window.mean()), "lr": scheduler.get_last_lr()[0]}
+            metrics = {"loss": float(window.mean()), "lr": float(scheduler.get_last_lr()[0])}
             metrics.update({k: float(v.detach().float()) for k, v in monitors.items()})
             ctx.log_metrics({f"{label}/{k}": v for k, v in metrics.items()}, step)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")

@@ -44,7 +44,7 @@ def tracking(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _stem_weight(model: SegBackbone) -> torch.Tensor:
-    return model.stem.layers[0][0].weight.detach().clone()
+    return model.stem.first_conv.weight.detach().clone()
 
 
 @pytest.mark.usefixtures("tracking")

@@ -35,7 +35,7 @@ def test_imagenet_loads_the_given_checkpoint(tmp_path: Path) -> None:
     torch.testing.assert_close(model.trunk.encoder.bn1.running_var, source.bn1.running_var)
     rgb = source.conv1.weight.detach()
     expected = stem_filters_from_rgb(rgb, model.spec.stem_width, 3)
-    torch.testing.assert_close(model.stem.layers[0][0].weight, expected)
+    torch.testing.assert_close(model.stem.first_conv.weight, expected)
     # timm's adaptation of the first conv to the trunk's 32 input channels: RGB repeated, scaled 3/32
     torch.testing.assert_close(model.trunk.encoder.conv1.weight[:, :3], rgb * 3 / 32)
 
