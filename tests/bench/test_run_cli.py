@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import mlflow
 import pytest
 
 from bench.cli import main
@@ -27,7 +29,6 @@ TAGS = (
 )
 
 
-@pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_run_end_to_end_and_resume(tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
@@ -73,6 +74,33 @@ def test_run_end_to_end_and_resume(tiny_data_root: Path, capsys: pytest.CaptureF
     assert len(completed_runs()) == 4
     table = [line for line in out.splitlines() if line.startswith(("Forest", "AA", "OA"))]
     assert table == [line for line in again.splitlines() if line.startswith(("Forest", "AA", "OA"))]
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_main_command_sscl_end_to_end(tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's first command (`run --method sscl`), with both SSCL stages cut to a few steps."""
+    short = [
+        f"{stage}.{k}={v}" for stage in ("unifeat", "core") for k, v in (("steps", 4), ("batch_size", 4))
+    ]
+    argv = ["run", "--method", "sscl", "--samples", "20", "--seeds", "2", "--data", str(tiny_data_root)]
+    argv += ["--no-progress", *(arg for pair in short for arg in ("--set", pair))]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "SSCL" in out and "AA " in out and "OA " in out
+    runs = completed_runs()
+    assert len(runs) == 2 and set(runs["tags.bench.method"]) == {"sscl"}
+    assert set(runs["params.method_config.unifeat.steps"]) == {"4"}
+    pretrain = mlflow.search_runs(filter_string="tags.`bench.kind` = 'pretrain'")
+    assert len(pretrain) == 1 and "metrics.pretrain.sscl/core/loss" in pretrain.columns
+
+
+def test_config_file_for_another_method_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "simsiam-linear.json"
+    config.write_text(json.dumps({"method": "simsiam", "overrides": {"linear": {"weight_decay": 0.001}}}))
+    assert main(["run", "--method", "random", "--samples", "5", "--config", str(config)]) == 2
+    assert "settings are for method 'simsiam', not 'random'" in capsys.readouterr().err
 
 
 def test_bad_override_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
