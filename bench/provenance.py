@@ -42,20 +42,37 @@ def code_version() -> str:
 
 
 _SOURCE_PACKAGES = ("bench", "methods", "datasets")
+#: Code that reports, schedules or times results but cannot change a number: left out of the digest,
+#: so improving a table or the CLI does not throw completed cells away.
+_REPORTING_ONLY = (
+    "bench/commands/",
+    "bench/aggregate.py",
+    "bench/table.py",
+    "bench/plot.py",
+    "bench/sweep.py",
+    "bench/claims.py",
+    "bench/perf.py",
+    "bench/perf_train.py",
+    "bench/perf_pretrain.py",
+    "datasets/throughput.py",
+)
 
 
 @functools.cache
 def source_digest() -> str:
-    """Hash of the harness's Python sources: the code version that keys results.
+    """Hash of the harness's result-affecting Python sources: the code version that keys results.
 
-    Unlike the git commit, it does not change when only docs, tests or results are committed, so
-    completed cells stay complete; any edit to code that could change a number starts them afresh.
+    Unlike the git commit, it does not change when only docs, tests, results or reporting code are
+    committed, so completed cells stay complete; any edit to code that could change a number (data,
+    backbones, methods, budgets, protocols, metrics, the runner) starts them afresh.
     """
     digest = hashlib.sha256()
     for package in _SOURCE_PACKAGES:
         for path in sorted((_REPO / package).rglob("*.py")):
-            digest.update(str(path.relative_to(_REPO)).encode())
-            digest.update(path.read_bytes())
+            name = path.relative_to(_REPO).as_posix()
+            if not name.startswith(_REPORTING_ONLY):
+                digest.update(name.encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from bench import provenance
 from bench.atomic import atomic_path, atomic_write_text
 from bench.provenance import canonical_json, code_version, source_digest, stable_hash
 
@@ -36,3 +39,17 @@ def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path: Path) -> None
 def test_source_digest_is_stable_and_short() -> None:
     assert source_digest() == source_digest()
     assert len(source_digest()) == 12
+
+
+def test_source_digest_covers_result_code_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("bench/runner.py", "bench/table.py", "bench/commands/run.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    monkeypatch.setattr(provenance, "_REPO", tmp_path)
+    digests = []
+    for name in ("bench/table.py", "bench/commands/run.py", "bench/runner.py"):
+        (tmp_path / name).write_text("x = 2\n")
+        provenance.source_digest.cache_clear()
+        digests.append(provenance.source_digest())
+    provenance.source_digest.cache_clear()
+    assert digests[0] == digests[1] != digests[2]
