@@ -35,12 +35,14 @@ IGNORE = 255
 class FinetuneConfig:
     """Finetune settings (hashed into result keys).
 
-    The defaults are sized for the tiny backbone on 2 CPU cores (about 0.2 s a step there); they
+    The defaults are sized for the tiny backbone on 2 CPU cores (about 0.06 s a step there); they
     are the same on every device so results stay comparable. Real runs raise them with
-    ``--set finetune.steps=... --set finetune.crop=...``.
+    ``--set finetune.steps=... --set finetune.crop=...``. 400 steps, not fewer: at 200 the
+    embedded default was under-converged (SimSiam at 200 pixels per class: AA 77.6 +- 9.0 with
+    per-class stds up to 44 points over 3 seeds, against 85.0 +- 2.1 at 400 steps).
     """
 
-    steps: int = 200
+    steps: int = 400
     batch_size: int = 8
     crop: int = 32
     lr: float = 1e-3

@@ -189,7 +189,8 @@ def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -
     return SeedResult(seed, key, run_id, scores, realised, m.get("wall_time_s", 0.0), skipped=True)
 
 
-def _budget(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
+def budget_for(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
+    """The labelled pixels (or images) of evaluation seed ``seed``: the same for every method."""
     return draw_budget(
         ds.labelled.labels,
         fingerprint=ds.fingerprint,
@@ -244,7 +245,7 @@ def run_seed(
     if parent_run_id is None:
         parent_run_id = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec))
     start = time.perf_counter()
-    budget = _budget(spec, seed, ds)
+    budget = budget_for(spec, seed, ds)
     cfg = spec.protocol_config()
     if isinstance(cfg, LinearConfig):
         confusion = run_linear(backbone, ds, budget, cfg, device, progress)

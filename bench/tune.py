@@ -31,7 +31,6 @@ from optuna.storages.journal import JournalFileBackend
 
 from bench import runner, tracking
 from bench.atomic import atomic_write_text
-from bench.budget import draw_budget
 from bench.errors import BenchError, NonFiniteLossError
 from bench.finetune import run_finetune
 from bench.linear import LinearConfig, run_linear
@@ -66,14 +65,7 @@ def validation_aa(spec: CellSpec, seeds: range, ds: Any, device: torch.device) -
     cfg = spec.protocol_config()
     scores = []
     for seed in seeds:
-        budget = draw_budget(
-            ds.labelled.labels,
-            fingerprint=ds.fingerprint,
-            class_names=ds.classes.names,
-            samples=spec.samples,
-            unit=spec.budget_unit,
-            seed=seed,
-        )
+        budget = runner.budget_for(spec, seed, ds)
         if isinstance(cfg, LinearConfig):
             confusion = run_linear(backbone, ds, budget, cfg, device, progress=False, split="val")
         else:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.atomic import atomic_dir
 from bench.errors import DataError
 from bench.paths import bench_home
 from bench.provenance import stable_hash
@@ -210,17 +208,8 @@ def cached_split(
     final = cache_root() / fingerprint
     hit = (final / MANIFEST).is_file()
     if not hit:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{fingerprint}.", suffix=".tmp", dir=final.parent))
-        try:
+        with atomic_dir(final, MANIFEST) as tmp:
             _build(tmp, sources, fingerprint, classes, normalisation, skip_bad, progress)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / MANIFEST).is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     manifest = json.loads((final / MANIFEST).read_text())
     split = _open(final, manifest)
     if hit:  # a fresh build has already reported its bad files

@@ -6,11 +6,9 @@ concurrent first run never leaves a half-written default behind.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from bench.atomic import atomic_dir
 from bench.paths import bench_home
 from datasets.synthetic import MARKER, SynthConfig, generate
 
@@ -23,15 +21,6 @@ def default_data_root(progress: bool = True) -> Path:
     target = bench_home() / "data" / DEFAULT_NAME
     if (target / MARKER).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_dir(target, MARKER) as tmp:
         generate(tmp, DEFAULT_CONFIG, progress=progress)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from bench import provenance
-from bench.atomic import atomic_path, atomic_write_text
+from bench.atomic import atomic_dir, atomic_path, atomic_write_text
 from bench.provenance import canonical_json, code_version, source_digest, stable_hash
 
 
@@ -53,3 +54,24 @@ def test_source_digest_covers_result_code_only(tmp_path: Path, monkeypatch: pyte
         digests.append(provenance.source_digest())
     provenance.source_digest.cache_clear()
     assert digests[0] == digests[1] != digests[2]
+
+
+def test_atomic_outputs_get_the_usual_modes(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "table.md", "x")
+    with atomic_dir(tmp_path / "cache", "manifest.json") as folder:
+        (folder / "manifest.json").write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_atomic_dir_keeps_the_first_complete_folder(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    with atomic_dir(target, "done") as first:
+        (first / "done").write_text("first")
+        with atomic_dir(target, "done") as second:  # a concurrent builder finishing first
+            (second / "done").write_text("second")
+    assert (target / "done").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -39,6 +39,13 @@ def _keys_in_store() -> Counter[str]:
     return Counter(runs["tags.bench.result_key"]) if not runs.empty else Counter()
 
 
+def _sweep_command(data: Path) -> tuple[list[str], dict[str, str]]:
+    """A 4-unit ``bench sweep`` (random, 2 budgets x 2 seeds, linear) as a worker subprocess runs it."""
+    args = "--methods random --samples 5,10 --seeds 2 --protocol linear --device cpu --no-progress"
+    cmd = [sys.executable, "-m", "bench", "sweep", "--data", str(data), *args.split()]
+    return cmd, {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
 def test_sweep_resumes_skips_and_reports_failures(store: Path, tiny_dataset: Dataset) -> None:
     claims = ClaimStore(bench_home() / "claims")
     first = grid(["random"], [5], [0], ["linear"])
@@ -70,26 +77,7 @@ def test_sweep_resumes_skips_and_reports_failures(store: Path, tiny_dataset: Dat
 
 @pytest.mark.slow
 def test_two_worker_processes_share_the_grid(store: Path, tiny_data_root: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench",
-        "sweep",
-        "--data",
-        str(tiny_data_root),
-        "--methods",
-        "random",
-        "--samples",
-        "5,10",
-        "--seeds",
-        "2",
-        "--protocol",
-        "linear",
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd, env = _sweep_command(tiny_data_root)
     workers = [
         subprocess.Popen(
             [*cmd, "--worker-id", f"w{i}"],
@@ -112,26 +100,7 @@ def test_two_worker_processes_share_the_grid(store: Path, tiny_data_root: Path) 
 def test_killed_sweep_resumes_without_duplicates(
     store: Path, tiny_data_root: Path, tiny_dataset: Dataset
 ) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench",
-        "sweep",
-        "--data",
-        str(tiny_data_root),
-        "--methods",
-        "random",
-        "--samples",
-        "5,10",
-        "--seeds",
-        "2",
-        "--protocol",
-        "linear",
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd, env = _sweep_command(tiny_data_root)
     setup_tracking()  # create the store before two processes touch it
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
