@@ -75,7 +75,6 @@ def test_sweep_resumes_skips_and_reports_failures(store: Path, tiny_dataset: Dat
     assert not [p for p in claims.root.iterdir() if not p.name.startswith(".")]  # every claim released
 
 
-@pytest.mark.slow
 def test_two_worker_processes_share_the_grid(store: Path, tiny_data_root: Path) -> None:
     cmd, env = _sweep_command(tiny_data_root)
     workers = [
@@ -96,7 +95,6 @@ def test_two_worker_processes_share_the_grid(store: Path, tiny_data_root: Path) 
     assert sum(done) == 4, outputs
 
 
-@pytest.mark.slow
 def test_killed_sweep_resumes_without_duplicates(
     store: Path, tiny_data_root: Path, tiny_dataset: Dataset
 ) -> None:
