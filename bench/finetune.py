@@ -12,7 +12,6 @@ is the one tested.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from bench.budget import LabelBudget
 from bench.device import as_input, autocast, fits_on_device, host_tensor, to_device
 from bench.errors import NonFiniteLossError
 from bench.metrics import Scores, confusion_update
+from bench.schedule import warmup_cosine
 
 IGNORE = 255
 
@@ -112,10 +112,7 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
 
 def lr_factor(step: int, cfg: FinetuneConfig) -> float:
     """Linear warm-up, then cosine decay to zero at ``cfg.steps``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(step, cfg.warmup_steps, cfg.steps)
 
 
 @torch.no_grad()

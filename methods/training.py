@@ -9,7 +9,6 @@ steps, and a :class:`~bench.errors.NonFiniteLossError` naming the method and the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 
 from bench.device import as_input, autocast, fits_on_device, to_device
 from bench.errors import BenchError, NonFiniteLossError
+from bench.schedule import warmup_cosine
 from methods.registry import PretrainContext
 
 #: A loss and the monitors (e.g. collapse std) logged with it.
@@ -82,13 +82,7 @@ def make_generator(ctx: PretrainContext, salt: int = 0) -> torch.Generator:
 
 def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
     warm = max(1, round(cfg.warmup * cfg.steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
-
-    return factor
+    return lambda step: warmup_cosine(step, warm, cfg.steps)
 
 
 def fit(
