@@ -137,3 +137,71 @@ def save_png(fig: Figure, out: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+#: Class colours after the DFC2020 legend; classes not listed get tab10 colours.
+_CLASS_COLOURS: dict[str, str] = {
+    "Forest": "#009900",
+    "Shrubland": "#c6b044",
+    "Savanna": "#fbff13",
+    "Grassland": "#b6ff05",
+    "Wetlands": "#27ff87",
+    "Croplands": "#c24f44",
+    "Urban/Built-up": "#a5a5a5",
+    "Snow/Ice": "#69fff8",
+    "Barren": "#f9ffa4",
+    "Water": "#1c0dff",
+}
+
+
+def patches_figure(
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    band_names: tuple[str, ...],
+    count: int = 6,
+) -> Figure:
+    """A look at the data: S2 true colour, S2 false colour (NIR), S1 VV and the label map.
+
+    ``count`` patches evenly spaced through the split; ``images`` are the cached normalised
+    patches (N, C, H, W), ``labels`` class indices with 255 for ignored pixels.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    band = {name: i for i, name in enumerate(band_names)}
+    picks = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
+    tab = plt.get_cmap("tab10")
+    colours = [_CLASS_COLOURS.get(name, tab(i % 10)) for i, name in enumerate(class_names)]
+    cmap = ListedColormap([*colours, "black"])  # the last colour: ignored pixels
+    # (title, bands, value shown white): one fixed scale for every patch, so patches compare
+    rows = (
+        ("S2 true colour (B4 B3 B2)", ("B4", "B3", "B2"), 0.25),
+        ("S2 false colour (B8 B4 B3)", ("B8", "B4", "B3"), 0.45),
+        ("S1 VV (-25..0 dB)", ("VV",), 1.0),
+        ("labels", (), 1.0),
+    )
+    fig, axes = plt.subplots(
+        len(rows), len(picks), figsize=(2.2 * len(picks), 2.2 * len(rows)), squeeze=False
+    )
+    for col, idx in enumerate(picks):
+        patch = np.asarray(images[idx], dtype=np.float32)
+        for row, (title, bands, white) in enumerate(rows):
+            ax = axes[row, col]
+            if bands:
+                img = np.clip(np.stack([patch[band[b]] for b in bands], axis=-1) / white, 0, 1)
+                ax.imshow(img if len(bands) == 3 else img[..., 0], cmap="gray", vmin=0, vmax=1)
+            else:
+                lab = np.asarray(labels[idx]).astype(int)
+                lab[lab >= len(class_names)] = len(class_names)
+                ax.imshow(lab, cmap=cmap, vmin=0, vmax=len(class_names), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(title, fontsize=8)
+        axes[0, col].set_title(f"patch {idx}", fontsize=8)
+    legend = [Patch(color=c, label=n) for c, n in zip(colours, class_names, strict=True)]
+    legend.append(Patch(color="black", label="ignored"))
+    fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig

@@ -76,6 +76,12 @@ def _check(args: argparse.Namespace) -> int:
     print(f"bands: {' '.join(ds.band_names)}")
     for split in (ds.labelled, ds.test):
         _print_split(split)
+    if args.preview is not None:
+        from bench.plot import patches_figure, save_png
+
+        assert ds.labelled.labels is not None  # the labelled pool always has labels
+        fig = patches_figure(ds.labelled.images, ds.labelled.labels, ds.classes.names, ds.band_names)
+        print(f"wrote {save_png(fig, args.preview)}")
     return 0
 
 
@@ -106,6 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     check = actions.add_parser("check", help="validate a dataset; print patch, class and non-finite counts")
     add_data_args(check)
+    check.add_argument(
+        "--preview",
+        type=Path,
+        metavar="FILE.png",
+        help="also draw sample patches (S2, S1, labels) to FILE.png",
+    )
     check.set_defaults(func=_check)
 
     cache = actions.add_parser("cache", help="decode the dataset once into the memory-mapped cache")

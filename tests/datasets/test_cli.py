@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -32,6 +33,13 @@ def test_check_and_cache(data_copy: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "labelled: 12 patches of 32x32 px" in printed and "test: 8 patches" in printed
     assert all(name in printed for name in DEFAULT_CLASSES.names)
     assert "non-finite S1 pixels replaced" in printed
+
+
+def test_check_preview_draws_the_patches(tiny_data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preview.png"
+    assert main(["data", "check", "--data", str(tiny_data_root), "--preview", str(out)]) == 0
+    image = plt.imread(out)
+    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # 4 rows of 6 patches, wider than tall
 
 
 def test_check_broken_names_the_file(data_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
