@@ -1,6 +1,4 @@
 """Benchmark harness for pretraining strategies on joint Sentinel-1 + Sentinel-2 land cover."""
 
-from bench.provenance import code_version
-
 __version__ = "0.1.0"
-__all__ = ["__version__", "code_version"]
+__all__ = ["__version__"]

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.atomic import atomic_dir
-from bench.errors import DataError
-from bench.paths import bench_home
-from bench.provenance import stable_hash
+from bench.core.atomic import atomic_dir
+from bench.core.errors import DataError
+from bench.core.paths import bench_home
+from bench.core.provenance import stable_hash
 from datasets.classes import ClassConfig
 from datasets.layouts import BadFile, SplitSources
 from datasets.normalise import BAND_NAMES, Normalisation

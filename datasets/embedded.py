@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.atomic import atomic_dir
-from bench.paths import bench_home
+from bench.core.atomic import atomic_dir
+from bench.core.paths import bench_home
 from datasets.synthetic import MARKER, SynthConfig, generate
 
 DEFAULT_NAME = "synthetic-dfc2020-v1"

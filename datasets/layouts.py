@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 LAYOUTS: dict[str, str] = {
     "dfc2020": "DFC2020 as released: ROIs0000_validation/{s1,s2,dfc}_validation, ROIs0000_test/{s1,s2,dfc}_0",

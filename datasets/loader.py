@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.provenance import stable_hash
+from bench.core.errors import DataError
+from bench.core.provenance import stable_hash
 from datasets.cache import CachedSplit, cached_split
 from datasets.classes import DEFAULT_CLASSES, ClassConfig
 from datasets.embedded import default_data_root
@@ -40,7 +40,7 @@ def load_dataset(
     """Open ``data`` (a DFC2020 folder, released or Copernicus-Bench layout), or the embedded default.
 
     The first call decodes and validates every GeoTIFF into the cache; later calls only open memmaps.
-    Raises :class:`bench.errors.DataError` naming the file on any broken input unless ``skip_bad``.
+    Raises :class:`bench.core.errors.DataError` naming the file on any broken input unless ``skip_bad``.
     """
     root = (default_data_root(progress) if data is None else Path(data)).resolve()
     layout = detect_layout(root)

@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 from datasets.classes import ClassConfig
 from datasets.layouts import PatchFiles
 from datasets.normalise import Normalisation

@@ -15,7 +15,7 @@ def mlflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def mlflow_store(mlflow_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point bench.tracking at a temp sqlite store (artifacts under it) and a fresh experiment."""
+    """Point bench.harness.tracking at a temp sqlite store (artifacts under it) and a fresh experiment."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}")
     experiment = f"test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("BENCH_EXPERIMENT", experiment)

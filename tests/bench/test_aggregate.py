@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.aggregate import class_columns, dedupe, long_form, method_order, summarise
+from bench.report.aggregate import class_columns, dedupe, long_form, method_order, summarise
 
 CLASSES = {"acc.Water": 10, "acc.Forest": 1, "acc.Urban_Built-up": 7}
 
@@ -108,8 +108,8 @@ def test_long_form_one_row_per_run_and_metric() -> None:
 
 def record_runs(runs: pd.DataFrame) -> None:
     """Write the hand-made runs to the real MLflow store the way the runner does."""
-    from bench.aggregate import ID_TAGS
-    from bench.tracking import cell_run, record_seed
+    from bench.report.aggregate import ID_TAGS
+    from bench.harness.tracking import cell_run, record_seed
 
     for _, run in runs.iterrows():
         tags = {tag: str(run[col]) for col, tag in ID_TAGS.items()}
@@ -138,7 +138,7 @@ def tracked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
 
 
 def test_runs_from_mlflow_round_trip(tracked: pd.DataFrame) -> None:
-    from bench.aggregate import runs_from_mlflow
+    from bench.report.aggregate import runs_from_mlflow
 
     stored = runs_from_mlflow()
     assert len(stored) == len(tracked)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.backbones import build_backbone, list_backbones
+from bench.models.backbones import build_backbone, list_backbones
 
 
 @pytest.mark.parametrize("in_chans", [1, 2, 15])

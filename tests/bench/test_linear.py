@@ -10,10 +10,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from bench.backbones import build_backbone
-from bench.budget import draw_budget
-from bench.errors import NonFiniteLossError
-from bench.linear import LinearConfig, fit_linear, run_linear
+from bench.models.backbones import build_backbone
+from bench.protocols.budget import draw_budget
+from bench.core.errors import NonFiniteLossError
+from bench.protocols.linear import LinearConfig, fit_linear, run_linear
 from datasets import Dataset
 
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from bench.metrics import Scores, confusion_matrix, format_table, mean_std
+from bench.protocols.metrics import Scores, confusion_matrix, format_table, mean_std
 
 
 def test_confusion_and_scores_by_hand() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import provenance
-from bench.atomic import atomic_dir, atomic_path, atomic_write_text
-from bench.provenance import canonical_json, code_version, source_digest, stable_hash
+from bench.core import provenance
+from bench.core.atomic import atomic_dir, atomic_path, atomic_write_text
+from bench.core.provenance import canonical_json, code_version, source_digest, stable_hash
 
 
 def test_stable_hash_ignores_key_order_and_int_valued_floats() -> None:
@@ -43,12 +43,12 @@ def test_source_digest_is_stable_and_short() -> None:
 
 
 def test_source_digest_covers_result_code_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("bench/runner.py", "bench/table.py", "bench/commands/run.py"):
+    for name in ("bench/harness/runner.py", "bench/report/table.py", "bench/cli/run.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x = 1\n")
     monkeypatch.setattr(provenance, "_REPO", tmp_path)
     digests = []
-    for name in ("bench/table.py", "bench/commands/run.py", "bench/runner.py"):
+    for name in ("bench/report/table.py", "bench/cli/run.py", "bench/harness/runner.py"):
         (tmp_path / name).write_text("x = 2\n")
         provenance.source_digest.cache_clear()
         digests.append(provenance.source_digest())

@@ -10,8 +10,8 @@ import mlflow
 import pytest
 
 from bench.cli import main
-from bench.runner import CellSpec, parse_overrides, result_key
-from bench.tracking import completed_runs
+from bench.harness.runner import CellSpec, parse_overrides, result_key
+from bench.harness.tracking import completed_runs
 from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
 TAGS = (

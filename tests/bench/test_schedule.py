@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.schedule import warmup_cosine
+from bench.core.schedule import warmup_cosine
 
 
 def test_warmup_then_cosine_to_zero() -> None:

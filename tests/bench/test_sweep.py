@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.claims import ClaimStore
-from bench.paths import bench_home
-from bench.runner import result_key
-from bench.sweep import grid, run_sweep
-from bench.tracking import completed_runs, setup_tracking
+from bench.harness.claims import ClaimStore
+from bench.core.paths import bench_home
+from bench.harness.runner import result_key
+from bench.harness.sweep import grid, run_sweep
+from bench.harness.tracking import completed_runs, setup_tracking
 from datasets import Dataset
 
 CPU = torch.device("cpu")

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.claims import ClaimStore
+from bench.harness.claims import ClaimStore
 
 
 def _race(root: str, key: str, queue: multiprocessing.Queue) -> None:

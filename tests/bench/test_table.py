@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.aggregate import long_form
-from bench.table import build_tables, latex_escape, render
+from bench.report.aggregate import long_form
+from bench.report.table import build_tables, latex_escape, render
 from tests.bench.test_aggregate import make_runs, tracked  # noqa: F401 (fixture)
 
 

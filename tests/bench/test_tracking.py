@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import tracking
+from bench.harness import tracking
 from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
 NAMES = ("Forest", "Urban/Built-up")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 from datasets import (
     DEFAULT_CLASSES,
     ClassConfig,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import methods
-from bench.backbones import build_backbone
+from bench.models.backbones import build_backbone
 from methods import PretrainContext, get_method, list_methods
 from methods.registry import _METHODS
 

@@ -8,8 +8,8 @@ import pytest
 import timm
 import torch
 
-from bench.backbones import build_backbone
-from bench.errors import BenchError
+from bench.models.backbones import build_backbone
+from bench.core.errors import BenchError
 from methods import PretrainContext, get_method
 from methods.imagenet import stem_filters_from_rgb
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.backbones import build_backbone
+from bench.models.backbones import build_backbone
 from methods import PretrainContext, get_method
 from tests.methods.conftest import decreased
 

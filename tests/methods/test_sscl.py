@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.backbones import build_backbone
+from bench.models.backbones import build_backbone
 from methods import PretrainContext, get_method
 from methods.augment import SAR_BANDS
 from methods.core import CoReConfig, degrade, train_core

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import NonFiniteLossError
+from bench.core.errors import NonFiniteLossError
 from methods import PretrainContext
 from methods.training import StepOutput, TrainConfig, fit
 

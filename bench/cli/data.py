@@ -1,0 +1,125 @@
+"""``bench data synth|check|cache``: make the synthetic set, validate a dataset, build the cache."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.cli.common import add_data_args
+
+if TYPE_CHECKING:
+    from datasets import CachedSplit, Dataset
+
+#: Pixels per class the labelled pool must hold for ``--samples 800`` with room to spare.
+MIN_CLASS_PIXELS = 2000
+_LIST_LIMIT = 10
+
+
+def _synth(args: argparse.Namespace) -> int:
+    """Generate a synthetic set and show its class pixel counts (warning on classes too rare)."""
+    from datasets import DEFAULT_CLASSES
+    from datasets.synthetic import FULL_SIZE, MARKER, SynthConfig, generate
+
+    base = FULL_SIZE if args.full_size else SynthConfig()
+    overrides = {"n_labelled": args.train, "n_test": args.test, "size": args.size, "seed": args.seed}
+    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    start = time.perf_counter()
+    out = generate(Path(args.out), config, progress=True)
+    elapsed = time.perf_counter() - start
+    print(
+        f"wrote {config.n_labelled} labelled + {config.n_test} test patches of {config.size} px "
+        f"to {out} in {elapsed:.1f} s (seed {config.seed})"
+    )
+    pixels = json.loads((out / MARKER).read_text())["dfc_pixels"]
+    evaluated = set(DEFAULT_CLASSES.names)
+    print(f"{'class':<16}{'labelled':>12}{'test':>12}")
+    for name in pixels["labelled"]:
+        note = "" if name in evaluated else "  (ignored)"
+        print(f"{name:<16}{pixels['labelled'][name]:>12}{pixels['test'][name]:>12}{note}")
+    rare = [n for n in DEFAULT_CLASSES.names if pixels["labelled"][n] < MIN_CLASS_PIXELS]
+    if rare:
+        print(f"warning: fewer than {MIN_CLASS_PIXELS} labelled pixels for {', '.join(rare)}")
+    return 0
+
+
+def _print_split(split: CachedSplit) -> None:
+    n, _, h, w = split.images.shape
+    print(f"\n{split.name}: {n} patches of {h}x{w} px  (cache {split.path})")
+    if split.class_pixels:
+        total = sum(split.class_pixels.values())
+        for name, count in split.class_pixels.items():
+            print(f"  {name:<16}{count:>12}  {100 * count / max(total, 1):5.1f}%")
+    replaced = sum(split.nonfinite.values())
+    print(f"  non-finite S1 pixels replaced: {replaced} in {len(split.nonfinite)} files")
+    for path, count in list(split.nonfinite.items())[:_LIST_LIMIT]:
+        print(f"    {count:>8}  {path}")
+    if len(split.nonfinite) > _LIST_LIMIT:
+        print(f"    ... and {len(split.nonfinite) - _LIST_LIMIT} more files")
+    if split.skipped:
+        print(f"  skipped {len(split.skipped)} bad files (see messages above)")
+
+
+def _load(args: argparse.Namespace) -> Dataset:
+    from datasets import load_dataset
+
+    return load_dataset(args.data, skip_bad=args.skip_bad, progress=True)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Validate every file (via the cache build) and show counts; a broken file exits non-zero."""
+    ds = _load(args)
+    print(f"dataset {ds.root}  layout {ds.layout}  fingerprint {ds.fingerprint}")
+    print(f"bands: {' '.join(ds.band_names)}")
+    for split in (ds.labelled, ds.test):
+        _print_split(split)
+    if args.preview is not None:
+        from bench.report.plot import patches_figure, save_png
+
+        assert ds.labelled.labels is not None  # the labelled pool always has labels
+        fig = patches_figure(ds.labelled.images, ds.labelled.labels, ds.classes.names, ds.band_names)
+        print(f"wrote {save_png(fig, args.preview)}")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """Decode the GeoTIFFs once into the memory-mapped cache (a no-op when it exists)."""
+    start = time.perf_counter()
+    ds = _load(args)
+    print(f"cache ready in {time.perf_counter() - start:.1f} s, dataset fingerprint {ds.fingerprint}")
+    for split in (ds.labelled, ds.test):
+        print(f"  {split.name}: {len(split)} patches -> {split.path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("data", help="make the synthetic set, validate a dataset, build the cache")
+    actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    synth = actions.add_parser("synth", help="write a synthetic DFC2020-like set in the released layout")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--train", type=int, default=None, help="labelled patches (default 160)")
+    synth.add_argument("--test", type=int, default=None, help="test patches (default 160)")
+    synth.add_argument("--size", type=int, default=None, help="patch size in px (default 64)")
+    synth.add_argument("--seed", type=int, default=None, help="generator seed (default 0)")
+    synth.add_argument(
+        "--full-size", action="store_true", help="real DFC2020 sizes: 986 / 5128 patches of 256 px"
+    )
+    synth.set_defaults(func=_synth)
+
+    check = actions.add_parser("check", help="validate a dataset; print patch, class and non-finite counts")
+    add_data_args(check)
+    check.add_argument(
+        "--preview",
+        type=Path,
+        metavar="FILE.png",
+        help="also draw sample patches (S2, S1, labels) to FILE.png",
+    )
+    check.set_defaults(func=_check)
+
+    cache = actions.add_parser("cache", help="decode the dataset once into the memory-mapped cache")
+    add_data_args(cache)
+    cache.set_defaults(func=_cache)

@@ -1,0 +1,40 @@
+"""``bench perf [--stage NAME ...] [--data DIR]``: measured throughput of the harness's stages."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from bench.cli.common import add_data_args, add_model_args
+
+#: Modules that register perf stages on import; a new stage adds its module here.
+STAGE_MODULES: tuple[str, ...] = ("bench.perf.data", "bench.perf.pretrain", "bench.perf.train")
+
+
+def _load_stages() -> None:
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
+
+
+def run_perf(args: argparse.Namespace) -> int:
+    """Run the chosen stages (all by default) and print one table."""
+    from bench.core.errors import BenchError
+    from bench.perf.stages import format_rows, run_stages
+
+    _load_stages()
+    try:
+        rows = run_stages(args.stage or [], args)
+    except KeyError as err:
+        raise BenchError(err.args[0]) from err
+    print(format_rows(rows))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("perf", help="throughput of each stage (data cache, pretraining, training)")
+    parser.add_argument(
+        "--stage", action="append", default=None, help="stage to measure (repeatable; default: all)"
+    )
+    add_data_args(parser)
+    add_model_args(parser)
+    parser.set_defaults(func=run_perf)

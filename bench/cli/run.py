@@ -1,0 +1,153 @@
+"""``python -m bench run``: one cell (method x budget) under one or both protocols, over N seeds.
+
+Prints the DESIGN 7 table for the cell (mean ± sample std over seeds, in percent), the realised
+label counts and the wall time; every seed is an MLflow run (``mlflow ui`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+from bench.cli.common import (
+    add_data_args,
+    add_model_args,
+    add_pretrain_data_arg,
+    add_set_arg,
+    add_weights_arg,
+)
+from bench.core.errors import BenchError
+from bench.harness.runner import PROTOCOLS, CellResult, CellSpec, parse_overrides, run_cell
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="one cell: pretrain (cached) + evaluate over seeds, print its table")
+    p.add_argument("--method", required=True, help="pretraining method (see `bench list`)")
+    p.add_argument(
+        "--samples", type=int, required=True, help="labelled pixels per class (or images, see unit)"
+    )
+    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 (default 5)")
+    p.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="linear", help="default: linear")
+    p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
+    add_data_args(p)
+    add_model_args(p)
+    add_set_arg(
+        p, "method setting (key or method.key) or protocol setting (linear.key, finetune.key); repeatable"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="tuned settings (JSON from `bench tune`) for this method; an explicit --set still wins",
+    )
+    p.add_argument("--pretrain-seed", type=int, default=0, help="seed of the pretraining (default 0)")
+    p.add_argument("--force-pretrain", action="store_true", help="pretrain again and re-evaluate every seed")
+    add_weights_arg(p)
+    add_pretrain_data_arg(p)
+    p.add_argument(
+        "--transductive", action="store_true", help="also pretrain on the test inputs (explicit opt-in)"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def realised_line(cell: CellResult, unit: str) -> str:
+    """Labelled pixels per class as drawn (a range when seeds differ, e.g. for a short class)."""
+    parts = []
+    for name in cell.seeds[0].realised:
+        counts = sorted({s.realised[name] for s in cell.seeds})
+        parts.append(f"{name} {counts[0]}" + (f"-{counts[-1]}" if len(counts) > 1 else ""))
+    what = (
+        "labelled pixels per class" if unit == "pixels" else "labelled pixels per class in the drawn images"
+    )
+    return f"realised {what}: " + ", ".join(parts)
+
+
+def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
+    """The cell's table plus its realised counts and timings."""
+    from bench.report.aggregate import method_label
+    from bench.protocols.metrics import format_table
+
+    spec = cell.spec
+    unit = "labelled pixels per class" if spec.budget_unit == "pixels" else "labelled images"
+    skipped = sum(s.skipped for s in cell.seeds)
+    pre = cell.pretrain
+    pretraining = (
+        "not needed (all seeds done)" if pre is None else "cached" if pre.cached else f"{pre.seconds:.1f} s"
+    )
+    lines = [
+        f"== {spec.protocol} | {spec.samples} {unit} | backbone {spec.backbone} | "
+        f"seeds {', '.join(str(s.seed) for s in cell.seeds)}",
+        format_table({method_label(spec.method): cell.scores}, class_names),
+        realised_line(cell, spec.budget_unit),
+        f"pretraining: {pretraining}"
+        f"; evaluation {sum(s.wall_time_s for s in cell.seeds if not s.skipped):.1f} s"
+        + (f"; {skipped} seed(s) already complete in MLflow, reused" if skipped else ""),
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.core.device import resolve_device
+    from bench.harness.tracking import experiment_name, tracking_uri
+    from datasets import load_dataset
+
+    start = time.perf_counter()
+    device = resolve_device(args.device)
+    overrides = args.overrides
+    if args.config is not None:
+        from bench.harness.tune import load_config
+
+        tuned = load_config(args.config)
+        if not tuned.applies_to(args.method):
+            raise BenchError(
+                f"--config {args.config}: settings are for method {tuned.method!r}, not {args.method!r}"
+            )
+        overrides = tuned.set_pairs() + overrides
+    method_overrides, protocol_overrides = parse_overrides(overrides)
+    protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    specs = [
+        CellSpec(
+            method=args.method,
+            samples=args.samples,
+            budget_unit=args.budget_unit,
+            protocol=protocol,
+            backbone=args.backbone,
+            method_overrides=method_overrides,
+            protocol_overrides=protocol_overrides[protocol],
+            pretrain_seed=args.pretrain_seed,
+            transductive=args.transductive,
+            pretrain_data=args.pretrain_data,
+            weights=args.weights,
+        )
+        for protocol in protocols
+    ]
+    for spec in specs:  # fail on a bad --set before any data is generated
+        spec.method_config()
+        spec.protocol_config()
+    ds = load_dataset(args.data, skip_bad=args.skip_bad, progress=args.progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        cells = [
+            run_cell(
+                spec,
+                range(args.seeds),
+                ds,
+                device,
+                force_pretrain=args.force_pretrain,
+                progress=args.progress,
+            )
+            for spec in specs
+        ]
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"warning: {message}")
+    for cell in cells:
+        print(report(cell, ds.classes.names))
+        print()
+    print(
+        f"wall time {time.perf_counter() - start:.1f} s on {device}; "
+        f"MLflow: {tracking_uri()} experiment {experiment_name()!r} (`mlflow ui` shows the runs)"
+    )
+    return 0

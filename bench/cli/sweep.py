@@ -1,0 +1,94 @@
+"""``python -m bench sweep``: the whole grid, resumable; start it several times to add workers.
+
+Completed units (by result key in the tracking store) are skipped, so re-running an interrupted
+sweep does only what is missing. Workers started on the same sweep (same ``BENCH_HOME`` and
+tracking store) share the grid through atomic claims; see :mod:`bench.harness.sweep` for several machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli.common import (
+    add_data_args,
+    add_model_args,
+    add_pretrain_data_arg,
+    add_set_arg,
+    add_weights_arg,
+)
+from bench.harness.runner import PROTOCOLS, parse_overrides
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="every method x budget x seed x protocol; resumable, shareable by workers"
+    )
+    p.add_argument("--methods", type=_csv, default=_csv("random,imagenet,simsiam,sscl"), help="comma list")
+    p.add_argument(
+        "--samples",
+        type=lambda s: [int(v) for v in _csv(s)],
+        default=[200, 400, 600, 800, 1000],
+        help="comma list of label budgets (default 200,400,600,800,1000)",
+    )
+    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 per cell (default 5)")
+    p.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="both", help="default: both")
+    p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
+    add_data_args(p)
+    add_model_args(p)
+    add_weights_arg(p)
+    add_pretrain_data_arg(p)
+    add_set_arg(
+        p, "setting for every method/protocol, as for `run` (linear.key, finetune.key, key); repeatable"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="tuned settings (JSON from `bench tune`) for the cells of the method it names; repeatable",
+    )
+    p.add_argument("--worker-id", help="name of this worker in progress and logs (default host:pid)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.harness.claims import ClaimStore
+    from bench.core.device import resolve_device
+    from bench.core.paths import bench_home
+    from bench.harness.sweep import Unit, grid, run_sweep
+    from bench.harness.tune import load_config
+    from datasets import load_dataset
+
+    protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    configs = [load_config(path) for path in args.config]
+    units: list[Unit] = []
+    for method in args.methods:
+        pairs = [p for cfg in configs if cfg.applies_to(method) for p in cfg.set_pairs()] + args.overrides
+        method_overrides, protocol_overrides = parse_overrides(pairs)
+        for protocol in protocols:
+            units += grid(
+                [method],
+                args.samples,
+                range(args.seeds),
+                [protocol],
+                budget_unit=args.budget_unit,
+                backbone=args.backbone,
+                weights=args.weights,
+                pretrain_data=args.pretrain_data,
+                method_overrides=method_overrides,
+                protocol_overrides=protocol_overrides[protocol],
+            )
+    device = resolve_device(args.device)
+    ds = load_dataset(args.data, skip_bad=args.skip_bad, progress=args.progress)
+    report = run_sweep(
+        units, ds, device, ClaimStore(bench_home() / "claims"), worker=args.worker_id, progress=args.progress
+    )
+    print(report.summary())
+    return 1 if report.failed else 0

@@ -1,0 +1,89 @@
+"""``python -m bench tune``: optuna search on the validation split; writes the best settings as JSON.
+
+The JSON (``bench_home()/tuned/<method>-<protocol>.json``) is a settings file for ``--config``:
+``python -m bench sweep --config FILE`` applies it to the cells of its method, and ``run`` takes the
+same file (its settings become ``--set`` pairs, so an explicit ``--set`` still wins).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli.common import (
+    add_data_args,
+    add_model_args,
+    add_set_arg,
+    add_weights_arg,
+)
+from bench.harness.runner import PROTOCOLS, parse_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune", help="optuna search of protocol (and pretraining) settings on the validation split"
+    )
+    p.add_argument("--method", required=True, help="pretraining method (see `bench list`)")
+    p.add_argument("--trials", type=int, default=20, help="trials to run in this process (default 20)")
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="linear", help="default: linear")
+    p.add_argument("--samples", type=int, default=800, help="label budget of every trial (default 800)")
+    p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
+    p.add_argument("--budget-seeds", type=int, default=1, help="budget draws averaged per trial (default 1)")
+    p.add_argument(
+        "--pretrain", action="store_true", help="also search the method's own settings (re-pretrains)"
+    )
+    p.add_argument(
+        "--storage",
+        help="optuna storage: an RDB URL (sqlite:///f.db, postgresql://...) or a journal file path "
+        "(default: bench_home()/optuna/<study>.journal)",
+    )
+    p.add_argument("--study", help="study name; workers with the same name and storage share it")
+    add_data_args(p, skip_bad=False)
+    add_model_args(p)
+    add_weights_arg(p)
+    add_set_arg(p, "fixed settings, as for `run` (searched ones override them)")
+    p.add_argument("--config", type=Path, help="start from a settings file (JSON from an earlier tune)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.core.device import resolve_device
+    from bench.core.errors import BenchError
+    from bench.harness.runner import CellSpec
+    from bench.harness.tune import default_study_name, load_config, tune
+    from datasets import load_dataset
+
+    pairs = list(args.overrides)
+    if args.config:
+        cfg = load_config(args.config)
+        if not cfg.applies_to(args.method):
+            raise BenchError(f"--config {args.config} is for method {cfg.method!r}, not {args.method!r}")
+        pairs = cfg.set_pairs() + pairs
+    method_overrides, protocol_overrides = parse_overrides(pairs)
+    spec = CellSpec(
+        method=args.method,
+        samples=args.samples,
+        budget_unit=args.budget_unit,
+        protocol=args.protocol,
+        backbone=args.backbone,
+        weights=args.weights,
+        method_overrides=method_overrides,
+        protocol_overrides=protocol_overrides[args.protocol],
+    )
+    spec.method_config()
+    ds = load_dataset(args.data, progress=False)
+    study_name = args.study or default_study_name(spec, ds, args.pretrain)
+    study, path = tune(
+        spec,
+        ds,
+        resolve_device(args.device),
+        trials=args.trials,
+        study=study_name,
+        storage=args.storage,
+        pretrain=args.pretrain,
+        budget_seeds=args.budget_seeds,
+    )
+    print(f"study {study_name}: {len(study.trials)} trials; best validation AA {100 * study.best_value:.1f}%")
+    print(f"best settings: {study.best_params}")
+    print(f"wrote {path}  (use: python -m bench sweep --config {path} ...)")
+    return 0

@@ -1,0 +1,1 @@
+"""The harness: pretrained-weights cache, runner, sweep (claims, executors), tuning, MLflow tracking."""

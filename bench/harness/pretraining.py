@@ -1,0 +1,144 @@
+"""Pretrained weights, computed once per (method, config, backbone, pretraining data, seed).
+
+Every budget, evaluation seed and protocol of a method reuses the same cached weights, so a sweep
+pays for pretraining once. The cache file is written atomically and guarded by a file lock, so
+two workers that need the same weights train them once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from filelock import FileLock
+
+from bench.core.atomic import atomic_path, atomic_write_text
+from bench.models.backbones import SegBackbone, build_backbone
+from bench.core.paths import bench_home
+from bench.core.provenance import canonical_json, stable_hash
+from methods import PretrainContext, PretrainMethod, get_method
+
+
+@dataclass(frozen=True)
+class PretrainRecord:
+    """How a backbone's initial weights were produced (recorded with every result)."""
+
+    key: str
+    method: str
+    config: dict[str, Any]
+    backbone: str
+    data_fingerprint: str
+    seed: int
+    cached: bool
+    seconds: float
+    path: str
+
+
+def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) -> tuple[np.ndarray, str]:
+    """The unlabelled pool and its fingerprint (DESIGN 2.4).
+
+    Default: the labelled pool's inputs (labels unseen). ``pretrain_data``: a SEN12MS copy.
+    Test inputs join only with ``transductive=True``, the user's explicit request.
+    """
+    if pretrain_data is not None:
+        from datasets import load_pretrain_pool
+
+        pool = load_pretrain_pool(pretrain_data)
+        images: np.ndarray = pool.images
+        fingerprint = f"sen12ms:{pool.fingerprint}"
+    else:
+        images, fingerprint = ds.labelled.images, f"labelled:{ds.labelled.fingerprint}"
+    if transductive:
+        images = np.concatenate([np.asarray(images), np.asarray(ds.test.images)])
+        fingerprint = f"{fingerprint}+test:{ds.test.fingerprint}"
+    return images, fingerprint
+
+
+def pretrain_key(method: PretrainMethod, backbone: SegBackbone, data_fingerprint: str, seed: int) -> str:
+    """Cache key: everything that changes the weights, nothing that does not (device, workers)."""
+    return stable_hash(
+        {
+            "method": method.name,
+            "version": method.version,
+            "config": method.config_dict(),
+            "backbone": asdict(backbone.spec),
+            "data": data_fingerprint if method.needs_data else None,
+            "seed": seed,
+        }
+    )
+
+
+def _log_to_mlflow(metrics: dict[str, float], step: int) -> None:
+    mlflow.log_metrics({f"pretrain.{k}": float(v) for k, v in metrics.items()}, step=step)
+
+
+def pretrained_backbone(
+    method: str,
+    *,
+    backbone: str,
+    ds: Any,
+    seed: int = 0,
+    method_overrides: dict[str, Any] | None = None,
+    pretrain_data: Path | None = None,
+    transductive: bool = False,
+    device: torch.device,
+    weights: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[SegBackbone, PretrainRecord]:
+    """The backbone initialised by ``method``: loaded from the cache, or pretrained and cached."""
+    method_cls = get_method(method)
+    runner = method_cls(method_cls.config_from_dict(method_overrides or {}))
+    torch.manual_seed(seed)
+    model = build_backbone(backbone, in_chans=len(ds.band_names))
+    images, fingerprint = (None, "none")
+    if runner.needs_data:
+        images, fingerprint = pretraining_images(ds, pretrain_data, transductive)
+    key = pretrain_key(runner, model, fingerprint, seed)
+    if weights is not None:
+        # a local checkpoint changes the result: it belongs in the key
+        key = stable_hash({"key": key, "weights": str(Path(weights).resolve())})
+    path = bench_home() / "weights" / f"{method}-{backbone}-{key}.pt"
+    record: dict[str, Any] = {
+        "key": key,
+        "method": method,
+        "config": runner.config_dict(),
+        "backbone": backbone,
+        "data_fingerprint": fingerprint,
+        "seed": seed,
+        "path": str(path),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists() and not force:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
+        start = time.perf_counter()
+        model.to(device)
+        ctx = PretrainContext(
+            device=device, seed=seed, log_metrics=_log_to_mlflow, progress=progress, weights=weights
+        )
+        with mlflow.start_run(
+            run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None
+        ):
+            mlflow.set_tags({"bench.kind": "pretrain", "bench.pretrain_key": key, "bench.method": method})
+            mlflow.log_params(
+                {
+                    "pretrain_config": canonical_json(runner.config_dict())[:6000],
+                    "backbone": backbone,
+                    "data_fingerprint": fingerprint,
+                    "seed": seed,
+                }
+            )
+            runner.pretrain(model, images if images is not None else np.empty((0,)), ctx)
+            seconds = time.perf_counter() - start
+            mlflow.log_metric("pretrain.seconds", seconds)
+        with atomic_path(path) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        atomic_write_text(path.with_suffix(".json"), canonical_json({**record, "seconds": seconds}))
+    return model, PretrainRecord(cached=False, seconds=seconds, **record)

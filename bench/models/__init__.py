@@ -1,0 +1,1 @@
+"""The shared backbones (one architecture for every method), above the kernel only."""

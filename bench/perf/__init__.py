@@ -1,0 +1,1 @@
+"""``bench perf``: throughput stages (data, pretraining, training, backbone, CLI)."""

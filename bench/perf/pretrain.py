@@ -1,0 +1,92 @@
+"""``bench perf --stage pretrain``: each pretraining method's step on the harness vs the bare model.
+
+Harness: ``method.pretrain`` with its default config cut to a few steps, end to end (batch
+sampling from the pool, augmentation or degradation on the device, heads, loss, AdamW, metric
+checks). Bare: forward+backward of the part the method trains (the backbone; the stem and its
+per-pixel heads for UniFeat) on a batch of the same shape already on the device. images/s
+counts pool images per step (``batch_size``); ``sscl`` is ``unifeat`` followed by ``core``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from bench.models.backbones import SegBackbone, build_backbone
+from bench.core.device import autocast, resolve_device, to_device
+from bench.perf.stages import PerfRow, register_stage
+from methods import PretrainContext, get_method
+from methods.unifeat import UniFeatConfig, UniFeatHeads
+
+_WARMUP, _STEPS = 2, 20
+
+
+def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call, CUDA-synchronised."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _bare(
+    method: str, backbone: SegBackbone, batch: int, crop: int, device: torch.device
+) -> Callable[[], None]:
+    """``_STEPS`` forward+backward passes of what ``method`` trains, on inputs already on the device."""
+    bands = backbone.spec.in_chans
+    if method == "unifeat":  # two single-band crops per image through the stem and the pixel heads
+        x = torch.rand(2 * batch, 1, crop, crop, device=device)
+        heads = UniFeatHeads(backbone.spec.stem_width, UniFeatConfig().proj_dim).to(device)
+        module: Callable[[torch.Tensor], torch.Tensor] = nn.Sequential(
+            backbone.stem, heads.projector, heads.predictor
+        )
+    else:  # simsiam: two views per image; core: one degraded input per image
+        x = torch.rand((2 if method == "simsiam" else 1) * batch, bands, crop, crop, device=device)
+        module = backbone
+
+    def steps() -> None:
+        for _ in range(_STEPS):
+            with autocast(device):
+                out = module(x)
+            out.float().mean().backward()
+
+    return steps
+
+
+@register_stage("pretrain")
+def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
+    """images/s of simsiam, unifeat and core steps (default configs) against the bare model."""
+    from datasets import load_dataset
+
+    ds = load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), progress=False)
+    device = resolve_device(getattr(args, "device", "auto"))
+    backbone_name = getattr(args, "backbone", "tiny")
+    ctx = PretrainContext(device=device, seed=0, progress=False)
+    rows: list[PerfRow] = []
+    for name in ("simsiam", "unifeat", "core"):
+        cls = get_method(name)
+        torch.manual_seed(0)
+        backbone = to_device(build_backbone(backbone_name, len(ds.band_names)), device).train()
+        cls(cls.config_from_dict({"steps": _WARMUP})).pretrain(backbone, ds.labelled.images, ctx)
+        method = cls(cls.config_from_dict({"steps": _STEPS}))
+        cfg = method.config
+        run = functools.partial(method.pretrain, backbone, ds.labelled.images, ctx)
+        harness = _STEPS * cfg.batch_size / _seconds(run, device)
+        bare_steps = _bare(name, backbone, cfg.batch_size, cfg.crop, device)
+        _seconds(bare_steps, device)  # warm-up
+        bare = _STEPS * cfg.batch_size / _seconds(bare_steps, device)
+        shape = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}, {backbone_name}, {device.type}"
+        rows += [
+            PerfRow("pretrain", f"{name} harness step ({shape})", harness, "images/s"),
+            PerfRow("pretrain", f"{name} bare fwd+bwd ({shape})", bare, "images/s"),
+            PerfRow("pretrain", f"{name} harness / bare", harness / bare, "ratio"),
+        ]
+    return rows

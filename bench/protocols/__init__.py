@@ -1,0 +1,1 @@
+"""Evaluation protocols (linear probe, fine-tuning, reference rows), label budgets and metrics."""

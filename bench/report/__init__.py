@@ -1,0 +1,1 @@
+"""Reports read from the tracking store: aggregation, paired statistics, tables and plots."""
