@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones import SegBackbone
+from bench.models.backbones import SegBackbone
 from methods.augment import SAR_BANDS, cutout, random_blur, random_crop, random_dihedral
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit

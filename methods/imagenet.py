@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.backbones import SegBackbone, TimmDenseTrunk
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.models.backbones import SegBackbone, TimmDenseTrunk
 from methods.registry import PretrainContext, PretrainMethod, register_method
 
 

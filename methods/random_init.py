@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.backbones import SegBackbone
+from bench.models.backbones import SegBackbone
 from methods.registry import PretrainContext, PretrainMethod, register_method
 
 

@@ -30,7 +30,7 @@ from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from lightly.utils.debug import std_of_l2_normalized
 from torch import nn
 
-from bench.backbones import SegBackbone
+from bench.models.backbones import SegBackbone
 from methods.augment import AugmentConfig, augment_view
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.backbones import SegBackbone
+from bench.models.backbones import SegBackbone
 from methods.core import CoReConfig, train_core
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.unifeat import UniFeatConfig, train_unifeat

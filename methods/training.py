@@ -3,8 +3,8 @@
 A method supplies its trainable modules and a loss function ``(batch, gen) -> (loss, monitors)``;
 :func:`fit` does the rest the same way for every method: data resident on the device when it
 fits, random index batches without a DataLoader, AdamW with warm-up + cosine decay, bf16 autocast
-and channels_last on CUDA (``bench.device``), tqdm progress, MLflow metrics every ``log_every``
-steps, and a :class:`~bench.errors.NonFiniteLossError` naming the method and the step.
+and channels_last on CUDA (``bench.core.device``), tqdm progress, MLflow metrics every ``log_every``
+steps, and a :class:`~bench.core.errors.NonFiniteLossError` naming the method and the step.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.device import as_input, autocast, fits_on_device, to_device
-from bench.errors import BenchError, NonFiniteLossError
-from bench.schedule import warmup_cosine
+from bench.core.device import as_input, autocast, fits_on_device, to_device
+from bench.core.errors import BenchError, NonFiniteLossError
+from bench.core.schedule import warmup_cosine
 from methods.registry import PretrainContext
 
 #: A loss and the monitors (e.g. collapse std) logged with it.
@@ -49,7 +49,7 @@ class ImageBatches:
     """Random batches of the unlabelled pool, drawn by index (with replacement), no DataLoader.
 
     On CUDA the whole pool is copied to the device once as float16 when it fits
-    (``bench.device.fits_on_device``); otherwise (CPU, or too large) each batch is gathered from
+    (``bench.core.device.fits_on_device``); otherwise (CPU, or too large) each batch is gathered from
     the memmap, in sorted index order for locality, and moved.
     """
 

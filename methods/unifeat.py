@@ -35,7 +35,7 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.utils.debug import std_of_l2_normalized
 from torch import nn
 
-from bench.backbones import SegBackbone
+from bench.models.backbones import SegBackbone
 from methods.augment import SAR_BANDS, random_crop, random_dihedral
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit

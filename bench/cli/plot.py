@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.report.aggregate import summarise
 from bench.cli.table import add_selection_args, selected_long_form
 from bench.core.paths import results_dir
+from bench.report.aggregate import summarise
 from bench.report.plot import class_heatmap_figure, curves_figure, save_png
 
 

@@ -67,8 +67,8 @@ def realised_line(cell: CellResult, unit: str) -> str:
 
 def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     """The cell's table plus its realised counts and timings."""
-    from bench.report.aggregate import method_label
     from bench.protocols.metrics import format_table
+    from bench.report.aggregate import method_label
 
     spec = cell.spec
     unit = "labelled pixels per class" if spec.budget_unit == "pixels" else "labelled images"

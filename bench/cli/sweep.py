@@ -59,9 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.harness.claims import ClaimStore
     from bench.core.device import resolve_device
     from bench.core.paths import bench_home
+    from bench.harness.claims import ClaimStore
     from bench.harness.sweep import Unit, grid, run_sweep
     from bench.harness.tune import load_config
     from datasets import load_dataset

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.aggregate import long_form, runs_from_mlflow, select
 from bench.core.atomic import atomic_write_text
 from bench.core.errors import BenchError
+from bench.report.aggregate import long_form, runs_from_mlflow, select
 from bench.report.table import FORMATS, build_tables, render
 
 

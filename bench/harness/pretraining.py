@@ -18,9 +18,9 @@ import torch
 from filelock import FileLock
 
 from bench.core.atomic import atomic_path, atomic_write_text
-from bench.models.backbones import SegBackbone, build_backbone
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
+from bench.models.backbones import SegBackbone, build_backbone
 from methods import PretrainContext, PretrainMethod, get_method
 
 

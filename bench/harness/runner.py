@@ -25,15 +25,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.core.errors import BenchError
+from bench.core.provenance import code_version, source_digest, stable_hash
 from bench.harness import tracking
+from bench.harness.pretraining import PretrainRecord, pretrained_backbone
 from bench.models.backbones import SegBackbone
 from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
-from bench.core.errors import BenchError
 from bench.protocols.finetune import FinetuneConfig, run_finetune
 from bench.protocols.linear import LinearConfig, run_linear
 from bench.protocols.metrics import Scores
-from bench.harness.pretraining import PretrainRecord, pretrained_backbone
-from bench.core.provenance import code_version, source_digest, stable_hash
 from methods import get_method
 
 PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "finetune": FinetuneConfig}

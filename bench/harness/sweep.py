@@ -41,11 +41,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from bench.harness import runner, tracking
-from bench.models.backbones import SegBackbone
-from bench.harness.claims import ClaimStore
 from bench.core.errors import BenchError
+from bench.harness import runner, tracking
+from bench.harness.claims import ClaimStore
 from bench.harness.runner import CellSpec
+from bench.models.backbones import SegBackbone
 
 POLL_S = 5.0
 

@@ -29,15 +29,15 @@ import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from bench.harness import runner, tracking
 from bench.core.atomic import atomic_write_text
 from bench.core.errors import BenchError, NonFiniteLossError
+from bench.core.paths import bench_home
+from bench.core.provenance import code_version
+from bench.harness import runner, tracking
+from bench.harness.runner import CellSpec
 from bench.protocols.finetune import run_finetune
 from bench.protocols.linear import LinearConfig, run_linear
 from bench.protocols.metrics import Scores
-from bench.core.paths import bench_home
-from bench.core.provenance import code_version
-from bench.harness.runner import CellSpec
 from methods import get_method
 
 _ITERATIONS = ("steps", "max_iter", "epochs")

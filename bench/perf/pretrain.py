@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bench.models.backbones import SegBackbone, build_backbone
 from bench.core.device import autocast, resolve_device, to_device
+from bench.models.backbones import SegBackbone, build_backbone
 from bench.perf.stages import PerfRow, register_stage
 from methods import PretrainContext, get_method
 from methods.unifeat import UniFeatConfig, UniFeatHeads

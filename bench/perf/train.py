@@ -18,13 +18,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bench.models.backbones import build_backbone
-from bench.protocols.budget import draw_budget
 from bench.core.device import host_tensor, resolve_device, to_device
+from bench.models.backbones import build_backbone
+from bench.perf.stages import PerfRow, register_stage
+from bench.protocols.budget import draw_budget
 from bench.protocols.features import cached_features, extract
 from bench.protocols.finetune import FinetuneConfig, Segmenter, TrainingPatches, train_step
 from bench.protocols.linear import LinearConfig, fit_linear
-from bench.perf.stages import PerfRow, register_stage
 
 _WARMUP, _STEPS, _SAMPLES = 3, 20, 200
 

@@ -16,10 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.core.atomic import atomic_path
-from bench.models.backbones import SegBackbone
 from bench.core.device import as_input, autocast, host_tensor, to_device
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
+from bench.models.backbones import SegBackbone
 
 
 def weights_digest(backbone: SegBackbone) -> str:

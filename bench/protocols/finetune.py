@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.models.backbones import SegBackbone
-from bench.protocols.budget import LabelBudget
 from bench.core.device import as_input, autocast, fits_on_device, host_tensor, to_device
 from bench.core.errors import NonFiniteLossError
-from bench.protocols.metrics import Scores, confusion_update
 from bench.core.schedule import warmup_cosine
+from bench.models.backbones import SegBackbone
+from bench.protocols.budget import LabelBudget
+from bench.protocols.metrics import Scores, confusion_update
 
 IGNORE = 255
 

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.backbones import SegBackbone
-from bench.protocols.budget import LabelBudget
 from bench.core.device import host_tensor
 from bench.core.errors import NonFiniteLossError
+from bench.models.backbones import SegBackbone
+from bench.protocols.budget import LabelBudget
 from bench.protocols.features import cached_features
 from bench.protocols.metrics import confusion_update
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.report.aggregate import SUMMARY_METRICS, method_label, method_order
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
+from bench.report.aggregate import SUMMARY_METRICS, method_label, method_order
 
 _SETTING = ("dataset", "backbone", "budget_unit")
 

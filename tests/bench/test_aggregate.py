@@ -108,8 +108,8 @@ def test_long_form_one_row_per_run_and_metric() -> None:
 
 def record_runs(runs: pd.DataFrame) -> None:
     """Write the hand-made runs to the real MLflow store the way the runner does."""
-    from bench.report.aggregate import ID_TAGS
     from bench.harness.tracking import cell_run, record_seed
+    from bench.report.aggregate import ID_TAGS
 
     for _, run in runs.iterrows():
         tags = {tag: str(run[col]) for col, tag in ID_TAGS.items()}

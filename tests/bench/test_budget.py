@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.protocols.budget import LabelBudget, draw_budget, validation_split
 from bench.core.errors import BenchError
+from bench.protocols.budget import LabelBudget, draw_budget, validation_split
 
 NAMES = ("a", "b", "c")
 

@@ -10,9 +10,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from bench.core.errors import NonFiniteLossError
 from bench.models.backbones import build_backbone
 from bench.protocols.budget import draw_budget
-from bench.core.errors import NonFiniteLossError
 from bench.protocols.linear import LinearConfig, fit_linear, run_linear
 from datasets import Dataset
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from bench.report.aggregate import long_form, summarise
 from bench.core.errors import BenchError
+from bench.report.aggregate import long_form, summarise
 from bench.report.plot import class_heatmap_figure, curves_figure, save_png
 from tests.bench.test_aggregate import make_runs, tracked  # noqa: F401 (fixture)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.models.backbones import SegBackbone
 from bench.harness.pretraining import pretrained_backbone, pretraining_images
+from bench.models.backbones import SegBackbone
 from datasets import Dataset
 from methods import PretrainContext, PretrainMethod, register_method
 

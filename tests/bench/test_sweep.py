@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.harness.claims import ClaimStore
 from bench.core.paths import bench_home
+from bench.harness.claims import ClaimStore
 from bench.harness.runner import result_key
 from bench.harness.sweep import grid, run_sweep
 from bench.harness.tracking import completed_runs, setup_tracking

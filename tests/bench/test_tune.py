@@ -9,11 +9,11 @@ import optuna
 import pytest
 import torch
 
-from bench.protocols.linear import LinearConfig
 from bench.core.paths import bench_home
 from bench.harness.runner import CellSpec, parse_overrides
 from bench.harness.tracking import setup_tracking
 from bench.harness.tune import load_config, suggest, tune
+from bench.protocols.linear import LinearConfig
 from datasets import Dataset
 
 

@@ -8,8 +8,8 @@ import pytest
 import timm
 import torch
 
-from bench.models.backbones import build_backbone
 from bench.core.errors import BenchError
+from bench.models.backbones import build_backbone
 from methods import PretrainContext, get_method
 from methods.imagenet import stem_filters_from_rgb
 
