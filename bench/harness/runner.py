@@ -255,8 +255,10 @@ def run_seed(
     scores = Scores.from_confusion(confusion)
     names = ds.classes.names
     metrics = {f"acc.{tracking.metric_name(n)}": a for n, a in zip(names, scores.per_class, strict=True)}
+    metrics |= {f"iou.{tracking.metric_name(n)}": v for n, v in zip(names, scores.iou, strict=True)}
     metrics = {k: v for k, v in metrics.items() if not np.isnan(v)}  # classes absent from the test set
-    metrics |= {"AA": scores.aa, "OA": scores.oa, "wall_time_s": wall}
+    metrics |= {"AA": scores.aa, "OA": scores.oa, "mIoU": scores.miou, "macroF1": scores.macro_f1}
+    metrics["wall_time_s"] = wall
     metrics |= {f"realised.{tracking.metric_name(n)}": float(c) for n, c in budget.realised.items()}
     run_id = tracking.record_seed(
         parent_run_id,

@@ -1,8 +1,10 @@
-"""Accuracy from one global confusion matrix (DESIGN 6), and the mean ± std over seeds.
+"""Scores from one global confusion matrix (DESIGN 6), and the mean ± std over seeds.
 
 Per-class accuracy is recall: the diagonal over the row sums of a matrix whose rows are the true
 classes. Summing per-patch scores would weight small patches wrongly, so every evaluation
-accumulates a single matrix over all valid test pixels and derives every number from it.
+accumulates a single matrix over all valid test pixels and derives every number from it: AA, OA,
+and the segmentation scores readers of other land-cover papers compare against (per-class IoU,
+mIoU, macro F1).
 """
 
 from __future__ import annotations
@@ -38,23 +40,45 @@ def confusion_matrix(
 
 @dataclass(frozen=True)
 class Scores:
-    """Per-class accuracy, AA and OA as fractions; a class absent from the truth is NaN."""
+    """Per-class accuracy, AA and OA (and IoU, mIoU, macro F1) as fractions; absent classes are NaN.
+
+    A class absent from the truth has no recall, and its IoU and F1 would be 0 or undefined
+    depending only on whether it was ever predicted, so all three per-class scores are NaN for it
+    and AA, mIoU and macro F1 average the same set of classes: those present in the truth. The
+    segmentation fields default to "not computed" so that scores read back from a store that
+    predates them still build.
+    """
 
     per_class: tuple[float, ...]
     aa: float
     oa: float
+    iou: tuple[float, ...] = ()
+    miou: float = float("nan")
+    macro_f1: float = float("nan")
 
     @classmethod
     def from_confusion(cls, cm: np.ndarray) -> Scores:
         """AA averages only classes present in the truth, so an absent class cannot count as 0."""
         cm = np.asarray(cm, dtype=np.float64)
-        support = cm.sum(axis=1)
+        support = cm.sum(axis=1)  # true pixels per class: TP + FN
+        predicted = cm.sum(axis=0)  # TP + FP
+        hits = np.diag(cm)
+        present = support > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(support > 0, np.diag(cm) / support, np.nan)
+            recall = np.where(present, hits / support, np.nan)
+            iou = np.where(present, hits / (support + predicted - hits), np.nan)
+            f1 = np.where(present, 2 * hits / (support + predicted), np.nan)
         total = cm.sum()
-        aa = float(np.nanmean(recall)) if np.any(support > 0) else float("nan")
-        oa = float(np.trace(cm) / total) if total > 0 else float("nan")
-        return cls(tuple(float(r) for r in recall), aa, oa)
+        if not np.any(present):
+            return cls(tuple(float(r) for r in recall), float("nan"), float("nan"), tuple(iou.tolist()))
+        return cls(
+            per_class=tuple(float(r) for r in recall),
+            aa=float(np.nanmean(recall)),
+            oa=float(np.trace(cm) / total),
+            iou=tuple(float(v) for v in iou),
+            miou=float(np.nanmean(iou)),
+            macro_f1=float(np.nanmean(f1)),
+        )
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
