@@ -112,6 +112,7 @@ class CoRe(PretrainMethod):
     """SSCL stage 2 alone: restore clean bands from degraded input, from a random stem."""
 
     description = "SSCL stage 2 only (ablation): restore clean S1+S2 from dropped/cut/blurred input"
+    label = "CoRe"
     Config = CoReConfig
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:

@@ -103,6 +103,7 @@ class ImageNet(PretrainMethod):
     """ImageNet-supervised weights for the trunk (timm), the stem from their mean RGB filters."""
 
     description = "timm ImageNet weights in the trunk (hub cache or --weights FILE); stem from mean RGB"
+    label = "ImageNet"
     Config = ImageNetConfig
     needs_data = False
 

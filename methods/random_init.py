@@ -13,6 +13,8 @@ class RandomInit(PretrainMethod):
     """The baseline every method must beat: weights as ``torch.manual_seed(seed)`` left them."""
 
     description = "no pretraining: seeded random initialisation (the baseline)"
+    label = "Baseline"
+    baseline = True
     needs_data = False
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:

@@ -45,10 +45,14 @@ class PretrainContext:
 
 
 class PretrainMethod(ABC):
-    """Base class of every method. Subclasses set ``name``, ``description`` and ``Config``."""
+    """Base class of every method. Subclasses set ``name``, ``description``, ``label`` and ``Config``."""
 
     name: ClassVar[str]
     description: ClassVar[str]
+    #: Column header in tables and legends ("Baseline", "SSCL"); the registered name when unset.
+    label: ClassVar[str]
+    #: The method every other is compared against (paired differences in the tables): exactly one.
+    baseline: ClassVar[bool] = False
     Config: ClassVar[type] = NoConfig
     #: Bump when the algorithm changes in a way that invalidates cached weights.
     version: ClassVar[str] = "1"
@@ -104,6 +108,8 @@ def register_method(name: str) -> Callable[[M], M]:
         if name in _METHODS and _METHODS[name] is not cls:
             raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__module__}")
         cls.name = name
+        if "label" not in vars(cls):
+            cls.label = name
         _METHODS[name] = cls
         return cls
 
@@ -118,6 +124,26 @@ def get_method(name: str) -> type[PretrainMethod]:
     if name not in _METHODS:
         raise KeyError(f"unknown method {name!r}; registered: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
+
+
+def method_labels() -> dict[str, str]:
+    """Registered method names with their display labels, the baseline first, then by label."""
+    from methods import discover
+
+    discover()
+    order = sorted(_METHODS.values(), key=lambda cls: (not cls.baseline, cls.label.casefold()))
+    return {cls.name: cls.label for cls in order}
+
+
+def baseline_method() -> str:
+    """Name of the method flagged ``baseline`` (the one paired differences are taken against)."""
+    from methods import discover
+
+    discover()
+    flagged = [name for name, cls in _METHODS.items() if cls.baseline]
+    if len(flagged) != 1:
+        raise ValueError(f"exactly one registered method must set baseline = True; found {flagged}")
+    return flagged[0]
 
 
 def list_methods() -> dict[str, str]:

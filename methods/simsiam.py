@@ -53,6 +53,7 @@ class SimSiam(PretrainMethod):
     """SimSiam (Chen & He 2021) with lightly's heads and loss, on pooled per-pixel features."""
 
     description = "SimSiam via lightly: two multispectral-safe views, pooled backbone features"
+    label = "SimSiam"
     Config = SimSiamConfig
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:

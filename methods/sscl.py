@@ -32,6 +32,7 @@ class SSCL(PretrainMethod):
     """Self-supervised cross-modal learning: UniFeat (stem) then CoRe (whole backbone)."""
 
     description = "SSCL: UniFeat (cross-band pixel SimSiam on the stem) then CoRe (restore degraded S1+S2)"
+    label = "SSCL"
     Config = SSCLConfig
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:

@@ -123,6 +123,7 @@ class UniFeat(PretrainMethod):
     """SSCL stage 1 alone: cross-band pixel-wise SimSiam on the single-channel stem."""
 
     description = "SSCL stage 1 only (ablation): cross-band pixel-wise SimSiam on the band-shared stem"
+    label = "UniFeat"
     Config = UniFeatConfig
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
