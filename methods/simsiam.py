@@ -15,8 +15,9 @@ Choices:
   ``crop`` 32 px of 64 px patches keeps a step cheap on the CPU.
 - ``steps`` 150, AdamW lr 1e-3 (``methods.training``): the loss is well down by then on the
   embedded default, about 1.5-2 minutes on 2 free CPU cores with ``tiny``; scale on a GPU.
-- Collapse monitor: lightly's ``std_of_l2_normalized`` of the projections, ~1/sqrt(proj_dim)
-  (0.044) when healthy, 0 when collapsed.
+- Collapse monitors (``methods.monitors``): lightly's ``std_of_l2_normalized`` of the
+  projections, ~1/sqrt(proj_dim) (0.044) when healthy, 0 when collapsed, and their effective
+  rank (at most the batch size here), which also sees dimensional collapse.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import numpy as np
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
-from lightly.utils.debug import std_of_l2_normalized
 from torch import nn
 
 from bench.models.backbones import SegBackbone
 from methods.augment import AugmentConfig, augment_view
+from methods.monitors import collapse_monitors
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit
 
@@ -74,7 +75,7 @@ class SimSiam(PretrainMethod):
             z0, z1 = z.detach().chunk(2)
             p0, p1 = p.chunk(2)
             loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
-            return loss, {"collapse_std": std_of_l2_normalized(z0.float())}
+            return loss, collapse_monitors(z0)
 
         params = [*backbone.parameters(), *heads.parameters()]
         fit(self.name, [backbone, heads], params, images, ctx, cfg, loss_fn)

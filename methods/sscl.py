@@ -24,7 +24,8 @@ class SSCLConfig:
     """The two stages' configs; override one setting as e.g. ``core.p_band``."""
 
     unifeat: UniFeatConfig = field(default_factory=UniFeatConfig)
-    core: CoReConfig = field(default_factory=CoReConfig)
+    #: CoRe refines UniFeat's stem at a tenth of the learning rate (``CoReConfig.stem_lr_factor``).
+    core: CoReConfig = field(default_factory=lambda: CoReConfig(stem_lr_factor=0.1))
 
 
 @register_method("sscl")
@@ -34,6 +35,7 @@ class SSCL(PretrainMethod):
     description = "SSCL: UniFeat (cross-band pixel SimSiam on the stem) then CoRe (restore degraded S1+S2)"
     label = "SSCL"
     Config = SSCLConfig
+    version = "2"  # v2: UniFeat pairs the bands of one image; CoRe v2 (standardised loss, missing marker)
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Both stages in sequence; CoRe's stem is UniFeat's result."""

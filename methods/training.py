@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,11 @@ from bench.core.errors import BenchError, NonFiniteLossError
 from bench.core.schedule import warmup_cosine
 from methods.registry import PretrainContext
 
-#: A loss and the monitors (e.g. collapse std) logged with it.
-StepOutput = tuple[torch.Tensor, dict[str, torch.Tensor]]
+#: A monitor: a tensor, or a zero-argument callable evaluated only at logging points (for costly
+#: monitors such as an SVD, which would otherwise run, and sync a GPU, at every step).
+Monitor = torch.Tensor | Callable[[], torch.Tensor]
+#: A loss and the monitors (e.g. collapse std, effective rank) logged with it.
+StepOutput = tuple[torch.Tensor, dict[str, Monitor]]
 #: ``loss_fn(batch, gen) -> (loss, monitors)``: batch (B, C, H, W) float32 on the device.
 LossFn = Callable[[torch.Tensor, torch.Generator], StepOutput]
 
@@ -88,7 +92,7 @@ def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
 def fit(
     label: str,
     modules: Iterable[nn.Module],
-    params: Iterable[nn.Parameter],
+    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
     images: np.ndarray,
     ctx: PretrainContext,
     cfg: TrainConfig,
@@ -98,7 +102,9 @@ def fit(
     """Train ``params`` for ``cfg.steps`` on batches of ``images``; returns the loss of every step.
 
     ``modules`` are moved to the device and put in train mode (everything ``loss_fn`` runs);
-    ``params`` is what the optimiser updates (a subset, for methods that train part of a model).
+    ``params`` is what the optimiser updates (a subset, for methods that train part of a model), or
+    optimiser parameter groups (dicts with their own ``lr``, e.g. a pretrained stem trained slower;
+    the schedule scales every group alike).
     ``label`` names the method (or ``sscl/unifeat`` for a stage) in metric keys and errors.
     Finiteness is checked at every logging point, without a device sync per step, and the error
     names the first non-finite step.
@@ -133,7 +139,8 @@ def fit(
                     "lower the learning rate or check the input data for NaN/inf"
                 )
             metrics = {"loss": float(window.mean()), "lr": float(scheduler.get_last_lr()[0])}
-            metrics.update({k: float(v.detach().float()) for k, v in monitors.items()})
+            values = {k: v() if callable(v) else v for k, v in monitors.items()}
+            metrics.update({k: float(v.detach().float()) for k, v in values.items()})
             ctx.log_metrics({f"{label}/{k}": v for k, v in metrics.items()}, step)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             checked = step + 1

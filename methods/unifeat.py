@@ -21,8 +21,12 @@ Choices (the published description gives the idea, not these constants):
 - ``steps`` 150, ``batch_size`` 16, AdamW lr 1e-3: the loss plateaus within this on the embedded
   default and the stage costs well under a minute on 2 CPU cores; scale ``steps``/``batch_size``
   on a GPU.
-- Collapse monitor: std over pixels of the L2-normalised projections (``std_of_l2_normalized``
-  from lightly); about ``1/sqrt(proj_dim)`` when healthy, 0 when collapsed.
+- Pairing (``band_pair_views``): the two bands are gathered as the two channels of one image, so
+  one crop and one flip serve both, and the branches are split branch-first: ``z[0, k]`` and
+  ``z[1, k]`` are image ``k``'s two bands at the same pixels. (Version 1 reshaped the (B, 2) pairs
+  image-first and then split the batch in halves, comparing image ``k`` with image ``k + B/2``.)
+- Collapse monitors (``methods.monitors``): std of the L2-normalised pixel projections and their
+  effective rank; the rank sees dimensional collapse, which the std misses.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from lightly.loss import NegativeCosineSimilarity
-from lightly.utils.debug import std_of_l2_normalized
 from torch import nn
 
 from bench.models.backbones import SegBackbone
 from methods.augment import SAR_BANDS, random_crop, random_dihedral
+from methods.monitors import collapse_monitors, pixels_as_rows
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit
 
@@ -92,6 +96,37 @@ class UniFeatHeads(nn.Module):
         self.predictor = pixel_mlp(proj_dim, max(1, proj_dim // 4), proj_dim, out_bn=False)
 
 
+def band_pair_views(
+    batch: torch.Tensor, pairs: torch.Tensor, crop: int, gen: torch.Generator, augment: bool
+) -> torch.Tensor:
+    """The two single-band views of every image: (2, B, 1, h, w), branch first.
+
+    ``views[0, k]`` is band ``pairs[k, 0]`` of image ``k`` and ``views[1, k]`` band ``pairs[k, 1]``
+    of the *same* image, cut by the same crop and turned by the same flip/rot90, so pixel (i, j)
+    of both views is the same ground position: what the per-pixel loss compares.
+    """
+    b = batch.shape[0]
+    x = batch[torch.arange(b, device=batch.device)[:, None], pairs]  # (B, 2, H, W): bands as channels
+    x = random_crop(x, crop, gen)  # one crop per image, shared by its two bands
+    if augment:
+        x = random_dihedral(x, gen)  # one flip/rotation per image, shared by its two bands
+    return x.transpose(0, 1).unsqueeze(2)
+
+
+def branch_outputs(
+    stem: nn.Module, heads: UniFeatHeads, views: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projections ``z`` and predictions ``p`` of both branches, each (2, B, D, h', w').
+
+    Both branches go through the stem in one batch (branch-major, so BatchNorm sees one set of
+    statistics for both); ``z[0, k]`` and ``z[1, k]`` are the two bands of image ``k``.
+    """
+    two, b, _, h, w = views.shape
+    z = heads.projector(stem(views.reshape(two * b, 1, h, w)))
+    p = heads.predictor(z)
+    return z.view(two, b, *z.shape[1:]), p.view(two, b, *p.shape[1:])
+
+
 def train_unifeat(
     backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext, cfg: UniFeatConfig, label: str
 ) -> list[float]:
@@ -100,19 +135,11 @@ def train_unifeat(
     criterion = NegativeCosineSimilarity(dim=1)
 
     def loss_fn(batch: torch.Tensor, gen: torch.Generator) -> StepOutput:
-        b, c = batch.shape[:2]
-        pairs = sample_band_pairs(b, c, cfg.p_cross, gen, batch.device)
-        x = random_crop(batch[torch.arange(b, device=batch.device)[:, None], pairs], cfg.crop, gen)
-        if cfg.augment:
-            x = random_dihedral(x, gen)
-        h, w = x.shape[-2:]
-        z = heads.projector(backbone.stem(x.reshape(2 * b, 1, h, w)))
-        p = heads.predictor(z)
-        z0, z1 = z.detach().chunk(2)
-        p0, p1 = p.chunk(2)
-        loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
-        pixels = z0.permute(0, 2, 3, 1).reshape(-1, z0.shape[1])
-        return loss, {"collapse_std": std_of_l2_normalized(pixels.float())}
+        pairs = sample_band_pairs(batch.shape[0], batch.shape[1], cfg.p_cross, gen, batch.device)
+        z, p = branch_outputs(backbone.stem, heads, band_pair_views(batch, pairs, cfg.crop, gen, cfg.augment))
+        z = z.detach()  # stop-gradient on the targets (SimSiam)
+        loss = 0.5 * (criterion(p[0], z[1]) + criterion(p[1], z[0]))
+        return loss, collapse_monitors(pixels_as_rows(z[0]))
 
     params = [*backbone.stem.parameters(), *heads.parameters()]
     return fit(label, [backbone, heads], params, images, ctx, cfg, loss_fn, salt=1)
@@ -122,6 +149,7 @@ def train_unifeat(
 class UniFeat(PretrainMethod):
     """SSCL stage 1 alone: cross-band pixel-wise SimSiam on the single-channel stem."""
 
+    version = "2"  # v2: the two branches are the two bands of the same image (v1 mis-paired them)
     description = "SSCL stage 1 only (ablation): cross-band pixel-wise SimSiam on the band-shared stem"
     label = "UniFeat"
     Config = UniFeatConfig
