@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 #: Pixels per class the labelled pool must hold for ``--samples 800`` with room to spare.
 MIN_CLASS_PIXELS = 2000
+#: More patches than this in all looks like a full copy of a dataset (not a sample or a fixture),
+#: so ``check`` compares its split sizes with the release's.
+FULL_COPY_PATCHES = 1000
 _LIST_LIMIT = 10
 
 
@@ -66,13 +69,40 @@ def _print_split(split: CachedSplit) -> None:
 def _load(args: argparse.Namespace) -> Dataset:
     from datasets import load_dataset
 
-    return load_dataset(args.data, skip_bad=args.skip_bad, progress=True)
+    return load_dataset(args.data, skip_bad=args.skip_bad, progress=True, split_scheme=args.split_scheme)
+
+
+def _print_split_sizes(ds: Dataset) -> None:
+    """Patches per split under the scheme, and a warning when a full copy is not split as released.
+
+    A copy split differently from the release (another scheme, a re-split archive, missing files)
+    runs another experiment than the published table, which nothing else would reveal.
+    """
+    from datasets import DEFAULT_SPLIT_SCHEME, get_layout
+
+    sizes = {"labelled": len(ds.labelled), "test": len(ds.test)}
+    release = get_layout(ds.layout).release_patches
+    shown = " / ".join(f"{n} {name}" for name, n in sizes.items())
+    print(f"patches: {shown}")
+    if release and sum(sizes.values()) > FULL_COPY_PATCHES and sizes != release:
+        hint = (
+            f"the {ds.split_scheme!r} split scheme is not the seed's protocol (--split-scheme seed)"
+            if ds.split_scheme != DEFAULT_SPLIT_SCHEME
+            else "missing or skipped files? results will not compare with the published table"
+        )
+        print(
+            f"warning: {shown} patches, the DFC2020 release has {release['labelled']} labelled "
+            f"(ROIs0000_validation) / {release['test']} test (ROIs0000_test); {hint}"
+        )
 
 
 def _check(args: argparse.Namespace) -> int:
     """Validate every file (via the cache build) and show counts; a broken file exits non-zero."""
     ds = _load(args)
-    print(f"dataset {ds.root}  layout {ds.layout}  fingerprint {ds.fingerprint}")
+    print(
+        f"dataset {ds.root}  layout {ds.layout}  split scheme {ds.split_scheme}  fingerprint {ds.fingerprint}"
+    )
+    _print_split_sizes(ds)
     print(f"bands: {' '.join(ds.band_names)}")
     for split in (ds.labelled, ds.test):
         _print_split(split)
@@ -92,6 +122,46 @@ def _cache(args: argparse.Namespace) -> int:
     print(f"cache ready in {time.perf_counter() - start:.1f} s, dataset fingerprint {ds.fingerprint}")
     for split in (ds.labelled, ds.test):
         print(f"  {split.name}: {len(split)} patches -> {split.path}")
+    return 0
+
+
+def _samples(text: str) -> tuple[int, ...]:
+    """``200,1000`` -> (200, 1000); a one-line error for anything else."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"--samples wants positive integers like 200,1000, got {text!r}")
+    return values
+
+
+def _difficulty(args: argparse.Namespace) -> int:
+    """Per-pixel logistic regression and random forest on the raw bands: how hard is this dataset?"""
+    from bench.core.errors import BenchError
+    from bench.harness.difficulty import CLASSIFIERS, format_difficulty, log_difficulty
+    from bench.harness.difficulty import difficulty as measure
+
+    unknown = sorted(set(args.classifiers) - set(CLASSIFIERS))
+    if unknown:
+        raise BenchError(f"--classifiers: unknown {', '.join(unknown)}; choose from {', '.join(CLASSIFIERS)}")
+
+    ds = _load(args)
+    n_train = len(ds.labelled) - round(0.2 * len(ds.labelled))
+    print(
+        f"dataset {ds.root}  fingerprint {ds.fingerprint}\n"
+        f"test: labelled pool ({len(ds.labelled)} patches) -> test split ({len(ds.test)} patches); "
+        f"pool-val: pool-train ({n_train} patches) -> pool-val (the rest, split by patch)"
+    )
+    start = time.perf_counter()
+    rows = measure(ds, samples=args.samples, seed=args.seed, classifiers=args.classifiers, progress=print)
+    print(
+        f"\nper-pixel classifiers on the {len(ds.band_names)} raw normalised bands, accuracy in % "
+        f"(seed {args.seed}, {time.perf_counter() - start:.0f} s)"
+    )
+    print(format_difficulty(rows, ds.classes.names))
+    run_id = log_difficulty(rows, ds, args.seed, ds.classes.names)
+    print(f"logged to MLflow run {run_id} (tag bench.kind=difficulty)")
     return 0
 
 
@@ -119,6 +189,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also draw sample patches (S2, S1, labels) to FILE.png",
     )
     check.set_defaults(func=_check)
+
+    hard = actions.add_parser(
+        "difficulty",
+        help="per-pixel logistic regression and random forest on the raw bands (AA, OA per class)",
+    )
+    add_data_args(hard)
+    hard.add_argument(
+        "--samples",
+        type=_samples,
+        default=(200, 1000),
+        help="pixels per class, comma-separated (default 200,1000)",
+    )
+    hard.add_argument("--seed", type=int, default=0, help="pixel draw and classifier seed (default 0)")
+    hard.add_argument(
+        "--classifiers",
+        type=lambda text: tuple(text.split(",")),
+        default=("logistic", "rf"),
+        help="comma-separated subset of logistic,rf (default both; rf predicts slowly on a large test split)",
+    )
+    hard.set_defaults(func=_difficulty)
 
     cache = actions.add_parser("cache", help="decode the dataset once into the memory-mapped cache")
     add_data_args(cache)

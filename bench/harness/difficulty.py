@@ -1,0 +1,160 @@
+"""How hard is a dataset for standard machine learning? (``bench data difficulty``)
+
+Per-pixel logistic regression and a random forest on the raw normalised bands, trained on N
+pixels per class, scored two ways:
+
+* ``test``: trained on the whole labelled pool, scored on every valid pixel of the test split:
+  the difficulty a method faces in the benchmark, domain shift included;
+* ``pool-val``: trained on the pool's training patches, scored on its held-out patches (the fixed
+  80/20 split by patch that tuning uses): the in-domain difficulty.
+
+The gap between the two (in AA points) measures how much of the difficulty is shift between the
+pool and the test split rather than class overlap. The synthetic default is calibrated with this
+command alone, because it involves no pretraining method; it runs on real DFC2020 unchanged, so a
+user can set the synthetic set beside the real one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench.core.provenance import stable_hash
+from bench.protocols.budget import validation_split
+from bench.protocols.metrics import Scores
+from bench.protocols.pixel_classifiers import (
+    fit_logistic,
+    fit_random_forest,
+    predict_confusion,
+    sample_pixels,
+)
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+CLASSIFIERS: dict[str, Callable[[np.ndarray, np.ndarray, int], object]] = {
+    "logistic": fit_logistic,
+    "rf": fit_random_forest,
+}
+SETTINGS = ("test", "pool-val")
+DEFAULT_SAMPLES = (200, 1000)
+
+
+@dataclass(frozen=True)
+class DifficultyRow:
+    """One (classifier, pixels per class, evaluation) result."""
+
+    classifier: str
+    samples: int
+    setting: str  # "test" (pool -> test) or "pool-val" (pool-train -> pool-val)
+    scores: Scores
+    confusion: np.ndarray  # K x K, rows = truth, over every scored pixel
+    realised: int  # training pixels actually drawn (short classes give all they have)
+    seconds: float
+
+
+def difficulty(
+    ds: Dataset,
+    samples: Sequence[int] = DEFAULT_SAMPLES,
+    seed: int = 0,
+    classifiers: Sequence[str] = tuple(CLASSIFIERS),
+    progress: Callable[[str], None] | None = None,
+) -> list[DifficultyRow]:
+    """Every (classifier, samples, setting) row for a loaded dataset (``datasets.Dataset``).
+
+    The pixel draw for (samples, setting) is seeded by (dataset fingerprint, setting, samples,
+    seed) and shared by both classifiers, so their rows differ only by the classifier.
+    """
+    labelled, test, classes = ds.labelled, ds.test, ds.classes
+    k, ignore = classes.num_classes, classes.ignore_index
+    train_patches, val_patches = validation_split(len(labelled.labels), ds.fingerprint)
+    evaluations = {
+        "test": (None, test.images, test.labels, None),
+        "pool-val": (train_patches, labelled.images, labelled.labels, val_patches),
+    }
+    rows = []
+    for n in samples:
+        for setting in SETTINGS:
+            fit_on, images, labels, score_on = evaluations[setting]
+            rng = np.random.default_rng(
+                int(stable_hash(["difficulty", ds.fingerprint, setting, n, seed]), 16)
+            )
+            x, y = sample_pixels(labelled.images, labelled.labels, n, rng, ignore, patches=fit_on)
+            for name in classifiers:
+                start = time.perf_counter()
+                model = CLASSIFIERS[name](x, y, seed)
+                cm = predict_confusion(model, images, labels, k, ignore_index=ignore, patches=score_on)
+                seconds = time.perf_counter() - start
+                row = DifficultyRow(name, n, setting, Scores.from_confusion(cm), cm, len(y), seconds)
+                rows.append(row)
+                if progress is not None:
+                    progress(
+                        f"{name} {n}/class {setting}: AA {100 * row.scores.aa:.1f} ({row.seconds:.1f} s)"
+                    )
+    return rows
+
+
+def gaps(rows: Sequence[DifficultyRow]) -> dict[tuple[str, int], float]:
+    """In-domain minus test AA, in points, per (classifier, samples)."""
+    aa = {(r.classifier, r.samples, r.setting): r.scores.aa for r in rows}
+    return {
+        (c, n): 100 * (aa[(c, n, "pool-val")] - aa[(c, n, "test")])
+        for (c, n, s) in aa
+        if s == "test" and (c, n, "pool-val") in aa
+    }
+
+
+def format_difficulty(rows: Sequence[DifficultyRow], class_names: Sequence[str]) -> str:
+    """A fixed-width table (%, one row per result) and the gap lines: what the command prints."""
+    short = [name.split("/")[0][:9] for name in class_names]
+    head = f"{'classifier':<10}{'n/class':>8}  {'eval':<9}{'AA':>6}{'OA':>6}  " + "".join(
+        f"{s:>10}" for s in short
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        per_class = "".join(
+            f"{100 * v:>10.1f}" if not np.isnan(v) else f"{'-':>10}" for v in r.scores.per_class
+        )
+        head_cells = f"{r.classifier:<10}{r.samples:>8}  {r.setting:<9}"
+        lines.append(f"{head_cells}{100 * r.scores.aa:>6.1f}{100 * r.scores.oa:>6.1f}  {per_class}")
+    lines.append("")
+    for (c, n), gap in gaps(rows).items():
+        lines.append(f"gap {c} {n}/class: pool-val AA - test AA = {gap:+.1f} points")
+    return "\n".join(lines)
+
+
+def log_difficulty(rows: Sequence[DifficultyRow], ds: Dataset, seed: int, class_names: Sequence[str]) -> str:
+    """One MLflow run tagged ``bench.kind=difficulty``; metrics ``<setting>.<classifier>.<n>.<metric>``."""
+    import mlflow
+
+    from bench.harness.tracking import metric_name, setup_tracking
+
+    setup_tracking()
+    tags = {
+        "bench.kind": "difficulty",
+        "bench.dataset_fingerprint": ds.fingerprint,
+    }
+    with mlflow.start_run(run_name="difficulty", tags=tags) as run:
+        mlflow.log_params(
+            {
+                "data": str(ds.root),
+                "seed": seed,
+                "samples": ",".join(str(n) for n in sorted({r.samples for r in rows})),
+            }
+        )
+        metrics: dict[str, float] = {}
+        for r in rows:
+            prefix = f"{r.setting}.{r.classifier}.{r.samples}"
+            metrics[f"{prefix}.AA"] = r.scores.aa
+            metrics[f"{prefix}.OA"] = r.scores.oa
+            for name, value in zip(class_names, r.scores.per_class, strict=True):
+                if not np.isnan(value):
+                    metrics[f"{prefix}.acc.{metric_name(name)}"] = value
+        for (c, n), gap in gaps(rows).items():
+            metrics[f"gap.{c}.{n}"] = gap / 100
+        mlflow.log_metrics(metrics)
+        return run.info.run_id

@@ -1,0 +1,66 @@
+"""``bench data difficulty``: per-pixel classifiers on the tiny set, through the real CLI and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.harness.difficulty import difficulty, gaps
+from bench.protocols.budget import validation_split
+from datasets import Dataset
+from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
+
+
+def test_rows_score_the_right_pixels(tiny_dataset: Dataset) -> None:
+    rows = difficulty(tiny_dataset, samples=(30,), classifiers=("logistic",))
+    by_setting = {r.setting: r for r in rows}
+    assert set(by_setting) == {"test", "pool-val"}
+    test_labels = np.asarray(tiny_dataset.test.labels)
+    assert by_setting["test"].confusion.sum() == (test_labels != 255).sum()
+    _, val = validation_split(len(tiny_dataset.labelled), tiny_dataset.fingerprint)
+    val_labels = np.asarray(tiny_dataset.labelled.labels)[val]
+    assert by_setting["pool-val"].confusion.sum() == (val_labels != 255).sum()
+    again = difficulty(tiny_dataset, samples=(30,), classifiers=("logistic",))
+    for first, second in zip(rows, again, strict=True):  # seeded draw and fit
+        np.testing.assert_array_equal(first.confusion, second.confusion)
+    gap = gaps(rows)[("logistic", 30)]
+    assert gap == pytest.approx(100 * (by_setting["pool-val"].scores.aa - by_setting["test"].scores.aa))
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_cli_prints_and_logs_one_run(tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "data",
+        "difficulty",
+        "--data",
+        str(tiny_data_root),
+        "--samples",
+        "20,40",
+        "--classifiers",
+        "logistic",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "gap logistic 40/class: pool-val AA - test AA" in printed and "Wetlands" in printed
+    runs = mlflow.search_runs(filter_string="tags.`bench.kind` = 'difficulty'", output_format="list")
+    assert len(runs) == 1
+    metrics = runs[0].data.metrics
+    assert {
+        "test.logistic.20.AA",
+        "pool-val.logistic.40.OA",
+        "test.logistic.40.acc.Forest",
+        "gap.logistic.40",
+    } <= set(metrics)
+    aa_line = next(
+        line for line in printed.splitlines() if line.startswith("logistic") and " 20  test" in line
+    )
+    assert float(aa_line.split()[3]) == pytest.approx(100 * metrics["test.logistic.20.AA"], abs=0.05)
+
+
+def test_cli_refuses_an_unknown_classifier(tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "difficulty", "--data", str(tiny_data_root), "--classifiers", "svm"]) == 2
+    assert "unknown svm" in capsys.readouterr().err
