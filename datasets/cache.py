@@ -142,7 +142,7 @@ def _build(
     with (tmp / "images.f16").open("wb") as img_fh, (tmp / "labels.u8").open("wb") as lab_fh:
         for patch in bar:
             try:
-                image, labels, n_bad = read_patch(patch, classes, normalisation, shape)
+                image, labels, n_bad = read_patch(patch, classes, normalisation, shape, sources.rasters)
             except DataError as err:
                 if not skip_bad:
                     raise

@@ -6,7 +6,6 @@ the user which file to fix; the cache builder turns it into a skip under ``skip_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +14,14 @@ from rasterio.errors import RasterioError
 
 from bench.core.errors import DataError
 from datasets.classes import ClassConfig
-from datasets.layouts import PatchFiles
+from datasets.layouts import DFC2020_RASTERS, PatchFiles, RasterSpec
 from datasets.normalise import Normalisation
 
 
-@dataclass(frozen=True)
-class RasterSpec:
-    """What a modality's file must contain."""
-
-    bands: int
-    kinds: str  # accepted numpy dtype kinds: "f" float, "u" unsigned, "i" signed
-    dtype_hint: str
-
-
-SPECS: dict[str, RasterSpec] = {
-    "s1": RasterSpec(2, "f", "float32 dB (VV, VH)"),
-    "s2": RasterSpec(13, "u", "uint16 L1C DN (B1..B12 with B8A)"),
-    "dfc": RasterSpec(1, "ui", "integer DFC class ids"),
-}
-
-
-def read_raster(path: Path, modality: str) -> np.ndarray:
-    """Read every band of ``path`` (bands first) and check band count and dtype for ``modality``."""
-    spec = SPECS[modality]
+def read_raster(path: Path, modality: str, rasters: dict[str, RasterSpec] = DFC2020_RASTERS) -> np.ndarray:
+    """Read every band of ``path`` (bands first) and check band count and dtype for ``modality``
+    against the layout's ``rasters``."""
+    spec = rasters[modality]
     try:
         with rasterio.open(path) as src:
             if src.count != spec.bands:
@@ -57,18 +41,20 @@ def read_patch(
     classes: ClassConfig,
     normalisation: Normalisation,
     shape: tuple[int, int] | None = None,
+    rasters: dict[str, RasterSpec] = DFC2020_RASTERS,
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """(normalised float32 (15,H,W), uint8 labels (H,W) or None, replaced non-finite S1 pixels).
 
-    ``shape`` is the (H, W) every patch of the split must have (the first patch's).
+    ``shape`` is the (H, W) every patch of the split must have (the first patch's); ``rasters`` the
+    layout's band and dtype specs (``SplitSources.rasters``).
     """
-    s1 = read_raster(patch.s1, "s1")
-    s2 = read_raster(patch.s2, "s2")
+    s1 = read_raster(patch.s1, "s1", rasters)
+    s2 = read_raster(patch.s2, "s2", rasters)
     expected = shape or s2.shape[1:]
     arrays = [(patch.s1, s1), (patch.s2, s2)]
     labels = None
     if patch.dfc is not None:
-        dfc = read_raster(patch.dfc, "dfc")
+        dfc = read_raster(patch.dfc, "dfc", rasters)
         arrays.append((patch.dfc, dfc))
     for path, arr in arrays:
         if arr.shape[1:] != tuple(expected):

@@ -7,8 +7,19 @@ from pathlib import Path
 
 
 def add_data_args(parser: argparse.ArgumentParser, skip_bad: bool = True) -> None:
-    """``--data`` (default: the embedded synthetic set) and ``--skip-bad``."""
+    """``--data`` (default: the embedded synthetic set), ``--split-scheme`` and ``--skip-bad``.
+
+    The scheme is checked by the layout (``datasets.layouts``), which knows which schemes it has.
+    """
     parser.add_argument("--data", type=Path, help="DFC2020 folder (default: the embedded synthetic set)")
+    parser.add_argument(
+        "--split-scheme",
+        default="seed",  # datasets.DEFAULT_SPLIT_SCHEME, written here so parsing imports no rasterio
+        metavar="seed|csv",
+        help="labelled/test split of a Copernicus-Bench copy: seed (default) assigns patches by file name "
+        "(ROIs0000_validation_* labelled, ROIs0000_test_* test), the seed's protocol; csv follows the "
+        "archive's dfc-{train,val,test}-new.csv (train+val labelled)",
+    )
     if skip_bad:
         parser.add_argument("--skip-bad", action="store_true", help="report bad files and leave them out")
 

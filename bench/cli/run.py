@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # fail on a bad --set before any data is generated
         spec.method_config()
         spec.protocol_config()
-    ds = load_dataset(args.data, skip_bad=args.skip_bad, progress=args.progress)
+    ds = load_dataset(
+        args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         cells = [

@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
                 protocol_overrides=protocol_overrides[protocol],
             )
     device = resolve_device(args.device)
-    ds = load_dataset(args.data, skip_bad=args.skip_bad, progress=args.progress)
+    ds = load_dataset(
+        args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
+    )
     report = run_sweep(
         units, ds, device, ClaimStore(bench_home() / "claims"), worker=args.worker_id, progress=args.progress
     )

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         protocol_overrides=protocol_overrides[args.protocol],
     )
     spec.method_config()
-    ds = load_dataset(args.data, progress=False)
+    ds = load_dataset(args.data, progress=False, split_scheme=args.split_scheme)
     study_name = args.study or default_study_name(spec, ds, args.pretrain)
     study, path = tune(
         spec,

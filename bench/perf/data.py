@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from bench.perf.stages import PerfRow, register_stage
-from datasets.layouts import detect_layout, labelled_sources
+from datasets.layouts import DEFAULT_SPLIT_SCHEME, detect_layout
 from datasets.loader import load_dataset
 from datasets.reader import read_patch
 
@@ -34,10 +34,15 @@ def _cache_epoch(images: np.memmap, labels: np.memmap) -> int:
 @register_stage("data")
 def data_stage(args: argparse.Namespace) -> list[PerfRow]:
     """Patches/s of a cached epoch (best of 3) and of a GeoTIFF epoch, and their ratio."""
-    ds = load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), progress=False)
+    ds = load_dataset(
+        args.data,
+        skip_bad=getattr(args, "skip_bad", False),
+        progress=False,
+        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
+    )
     split = ds.labelled
     keep = set(split.patch_ids)
-    sources = labelled_sources(ds.root, detect_layout(ds.root))["labelled"]
+    sources = detect_layout(ds.root).splits(ds.root, ds.split_scheme)["labelled"]
     patches = [p for p in sources.patches if p.patch_id in keep]
     n = len(split)
 
@@ -51,7 +56,7 @@ def data_stage(args: argparse.Namespace) -> list[PerfRow]:
     shape = split.images.shape[-2:]
     start = time.perf_counter()
     for patch in patches:
-        image, labels, _ = read_patch(patch, ds.classes, ds.normalisation, shape)
+        image, labels, _ = read_patch(patch, ds.classes, ds.normalisation, shape, sources.rasters)
         batch = (torch.from_numpy(image), torch.from_numpy(labels))
         assert batch[0].shape[-2:] == batch[1].shape
     tiff_s = time.perf_counter() - start

@@ -64,9 +64,14 @@ def _bare(
 @register_stage("pretrain")
 def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
     """images/s of simsiam, unifeat and core steps (default configs) against the bare model."""
-    from datasets import load_dataset
+    from datasets import DEFAULT_SPLIT_SCHEME, load_dataset
 
-    ds = load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), progress=False)
+    ds = load_dataset(
+        args.data,
+        skip_bad=getattr(args, "skip_bad", False),
+        progress=False,
+        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
+    )
     device = resolve_device(getattr(args, "device", "auto"))
     backbone_name = getattr(args, "backbone", "tiny")
     ctx = PretrainContext(device=device, seed=0, progress=False)

@@ -45,9 +45,14 @@ def _timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> f
 @register_stage("train")
 def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     """Finetune images/s (harness vs bare model) and the linear probe's cached-feature speed-up."""
-    from datasets import load_dataset
+    from datasets import DEFAULT_SPLIT_SCHEME, load_dataset
 
-    ds = load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), progress=False)
+    ds = load_dataset(
+        args.data,
+        skip_bad=getattr(args, "skip_bad", False),
+        progress=False,
+        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
+    )
     labels = ds.labelled.labels
     assert labels is not None  # the labelled pool always has labels
     device = resolve_device(getattr(args, "device", "auto"))
