@@ -7,6 +7,8 @@ decoded content instead: the same data copied to another path or machine keeps i
 so workers on several machines agree on which cells are done.
 A cache directory is written under a temporary name and renamed into place, so a reader never
 sees half a cache, and concurrent builders of the same key simply keep the first one finished.
+Its ``digest.json`` (:mod:`bench.core.integrity`) is checked when the folder is opened: a corrupted
+or truncated file is reported, the folder moved aside and decoded again from the sources.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from bench.core.atomic import atomic_dir
 from bench.core.errors import DataError
+from bench.core.integrity import usable_folder, write_folder_digest
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
 from datasets.classes import ClassConfig
@@ -191,6 +194,7 @@ def _build(
         "normalisation": normalisation.mode,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_folder_digest(tmp, ["images.f16", "labels.u8", MANIFEST])
 
 
 def cached_split(
@@ -206,7 +210,7 @@ def cached_split(
         raise DataError(f"{sources.name} split: empty dataset, no patches found")
     fingerprint = split_fingerprint(sources, classes, normalisation)
     final = cache_root() / fingerprint
-    hit = (final / MANIFEST).is_file()
+    hit = usable_folder(final, f"decoded {sources.name} cache")
     if not hit:
         with atomic_dir(final, MANIFEST) as tmp:
             _build(tmp, sources, fingerprint, classes, normalisation, skip_bad, progress)

@@ -1,8 +1,10 @@
 """Pretrained weights, computed once per (method, config, backbone, pretraining data, seed).
 
 Every budget, evaluation seed and protocol of a method reuses the same cached weights, so a sweep
-pays for pretraining once. The cache file is written atomically and guarded by a file lock, so
-two workers that need the same weights train them once.
+pays for pretraining once. The cache file is written atomically with its digest and guarded by a
+file lock, so two workers that need the same weights train them once. A cached file is used only
+when it matches its digest and loads (else it is reported, moved aside and trained again), and a
+verified hit takes no lock, so a fully cached run works on a read-only ``BENCH_HOME``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from bench.core.atomic import atomic_path, atomic_write_text
+from bench.core.atomic import atomic_write_text
+from bench.core.integrity import atomic_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
+from bench.harness.tracking import process_tags
 from bench.models.backbones import SegBackbone, build_backbone
 from methods import PretrainContext, PretrainMethod, get_method
 
@@ -77,6 +81,22 @@ def _log_to_mlflow(metrics: dict[str, float], step: int) -> None:
     mlflow.log_metrics({f"pretrain.{k}": float(v) for k, v in metrics.items()}, step=step)
 
 
+def _load_cached(model: SegBackbone, path: Path) -> bool:
+    """Load the verified cache file into ``model``; False (after moving a bad file aside) when unusable."""
+    if not usable_entry(path, "pretrained weights"):
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        expected = {k: v.shape for k, v in model.state_dict().items()}
+        if {k: v.shape for k, v in state.items()} != expected:
+            raise ValueError("parameter names or shapes differ from the backbone")
+        model.load_state_dict(state)
+    except Exception as err:  # a file that matches its digest but does not load: written wrong
+        move_aside(path, f"does not load ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+        return False
+    return True
+
+
 def pretrained_backbone(
     method: str,
     *,
@@ -113,10 +133,11 @@ def pretrained_backbone(
         "seed": seed,
         "path": str(path),
     }
+    if not force and _load_cached(model, path):  # no lock needed to read a verified entry
+        return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if path.exists() and not force:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        if not force and _load_cached(model, path):  # another worker trained it meanwhile
             return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
         start = time.perf_counter()
         model.to(device)
@@ -126,7 +147,14 @@ def pretrained_backbone(
         with mlflow.start_run(
             run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None
         ):
-            mlflow.set_tags({"bench.kind": "pretrain", "bench.pretrain_key": key, "bench.method": method})
+            mlflow.set_tags(
+                {
+                    "bench.kind": "pretrain",
+                    "bench.pretrain_key": key,
+                    "bench.method": method,
+                    **process_tags(),
+                }
+            )
             mlflow.log_params(
                 {
                     "pretrain_config": canonical_json(runner.config_dict())[:6000],
@@ -138,7 +166,7 @@ def pretrained_backbone(
             runner.pretrain(model, images if images is not None else np.empty((0,)), ctx)
             seconds = time.perf_counter() - start
             mlflow.log_metric("pretrain.seconds", seconds)
-        with atomic_path(path) as tmp:
+        with atomic_entry(path) as tmp:
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         atomic_write_text(path.with_suffix(".json"), canonical_json({**record, "seconds": seconds}))
     return model, PretrainRecord(cached=False, seconds=seconds, **record)

@@ -8,6 +8,12 @@ so ``mlflow ui`` shows the results with no flags. Artifacts of a local store go 
 
 A seed run counts as done only when it carries ``bench.status=complete``, which is set after every
 metric, param and artifact has been logged; a crashed run never has it and is redone.
+
+A new local sqlite store is created and migrated in a temporary file that is renamed into place
+under the store lock, so a kill at any moment leaves no store or a working one. Runs carry the
+host and pid of their process; a run left RUNNING by a process that no longer exists is marked
+KILLED when the next command of its cell starts, and a cell's parent run is FINISHED once every
+seed it has tried is complete.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import functools
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +34,8 @@ import pandas as pd
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from bench.core.atomic import atomic_path
 
 COMPLETE = "complete"
 _DONE_FILTER = "tags.`bench.kind` = 'seed' and tags.`bench.status` = 'complete'"
@@ -53,9 +62,35 @@ def _store_lock(uri: str) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
+def _create_local_store(uri: str) -> None:
+    """Create and migrate a missing sqlite store in a temporary file, then rename it into place.
+
+    Called under the store lock. MLflow's own first use migrates the schema in place, and a kill in
+    the middle leaves a half-migrated file that every later command fails on; a temporary that a
+    killed creator left behind is simply removed here.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    if db.exists():
+        return
+    for stale in db.parent.glob(f".{db.name}.*.tmp*"):
+        stale.unlink(missing_ok=True)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
+
+    with atomic_path(db) as tmp:
+        tmp_uri = f"sqlite:///{tmp}"
+        _get_sqlalchemy_store(tmp_uri, None)  # creates every table and the default experiment
+        engine = SqlAlchemyStore._engine_map.pop(tmp_uri, None)
+        if engine is not None:
+            engine.dispose()
+
+
 @functools.cache
 def _experiment_id(uri: str, name: str) -> str:
     with _store_lock(uri):
+        _create_local_store(uri)
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name(name)
         if exp is not None:
@@ -145,12 +180,65 @@ def parent_run(
     return run.info.run_id
 
 
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that writes a run, so a run it leaves RUNNING can be closed later."""
+    return {"bench.host": socket.gethostname(), "bench.pid": str(os.getpid())}
+
+
+def _process_gone(tags: Mapping[str, str]) -> bool:
+    """True only when the run's writer ran on this host and no longer exists (other hosts: unknown)."""
+    if tags.get("bench.host") != socket.gethostname() or not tags.get("bench.pid", "").isdigit():
+        return False
+    pid = int(tags["bench.pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def close_dead_runs(parent_id: str) -> list[str]:
+    """Mark KILLED the children of ``parent_id`` left RUNNING by a process of this host that is gone."""
+    client, exp_id = setup_tracking()
+    running = client.search_runs(
+        [exp_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+    )
+    killed = [run.info.run_id for run in running if _process_gone(run.data.tags)]
+    for run_id in killed:
+        client.set_terminated(run_id, "KILLED")
+    return killed
+
+
+def refresh_parent_status(parent_id: str) -> None:
+    """FINISHED once every seed tried under ``parent_id`` has a complete run (a failure is then stale)."""
+    client, exp_id = setup_tracking()
+    parent = client.get_run(parent_id)
+    if parent.info.status in ("RUNNING", "FINISHED"):
+        return  # RUNNING: this process is using it and ends it itself
+    seeds = client.search_runs(
+        [exp_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`bench.kind` = 'seed'"
+    )
+    tried = {run.data.tags.get("bench.seed") for run in seeds}
+    done = {run.data.tags.get("bench.seed") for run in seeds if run.data.tags.get("bench.status") == COMPLETE}
+    if seeds and tried == done:
+        client.set_terminated(parent_id, "FINISHED")
+
+
 def cell_run(cell_key: str, tags: Mapping[str, str], params: Mapping[str, str], run_name: str) -> str:
-    """The parent run of a cell: the existing one for ``cell_key`` or a new (terminated) one."""
+    """The parent run of a cell: the existing one for ``cell_key`` or a new (terminated) one.
+
+    Children left RUNNING by a killed process of this host are marked KILLED first.
+    """
     run_id = parent_run("cell", "bench.cell_key", cell_key, run_name, tags, params)
     client, _ = setup_tracking()
+    close_dead_runs(run_id)
     if client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id)
+    refresh_parent_status(run_id)
     return run_id
 
 
@@ -167,7 +255,9 @@ def record_seed(
     """Write one seed run (child of ``parent_id``), marking it complete only once all is logged."""
     client, exp_id = setup_tracking()
     run = client.create_run(
-        exp_id, run_name=run_name, tags={"bench.kind": "seed", "mlflow.parentRunId": parent_id, **tags}
+        exp_id,
+        run_name=run_name,
+        tags={"bench.kind": "seed", "mlflow.parentRunId": parent_id, **tags, **process_tags()},
     )
     run_id = run.info.run_id
     try:
@@ -185,4 +275,5 @@ def record_seed(
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id)
+    refresh_parent_status(parent_id)
     return run_id

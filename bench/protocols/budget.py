@@ -19,8 +19,8 @@ from typing import Literal
 
 import numpy as np
 
-from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
+from bench.core.integrity import atomic_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
 
@@ -99,6 +99,26 @@ def _draw_images(
     return flat[keep], values[keep]
 
 
+def _usable_index(path: Path, ident: dict[str, object]) -> bool:
+    """The index file exists, matches its digest and was drawn for ``ident``; else it is redrawn.
+
+    The stored ``ident`` catches a file copied or renamed over another budget's name together with
+    its digest: a budget is only ever used for the draw it was made for.
+    """
+    if not usable_entry(path, "label budget"):
+        return False
+    try:
+        with np.load(path) as z:
+            stored = json.loads(str(z["ident"]))
+    except Exception as err:  # matches its digest but is not a budget index: written wrong
+        move_aside(path, f"unreadable ({type(err).__name__})", "label budget")
+        return False
+    if stored != json.loads(json.dumps(ident)):
+        move_aside(path, "drawn for another budget (its stored ident differs)", "label budget")
+        return False
+    return True
+
+
 def draw_budget(
     labels: np.ndarray,
     *,
@@ -127,7 +147,7 @@ def draw_budget(
     }
     key = stable_hash(ident)
     path = bench_home() / "budgets" / f"{unit}-{samples}-seed{seed}-{key}.npz"
-    if not path.exists():
+    if not _usable_index(path, ident):
         train, val = validation_split(labels.shape[0], fingerprint, val_fraction)
         rng = _rng("budget", fingerprint, unit, samples, seed)
         if unit == "pixels":
@@ -136,7 +156,7 @@ def draw_budget(
             flat, label = _draw_images(labels, train, samples, len(class_names), rng)
         local, row, col = np.unravel_index(flat, (train.size, labels.shape[1], labels.shape[2]))
         realised = np.bincount(label, minlength=len(class_names))
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        with atomic_entry(path) as tmp, open(tmp, "wb") as fh:
             np.savez(
                 fh,
                 patch=train[local],

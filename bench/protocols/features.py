@@ -10,13 +10,14 @@ makes gathering the labelled pixels and streaming test patches cheap. Written at
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench.core.atomic import atomic_path
 from bench.core.device import as_input, autocast, host_tensor, to_device
+from bench.core.integrity import atomic_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
 from bench.models.backbones import SegBackbone
@@ -50,6 +51,18 @@ def extract(
         out[start : start + len(x)] = feats.permute(0, 2, 3, 1).to(torch.float16).cpu().numpy()
 
 
+def _usable_features(path: Path) -> bool:
+    """The feature file exists, matches its digest and opens as an .npy; else it is extracted again."""
+    if not usable_entry(path, "feature cache"):
+        return False
+    try:
+        np.load(path, mmap_mode="r")
+    except Exception as err:  # matches its digest but is not an .npy: written wrong
+        move_aside(path, f"unreadable ({type(err).__name__})", "feature cache")
+        return False
+    return True
+
+
 def cached_features(
     backbone: SegBackbone,
     images: np.ndarray,
@@ -73,9 +86,9 @@ def cached_features(
         }
     )
     path = bench_home() / "features" / f"{key}.npy"
-    if not path.exists():
+    if not _usable_features(path):
         n, _, h, w = images.shape
-        with atomic_path(path) as tmp:
+        with atomic_entry(path) as tmp:
             out = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float16, shape=(n, h, w, backbone.out_dim)
             )
