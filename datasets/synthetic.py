@@ -34,18 +34,16 @@ from rasterio.transform import Affine
 from tqdm import tqdm
 
 from datasets.classes import DFC_NAMES
+from datasets.layouts import ReleasedDFC2020, SyntheticDFC2020
 
 GENERATOR_VERSION = 1
-MARKER = "synthetic.json"
+MARKER = SyntheticDFC2020.marker
 CRS_EPSG = 32632
 ENL = 4.4
 _VEGETATION = (1, 2, 3, 4, 5, 6)
 
 #: Released-layout folders per split: (split folder, modality folder suffix).
-SPLIT_FOLDERS: dict[str, tuple[str, str]] = {
-    "labelled": ("ROIs0000_validation", "validation"),
-    "test": ("ROIs0000_test", "0"),
-}
+SPLIT_FOLDERS: dict[str, tuple[str, str]] = ReleasedDFC2020.split_folders
 
 #: Patch-level class prior over DFC ids 1..10 (imbalanced; Savanna and Snow/Ice rare).
 CLASS_PRIOR = np.array([0.20, 0.06, 0.015, 0.15, 0.05, 0.20, 0.10, 0.01, 0.07, 0.135])
@@ -334,7 +332,7 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
             y0 = 5_500_000.0 - (i // 50) * config.size * pixel * 1.5 - split_offset
             transform = Affine(pixel, 0.0, x0, 0.0, -pixel, y0)
             for mod, data in arrays.items():
-                _write(out / folder / f"{mod}_{suffix}" / f"{folder}_{mod}_0_p{i}.tif", data, transform)
+                _write(out / ReleasedDFC2020.patch_path(split, mod, i), data, transform)
             counts += np.bincount(arrays["dfc"].ravel(), minlength=11)
         dfc_pixels[split] = {DFC_NAMES[c]: int(counts[c]) for c in DFC_NAMES}
     meta = {
