@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.core.atomic import atomic_dir
 from bench.core.errors import DataError
 from bench.core.integrity import usable_folder, write_folder_digest
 from bench.core.paths import bench_home
+from bench.core.progress import progress_of
 from bench.core.provenance import stable_hash
 from datasets.classes import ClassConfig
 from datasets.layouts import BadFile, SplitSources
@@ -139,9 +139,7 @@ def _build(
     counts = np.zeros(256, dtype=np.int64)
     shape: tuple[int, int] | None = None
     content = hashlib.sha256()
-    bar = tqdm(
-        sources.patches, desc=f"caching {sources.name}", unit="patch", disable=not progress, leave=False
-    )
+    bar = progress_of(sources.patches, desc=f"caching {sources.name}", unit="patch", enabled=progress)
     with (tmp / "images.f16").open("wb") as img_fh, (tmp / "labels.u8").open("wb") as lab_fh:
         for patch in bar:
             try:

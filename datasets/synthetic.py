@@ -31,8 +31,8 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import Affine
-from tqdm import tqdm
 
+from bench.core.progress import progress_of
 from datasets.classes import DFC_NAMES
 from datasets.layouts import ReleasedDFC2020, SyntheticDFC2020
 
@@ -326,7 +326,7 @@ def generate(out: Path, config: SynthConfig = SynthConfig(), progress: bool = Fa
         n_bad = max(1, round(config.nonfinite_fraction * n)) if config.nonfinite_fraction > 0 else 0
         with_nonfinite = set(pick.choice(n, size=min(n, n_bad), replace=False).tolist())
         split_offset = 0 if split == "labelled" else 200_000.0
-        for i in tqdm(range(n), desc=f"generating {split}", unit="patch", disable=not progress, leave=False):
+        for i in progress_of(range(n), desc=f"generating {split}", unit="patch", enabled=progress):
             arrays = make_patch(config.seed, split, i, config.size, i in with_nonfinite)
             x0 = 300_000.0 + (i % 50) * config.size * pixel * 1.5
             y0 = 5_500_000.0 - (i // 50) * config.size * pixel * 1.5 - split_offset

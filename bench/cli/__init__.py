@@ -1,17 +1,20 @@
 """``python -m bench <command>``: each command lives in ``bench/cli/<command>.py``.
 
 A command module exposes ``register(subparsers) -> None``, which adds its parser and sets
-``func`` (called with the parsed namespace, returns the exit code).
+``func`` (called with the parsed namespace, returns the exit code). Command modules import only
+the standard library and ``bench.cli.common`` at the top; torch, mlflow, pandas and matplotlib are
+imported inside ``func``, so that ``--help`` and a typo answer at once (tests/bench/test_cli_import.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "sweep", "table", "plot", "tune", "data", "list", "perf")
+COMMANDS = ("run", "sweep", "pretrain", "table", "plot", "tune", "data", "list", "perf", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Compare pretraining strategies for S1+S2 land cover under one backbone and protocol.",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="global_progress",
+        action="store_false",
+        help="no progress bars or progress lines in any command",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
@@ -29,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; a user error prints one line and exits 2."""
     from bench.core.errors import BenchError
+    from bench.core.progress import set_enabled
 
     args = build_parser().parse_args(argv)
+    set_enabled(args.global_progress)
+    # MLflow's INFO lines ("Creating initial MLflow database tables...") say nothing a user acts on
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         return int(args.func(args) or 0)
     except BenchError as err:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: The protocol names (``bench.harness.runner.PROTOCOLS``), here so that parsing imports no torch.
+PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune")
+#: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
+TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex")
+
 
 def add_data_args(parser: argparse.ArgumentParser, skip_bad: bool = True) -> None:
     """``--data`` (default: the embedded synthetic set), ``--split-scheme`` and ``--skip-bad``.
@@ -47,3 +52,31 @@ def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
     )
+
+
+def add_progress_arg(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress output at all (``python -m bench --no-progress CMD`` does the same)."""
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars or progress lines"
+    )
+
+
+def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
+    """``--pretrain-seeds K`` and ``--no-selection`` (DESIGN 2.4), shared by run, sweep and tune."""
+    parser.add_argument(
+        "--pretrain-seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="pretrain K times (each cached); evaluation seed s uses pretraining seed s mod K (default 1)",
+    )
+    parser.add_argument(
+        "--no-selection",
+        action="store_true",
+        help="finetune: train the fixed schedule and test its last step (no checkpoint selection)",
+    )
+
+
+def evaluation_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` pairs implied by the evaluation flags (appended after the user's own)."""
+    return ["finetune.selection=false"] if getattr(args, "no_selection", False) else []

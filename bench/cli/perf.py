@@ -8,7 +8,13 @@ import importlib
 from bench.cli.common import add_data_args, add_model_args
 
 #: Modules that register perf stages on import; a new stage adds its module here.
-STAGE_MODULES: tuple[str, ...] = ("bench.perf.data", "bench.perf.pretrain", "bench.perf.train")
+STAGE_MODULES: tuple[str, ...] = (
+    "bench.perf.data",
+    "bench.perf.pretrain",
+    "bench.perf.train",
+    "bench.perf.backbone",
+    "bench.perf.cli",
+)
 
 
 def _load_stages() -> None:
@@ -37,4 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(parser)
     add_model_args(parser)
+    parser.add_argument(
+        "--crop",
+        type=int,
+        help="crop size in px for the backbone, pretrain and train stages (default: each stage's)",
+    )
+    parser.add_argument("--batch", type=int, help="batch size for the same stages (default: each stage's)")
     parser.set_defaults(func=run_perf)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.table import add_selection_args, selected_long_form
-from bench.core.paths import results_dir
-from bench.report.aggregate import summarise
-from bench.report.plot import class_heatmap_figure, curves_figure, save_png
+from bench.cli.table import add_selection_args, refuse_untraceable, selected_long_form
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stats = summarise(selected_long_form(args))
+    from bench.core.paths import results_dir
+    from bench.report.aggregate import summarise, with_references
+    from bench.report.plot import class_heatmap_figure, curves_figure, save_png
+
+    long = selected_long_form(args)
     out = args.out or results_dir() / "accuracy_vs_budget.png"
     heat = out.with_name(f"{out.stem}_classes{out.suffix or '.png'}")
+    refuse_untraceable(long, [out, heat], args.allow_dirty)
+    stats = summarise(with_references(long))
     for path in (save_png(curves_figure(stats), out), save_png(class_heatmap_figure(stats), heat)):
         print(f"wrote {path}")
     return 0

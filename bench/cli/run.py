@@ -10,16 +10,23 @@ import argparse
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.cli.common import (
+    PROTOCOL_NAMES,
     add_data_args,
+    add_evaluation_args,
     add_model_args,
     add_pretrain_data_arg,
+    add_progress_arg,
     add_set_arg,
     add_weights_arg,
+    evaluation_overrides,
 )
 from bench.core.errors import BenchError
-from bench.harness.runner import PROTOCOLS, CellResult, CellSpec, parse_overrides, run_cell
+
+if TYPE_CHECKING:
+    from bench.harness.runner import CellResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--samples", type=int, required=True, help="labelled pixels per class (or images, see unit)"
     )
     p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 (default 5)")
-    p.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="linear", help="default: linear")
+    p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="linear", help="default: linear")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)
     add_model_args(p)
@@ -42,27 +49,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="tuned settings (JSON from `bench tune`) for this method; an explicit --set still wins",
     )
-    p.add_argument("--pretrain-seed", type=int, default=0, help="seed of the pretraining (default 0)")
+    add_evaluation_args(p)
     p.add_argument("--force-pretrain", action="store_true", help="pretrain again and re-evaluate every seed")
     add_weights_arg(p)
     add_pretrain_data_arg(p)
     p.add_argument(
         "--transductive", action="store_true", help="also pretrain on the test inputs (explicit opt-in)"
     )
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
 def realised_line(cell: CellResult, unit: str) -> str:
-    """Labelled pixels per class as drawn (a range when seeds differ, e.g. for a short class)."""
+    """Labelled pixels per class as drawn, training + validation (a range when seeds differ)."""
+
+    def span(values: set[int]) -> str:
+        lo, hi = min(values), max(values)
+        return f"{lo}" + (f"-{hi}" if hi != lo else "")
+
     parts = []
     for name in cell.seeds[0].realised:
-        counts = sorted({s.realised[name] for s in cell.seeds})
-        parts.append(f"{name} {counts[0]}" + (f"-{counts[-1]}" if len(counts) > 1 else ""))
-    what = (
-        "labelled pixels per class" if unit == "pixels" else "labelled pixels per class in the drawn images"
-    )
-    return f"realised {what}: " + ", ".join(parts)
+        train = span({s.realised[name] for s in cell.seeds})
+        val = span({s.realised_val.get(name, 0) for s in cell.seeds})
+        parts.append(f"{name} {train}+{val}")
+    what = "pixels per class" if unit == "pixels" else "pixels per class in the drawn images"
+    return f"realised labelled {what} (training + validation): " + ", ".join(parts)
 
 
 def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
@@ -91,6 +102,7 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
+    from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides, run_cell
     from bench.harness.tracking import experiment_name, tracking_uri
     from datasets import load_dataset
 
@@ -106,24 +118,25 @@ def run(args: argparse.Namespace) -> int:
                 f"--config {args.config}: settings are for method {tuned.method!r}, not {args.method!r}"
             )
         overrides = tuned.set_pairs() + overrides
-    method_overrides, protocol_overrides = parse_overrides(overrides)
+    method_overrides, protocol_overrides = parse_overrides(overrides + evaluation_overrides(args))
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     specs = [
-        CellSpec(
-            method=args.method,
+        cell_spec(
+            args.method,
+            protocol,
+            protocol_overrides,
             samples=args.samples,
             budget_unit=args.budget_unit,
-            protocol=protocol,
             backbone=args.backbone,
             method_overrides=method_overrides,
-            protocol_overrides=protocol_overrides[protocol],
-            pretrain_seed=args.pretrain_seed,
+            pretrain_seeds=args.pretrain_seeds,
             transductive=args.transductive,
             pretrain_data=args.pretrain_data,
             weights=args.weights,
         )
         for protocol in protocols
     ]
+    specs = list(dict.fromkeys(specs))  # a reference row is one cell whatever the protocols
     for spec in specs:  # fail on a bad --set before any data is generated
         spec.method_config()
         spec.protocol_config()

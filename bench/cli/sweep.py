@@ -11,13 +11,16 @@ import argparse
 from pathlib import Path
 
 from bench.cli.common import (
+    PROTOCOL_NAMES,
     add_data_args,
+    add_evaluation_args,
     add_model_args,
     add_pretrain_data_arg,
+    add_progress_arg,
     add_set_arg,
     add_weights_arg,
+    evaluation_overrides,
 )
-from bench.harness.runner import PROTOCOLS, parse_overrides
 
 
 def _csv(text: str) -> list[str]:
@@ -28,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="every method x budget x seed x protocol; resumable, shareable by workers"
     )
-    p.add_argument("--methods", type=_csv, default=_csv("random,imagenet,simsiam,sscl"), help="comma list")
+    p.add_argument(
+        "--methods", type=_csv, help="comma list (default: every registered method and reference row)"
+    )
     p.add_argument(
         "--samples",
         type=lambda s: [int(v) for v in _csv(s)],
@@ -36,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma list of label budgets (default 200,400,600,800,1000)",
     )
     p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 per cell (default 5)")
-    p.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="both", help="default: both")
+    p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="both", help="default: both")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)
     add_model_args(p)
@@ -54,7 +59,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tuned settings (JSON from `bench tune`) for the cells of the method it names; repeatable",
     )
     p.add_argument("--worker-id", help="name of this worker in progress and logs (default host:pid)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray", "submitit"),
+        default="local",
+        help="local: this process shares the grid with others through claims (default); ray: one task "
+        "per unit; submitit: SLURM job arrays (local processes where there is no SLURM)",
+    )
+    p.add_argument("--ray-address", help="existing Ray cluster (auto, host:6379); default: a local instance")
+    p.add_argument("--slurm-partition", help="SLURM partition for --executor submitit")
+    p.add_argument("--slurm-time", type=int, default=60, help="minutes per SLURM job (default 60)")
+    p.add_argument(
+        "--gpus-per-unit",
+        type=float,
+        help="GPUs per task/job (default: 1 on a Ray cluster with GPUs, else 0)",
+    )
+    add_evaluation_args(p)
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -62,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.core.paths import bench_home
     from bench.harness.claims import ClaimStore
+    from bench.harness.runner import PROTOCOLS, parse_overrides
     from bench.harness.sweep import Unit, grid, run_sweep
     from bench.harness.tune import load_config
     from datasets import load_dataset
@@ -69,28 +91,58 @@ def run(args: argparse.Namespace) -> int:
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     configs = [load_config(path) for path in args.config]
     units: list[Unit] = []
-    for method in args.methods:
+    from methods.registry import method_labels
+
+    for method in args.methods or list(method_labels()):
         pairs = [p for cfg in configs if cfg.applies_to(method) for p in cfg.set_pairs()] + args.overrides
-        method_overrides, protocol_overrides = parse_overrides(pairs)
-        for protocol in protocols:
-            units += grid(
-                [method],
-                args.samples,
-                range(args.seeds),
-                [protocol],
-                budget_unit=args.budget_unit,
-                backbone=args.backbone,
-                weights=args.weights,
-                pretrain_data=args.pretrain_data,
-                method_overrides=method_overrides,
-                protocol_overrides=protocol_overrides[protocol],
-            )
+        method_overrides, protocol_overrides = parse_overrides(pairs + evaluation_overrides(args))
+        units += grid(
+            [method],
+            args.samples,
+            range(args.seeds),
+            protocols,
+            budget_unit=args.budget_unit,
+            backbone=args.backbone,
+            weights=args.weights,
+            pretrain_data=args.pretrain_data,
+            method_overrides=method_overrides,
+            protocol_overrides=protocol_overrides,
+            pretrain_seeds=args.pretrain_seeds,
+        )
     device = resolve_device(args.device)
     ds = load_dataset(
         args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
     )
-    report = run_sweep(
-        units, ds, device, ClaimStore(bench_home() / "claims"), worker=args.worker_id, progress=args.progress
-    )
+    if args.executor == "local":
+        report = run_sweep(
+            units,
+            ds,
+            device,
+            ClaimStore(bench_home() / "claims"),
+            worker=args.worker_id,
+            progress=args.progress,
+        )
+    else:
+        from bench.harness.executors import RemoteContext, run_ray, run_submitit
+
+        dataset_args = {"data": args.data, "skip_bad": args.skip_bad, "split_scheme": args.split_scheme}
+        ctx = RemoteContext.of_driver(dataset_args, args.device)
+        if args.executor == "ray":
+            report = run_ray(units, ds, ctx, address=args.ray_address, gpus_per_unit=args.gpus_per_unit)
+        else:
+            gpus = int(args.gpus_per_unit or 0)
+            report = run_submitit(
+                units,
+                ds,
+                ctx,
+                folder=bench_home() / "submitit",
+                partition=args.slurm_partition,
+                time_min=args.slurm_time,
+                gpus_per_unit=gpus,
+            )
     print(report.summary())
+    if report.stopped:
+        from bench.core.errors import BenchError
+
+        raise BenchError(report.stopped)
     return 1 if report.failed else 0

@@ -11,12 +11,14 @@ import argparse
 from pathlib import Path
 
 from bench.cli.common import (
+    PROTOCOL_NAMES,
     add_data_args,
+    add_evaluation_args,
     add_model_args,
     add_set_arg,
     add_weights_arg,
+    evaluation_overrides,
 )
-from bench.harness.runner import PROTOCOLS, parse_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", required=True, help="pretraining method (see `bench list`)")
     p.add_argument("--trials", type=int, default=20, help="trials to run in this process (default 20)")
-    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="linear", help="default: linear")
+    p.add_argument(
+        "--study-trials",
+        type=int,
+        help="stop once the study has this many trials, counting every worker's (for shared storage)",
+    )
+    p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="linear", help="default: linear")
     p.add_argument("--samples", type=int, default=800, help="label budget of every trial (default 800)")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     p.add_argument("--budget-seeds", type=int, default=1, help="budget draws averaged per trial (default 1)")
@@ -43,13 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights_arg(p)
     add_set_arg(p, "fixed settings, as for `run` (searched ones override them)")
     p.add_argument("--config", type=Path, help="start from a settings file (JSON from an earlier tune)")
+    add_evaluation_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.core.errors import BenchError
-    from bench.harness.runner import CellSpec
+    from bench.harness.runner import cell_spec, parse_overrides
     from bench.harness.tune import default_study_name, load_config, tune
     from datasets import load_dataset
 
@@ -59,16 +67,17 @@ def run(args: argparse.Namespace) -> int:
         if not cfg.applies_to(args.method):
             raise BenchError(f"--config {args.config} is for method {cfg.method!r}, not {args.method!r}")
         pairs = cfg.set_pairs() + pairs
-    method_overrides, protocol_overrides = parse_overrides(pairs)
-    spec = CellSpec(
-        method=args.method,
+    method_overrides, protocol_overrides = parse_overrides(pairs + evaluation_overrides(args))
+    spec = cell_spec(
+        args.method,
+        args.protocol,
+        protocol_overrides,
         samples=args.samples,
         budget_unit=args.budget_unit,
-        protocol=args.protocol,
         backbone=args.backbone,
         weights=args.weights,
         method_overrides=method_overrides,
-        protocol_overrides=protocol_overrides[args.protocol],
+        pretrain_seeds=args.pretrain_seeds,
     )
     spec.method_config()
     ds = load_dataset(args.data, progress=False, split_scheme=args.split_scheme)
@@ -78,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         ds,
         resolve_device(args.device),
         trials=args.trials,
+        study_trials=args.study_trials,
         study=study_name,
         storage=args.storage,
         pretrain=args.pretrain,
