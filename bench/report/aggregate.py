@@ -1,11 +1,15 @@
 """Seed runs from the tracking store -> tidy frames -> mean and std over seeds.
 
 Everything here is pure pandas on a *wide* frame of runs (one row per finished seed run, the
-columns of :data:`ID_COLUMNS` plus one metric column each: ``acc.<class>``, ``AA``, ``OA`` as
-fractions), so the statistics are testable on a hand-made frame and the table and plot never
-retrain anything. :func:`runs_from_mlflow` is the only function that talks to MLflow.
+columns of :data:`ID_COLUMNS` plus one column per logged score: ``acc.<class>``, ``iou.<class>``,
+``AA``, ``OA``, ``mIoU``, ``macroF1``, all fractions), so the statistics are testable on a hand-made
+frame and the table and plot never retrain anything. :func:`runs_from_mlflow` is the only function
+that talks to MLflow.
 
 Std is the sample standard deviation over seeds (``ddof=1``), undefined (NaN) for a single seed.
+Display labels and the column order come from the method registry (``PretrainMethod.label``);
+reference rows (``raw``, ``rf``: runs with protocol ``reference``) are attached to every protocol's
+table by :func:`with_references`, because they share its budgets, seeds and test pixels.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pandas as pd
 
 from bench.harness.tracking import completed_runs, metric_name
 from datasets.classes import DFC_NAMES
+from methods.registry import method_labels
 
 #: Identity of a seed run: the MLflow tags (``bench.<name>``) and params the frame keeps.
 ID_TAGS: dict[str, str] = {
@@ -26,46 +31,56 @@ ID_TAGS: dict[str, str] = {
     "backbone": "bench.backbone",
     "dataset": "bench.dataset_fingerprint",
 }
-ID_COLUMNS: tuple[str, ...] = ("run_id", *ID_TAGS, "code_version", "end_time")
+#: Params kept beside the tags: the code that produced the run and its pretraining seed.
+ID_PARAMS: tuple[str, ...] = ("code_version", "pretrain_seed")
+ID_COLUMNS: tuple[str, ...] = ("run_id", *ID_TAGS, *ID_PARAMS, "end_time")
 #: Runs that differ in these are never averaged together: one table per distinct combination.
 TABLE_KEYS: tuple[str, ...] = ("dataset", "backbone", "budget_unit", "protocol", "budget")
+#: The seed table's summary rows (and the plot's curves).
 SUMMARY_METRICS: tuple[str, ...] = ("AA", "OA")
+#: Segmentation summaries, shown under AA and OA.
+SEGMENTATION_METRICS: tuple[str, ...] = ("mIoU", "macroF1")
+#: Wide-column prefix of a per-class score -> its ``metric`` in the long form.
+PER_CLASS_METRICS: dict[str, str] = {"acc": "accuracy", "iou": "IoU"}
+#: ``metric`` values in row order: per-class accuracy, the summaries, then per-class IoU.
+METRICS: tuple[str, ...] = ("accuracy", *SUMMARY_METRICS, *SEGMENTATION_METRICS, "IoU")
+#: The protocol tag of reference runs (no pretraining, no deep model).
+REFERENCE_PROTOCOL = "reference"
+#: Suffix of a code version recorded from a tree with uncommitted changes (not traceable to a commit).
+DIRTY_SUFFIX = "+dirty"
 STD_KIND = "sample std over seeds (ddof=1)"
 
-#: The seed paper's column order and labels; methods not listed follow in alphabetical order.
-METHOD_LABELS: dict[str, str] = {
-    "random": "Baseline",
-    "imagenet": "ImageNet",
-    "simsiam": "SimSiam",
-    "sscl": "SSCL",
-}
-
-
-#: Sanitised metric suffix -> (display name, DFC id) for ordering rows as the class ids go.
+#: Sanitised metric suffix -> (display name, DFC id): the runs carry only the sanitised suffix
+#: (``Urban_Built-up``), so the display name and the row order come from the DFC class list.
 _KNOWN_CLASSES: dict[str, tuple[str, int]] = {metric_name(n): (n, i) for i, n in DFC_NAMES.items()}
 
 
 def method_order(methods: list[str] | set[str] | pd.Series) -> list[str]:
-    """Methods in the seed table's order (Baseline, ImageNet, SimSiam, SSCL), the rest after."""
+    """Registered methods in the registry's order (the baseline first), then the others by name."""
     present = set(methods)
-    known = [m for m in METHOD_LABELS if m in present]
+    known = [m for m in method_labels() if m in present]
     return known + sorted(present - set(known))
 
 
 def method_label(method: str) -> str:
-    """Column header of a method (``random`` -> ``Baseline``)."""
-    return METHOD_LABELS.get(method, method)
+    """Column header of a method: its registry label (``random`` -> ``Baseline``), else its name."""
+    return method_labels().get(method, method)
 
 
-def class_columns(runs: pd.DataFrame) -> list[str]:
-    """The ``acc.<class>`` columns, in DFC id order (unknown classes after, alphabetically)."""
-    cols = [c for c in runs.columns if c.startswith("acc.")]
-    return sorted(cols, key=lambda c: (_KNOWN_CLASSES.get(c[4:], ("", 99))[1], c))
+def _class_order(suffix: str) -> tuple[int, str]:
+    return _KNOWN_CLASSES.get(suffix, ("", 99))[1], suffix
+
+
+def class_columns(runs: pd.DataFrame, prefix: str = "acc") -> list[str]:
+    """The ``<prefix>.<class>`` columns, in DFC id order (unknown classes after, alphabetically)."""
+    cols = [c for c in runs.columns if c.startswith(f"{prefix}.")]
+    return sorted(cols, key=lambda c: _class_order(c.partition(".")[2]))
 
 
 def class_display_name(column: str) -> str:
     """``acc.Urban_Built-up`` -> ``Urban/Built-up`` (the DFC name when the class is known)."""
-    return _KNOWN_CLASSES.get(column[4:], (column[4:], 0))[0]
+    suffix = column.partition(".")[2]
+    return _KNOWN_CLASSES.get(suffix, (suffix, 0))[0]
 
 
 def runs_from_mlflow(experiment: str | None = None) -> pd.DataFrame:
@@ -76,13 +91,17 @@ def runs_from_mlflow(experiment: str | None = None) -> pd.DataFrame:
     runs = pd.DataFrame({"run_id": raw["run_id"]})
     for col, tag in ID_TAGS.items():
         runs[col] = raw.get(f"tags.{tag}")
-    runs["code_version"] = raw.get("params.code_version")
+    for param in ID_PARAMS:
+        runs[param] = raw.get(f"params.{param}")
     runs["end_time"] = raw.get("end_time")
-    metrics = [c for c in raw.columns if c.startswith("metrics.acc.") or c[8:] in SUMMARY_METRICS]
-    for col in metrics:
-        runs[col.removeprefix("metrics.")] = raw[col]
+    wanted = {f"metrics.{m}" for m in (*SUMMARY_METRICS, *SEGMENTATION_METRICS)}
+    prefixes = tuple(f"metrics.{p}." for p in PER_CLASS_METRICS)
+    for col in raw.columns:
+        if col in wanted or col.startswith(prefixes):
+            runs[col.removeprefix("metrics.")] = raw[col]
     runs["budget"] = pd.to_numeric(runs["budget"])
     runs["seed"] = pd.to_numeric(runs["seed"])
+    runs["pretrain_seed"] = pd.to_numeric(runs["pretrain_seed"], errors="coerce")  # "None": reference rows
     return runs
 
 
@@ -94,30 +113,59 @@ def dedupe(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def long_form(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run x metric (each class, AA, OA): the long-form CSV and the input of stats.
+    """One row per run x score: the long-form CSV and the input of every statistic.
 
-    ``metric`` is the class display name (or AA / OA), ``accuracy`` a fraction in [0, 1];
-    ``metric`` is an ordered categorical (classes in DFC id order, then AA, OA).
+    ``metric`` is ``accuracy`` or ``IoU`` (per class, ``class`` names it) or a summary (``AA``,
+    ``OA``, ``mIoU``, ``macroF1``; ``class`` empty); ``value`` is a fraction in [0, 1]. Both are
+    ordered categoricals (metrics as :data:`METRICS`, classes in DFC id order).
     """
     runs = dedupe(runs)
-    value_cols = [*class_columns(runs), *(m for m in SUMMARY_METRICS if m in runs.columns)]
+    per_class = [c for prefix in PER_CLASS_METRICS for c in class_columns(runs, prefix)]
+    summaries = [m for m in (*SUMMARY_METRICS, *SEGMENTATION_METRICS) if m in runs.columns]
     ids = [c for c in ID_COLUMNS if c in runs.columns]
-    long = runs.melt(id_vars=ids, value_vars=value_cols, var_name="metric", value_name="accuracy")
-    long = long.dropna(subset=["accuracy"])
-    names = [class_display_name(c) if c.startswith("acc.") else c for c in value_cols]
-    long["metric"] = pd.Categorical(
-        long["metric"].map(lambda c: class_display_name(c) if c.startswith("acc.") else c), categories=names
+    long = runs.melt(id_vars=ids, value_vars=per_class + summaries, var_name="column", value_name="value")
+    long = long.dropna(subset=["value"])
+    prefix = long["column"].str.partition(".")[0]
+    metric = prefix.map(PER_CLASS_METRICS).fillna(long["column"])
+    names = list(dict.fromkeys(class_display_name(c) for c in class_columns(runs)))
+    names += [n for n in dict.fromkeys(class_display_name(c) for c in per_class) if n not in names]
+    classes = long["column"].map(lambda c: class_display_name(c) if c in per_class else "")
+    long = long.drop(columns="column").assign(
+        metric=pd.Categorical(metric, categories=list(METRICS)),
+        **{"class": pd.Categorical(classes, categories=["", *names])},
     )
-    order = [c for c in ("protocol", "budget", "method", "seed", "metric") if c in long.columns]
+    long = long[[*ids, "metric", "class", "value"]]
+    order = [c for c in ("protocol", "budget", "method", "seed", "metric", "class") if c in long.columns]
     return long.sort_values(order).reset_index(drop=True)
 
 
+def with_references(long: pd.DataFrame) -> pd.DataFrame:
+    """The long form with reference runs copied into every other protocol's table, flagged ``reference``.
+
+    Reference runs share the budgets, seeds and test pixels of the deep protocols, so each of
+    their rows joins the tables of the same dataset, budget unit and budget. They use no backbone:
+    when references were recorded under several backbone tags, the table's own backbone wins, else
+    the latest run of each (method, seed). With no other protocol they form their own table.
+    """
+    is_ref = long["protocol"] == REFERENCE_PROTOCOL
+    refs, deep = long[is_ref], long[~is_ref].assign(reference=False)
+    if refs.empty or deep.empty:
+        return pd.concat([deep, refs.assign(reference=True)], ignore_index=True)
+    join = ["dataset", "budget_unit", "budget"]
+    targets = deep[[*join, "backbone", "protocol"]].drop_duplicates()
+    attached = refs.drop(columns="protocol").merge(targets, on=join, suffixes=("_ran", ""))
+    attached = attached.assign(_own=attached["backbone_ran"] == attached["backbone"])
+    attached = attached.sort_values(["_own", "end_time"] if "end_time" in attached else ["_own"])
+    unique = [*TABLE_KEYS, "method", "seed", "metric", "class"]
+    attached = attached.drop_duplicates(unique, keep="last").drop(columns=["backbone_ran", "_own"])
+    return pd.concat([deep, attached.assign(reference=True)], ignore_index=True)[[*deep.columns]]
+
+
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (ddof=1) and seed count per table key x method x metric."""
-    keys = [*TABLE_KEYS, "method", "metric"]
-    grouped = long.groupby(keys, observed=True, sort=True)["accuracy"]
-    stats = grouped.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count").reset_index()
-    return stats
+    """Mean, sample std (ddof=1) and seed count per table key x method x metric x class."""
+    keys = [*TABLE_KEYS, "method", "metric", "class"]
+    grouped = long.groupby(keys, observed=True, sort=True)["value"]
+    return grouped.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count").reset_index()
 
 
 def select(runs: pd.DataFrame, **equal: object) -> pd.DataFrame:
@@ -126,3 +174,19 @@ def select(runs: pd.DataFrame, **equal: object) -> pd.DataFrame:
         if value is not None:
             runs = runs[runs[col] == value]
     return runs
+
+
+def select_for_tables(
+    runs: pd.DataFrame, *, protocol: str | None = None, backbone: str | None = None, **equal: object
+) -> pd.DataFrame:
+    """:func:`select`, but reference runs stay whatever protocol or backbone is asked: they join
+    every protocol's table (:func:`with_references`) and use no backbone."""
+    is_ref = runs["protocol"] == REFERENCE_PROTOCOL
+    deep = select(runs[~is_ref], protocol=protocol, backbone=backbone)
+    return select(pd.concat([deep, runs[is_ref]]), **equal)
+
+
+def dirty_versions(frame: pd.DataFrame) -> list[str]:
+    """The ``+dirty`` code versions among the runs of ``frame`` (wide or long), sorted."""
+    versions = frame["code_version"].dropna().astype(str).unique()
+    return sorted(v for v in versions if v.endswith(DIRTY_SUFFIX))

@@ -85,10 +85,10 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
 def class_heatmap_figure(stats: pd.DataFrame) -> Figure:
     """Per-class mean accuracy (%) by budget: one heat map per (protocol row, method column)."""
     single_setting(stats)
-    classes = stats[~stats["metric"].isin(SUMMARY_METRICS)]
+    classes = stats[stats["metric"] == "accuracy"]
     protocols = sorted(classes["protocol"].unique())
     methods = method_order(classes["method"])
-    names = list(classes["metric"].cat.remove_unused_categories().cat.categories)  # DFC id order
+    names = list(classes["class"].cat.remove_unused_categories().cat.categories)  # DFC id order
     budgets = sorted(classes["budget"].unique())
     fig, axes = plt.subplots(
         len(protocols),
@@ -103,7 +103,7 @@ def class_heatmap_figure(stats: pd.DataFrame) -> Figure:
             ax = axes[r, c]
             sel = classes[(classes["protocol"] == protocol) & (classes["method"] == method)]
             grid = (
-                sel.pivot(index="metric", columns="budget", values="mean")
+                sel.pivot(index="class", columns="budget", values="mean")
                 .reindex(index=names, columns=budgets)
                 .to_numpy(dtype=float)
                 * 100

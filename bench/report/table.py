@@ -1,9 +1,13 @@
 """The comparison table of DESIGN section 7, one per (protocol, budget), as Markdown, CSV or LaTeX.
 
-Rows are the evaluated classes then AA and OA; columns are methods (Baseline, ImageNet, SimSiam,
-SSCL, then any others); cells are ``mean ± std`` over seeds in percent with one decimal. The best
-mean of each row (compared at the displayed precision, so ties share the mark) is bold in Markdown
-and LaTeX and starred in CSV. Built from :func:`bench.report.aggregate.long_form` output only.
+Rows are the evaluated classes, then AA and OA (the seed's form), mIoU and macro F1, then the paired
+differences against the Baseline (``ΔAA vs Baseline``: mean difference over seeds with its 95% t
+interval). Columns are methods in the registry's order, then the reference columns (``raw``,
+``rf``), which are never marked. Cells are ``mean ± std`` over seeds in percent with one decimal.
+A cell is marked best (bold; starred in CSV) only when its paired interval against the runner-up
+excludes 0; otherwise the leaders are marked as tied (italics and a dagger). A line under the
+title states what varied: n evaluation seeds and K pretraining seeds. Built from
+:func:`bench.report.aggregate.long_form` output only.
 """
 
 from __future__ import annotations
@@ -13,20 +17,50 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.report.aggregate import STD_KIND, TABLE_KEYS, method_label, method_order, summarise
+from bench.report.aggregate import (
+    SEGMENTATION_METRICS,
+    STD_KIND,
+    SUMMARY_METRICS,
+    TABLE_KEYS,
+    method_label,
+    method_order,
+    summarise,
+    with_references,
+)
+from bench.report.statistics import (
+    BEST,
+    CONFIDENCE,
+    TIE,
+    PairedDifference,
+    best_marks,
+    paired_difference,
+    per_seed,
+)
+from methods.registry import baseline_method
 
 FORMATS = ("md", "csv", "latex")
 _UNIT_WORDS = {"pixels": "labelled pixels per class", "images": "labelled images"}
+#: Row label of each summary score (the per-class rows are labelled by the class name).
+_SUMMARY_ROWS: dict[str, str] = {"AA": "AA", "OA": "OA", "mIoU": "mIoU", "macroF1": "macro F1"}
 
 
 @dataclass(frozen=True)
 class Table:
-    """One (dataset, backbone, unit, protocol, budget) table: percent means/stds, rows x methods."""
+    """One (dataset, backbone, unit, protocol, budget) table: percent means/stds, rows x columns.
+
+    ``marks`` holds ``best`` / ``tie`` / ``""`` per cell; ``paired`` maps a summary score to the
+    paired difference (percent points) of each column against ``baseline``.
+    """
 
     key: dict[str, object]
     mean: pd.DataFrame
     std: pd.DataFrame
+    marks: pd.DataFrame
+    paired: dict[str, dict[str, PairedDifference]]
+    baseline: str | None
+    references: tuple[str, ...]
     seeds: dict[str, int]
+    pretrain_seeds: dict[str, int]
     code_versions: tuple[str, ...]
 
     @property
@@ -37,38 +71,100 @@ class Table:
             f"(backbone {self.key['backbone']}, dataset {str(self.key['dataset'])[:12]})"
         )
 
-    def best(self) -> pd.DataFrame:
-        """True where a cell holds its row's best mean at display precision."""
-        shown = self.mean.round(1)
-        return shown.eq(shown.max(axis=1), axis=0) & shown.notna()
+    def varied(self) -> str:
+        """What the ± spans: n evaluation seeds (label draws) and K pretraining seeds per method."""
+        seeds = _per_method("n", self.seeds, "evaluation seeds")
+        return f"{seeds}; {_per_method('K', self.pretrain_seeds, 'pretraining seed(s)')}"
 
     def footer(self) -> str:
-        counts = set(self.seeds.values())
-        if len(counts) == 1:
-            seeds = f"n = {counts.pop()} seeds per method"
-        else:
-            seeds = "n seeds: " + ", ".join(f"{method_label(m)} {n}" for m, n in self.seeds.items())
-        return (
-            f"{seeds}; ± = {STD_KIND}; budget unit: {self.key['budget_unit']}; "
-            f"code: {', '.join(self.code_versions) or 'unknown'}"
-        )
+        refs = ", ".join(method_label(m) for m in self.references)
+        parts = [
+            f"± = {STD_KIND}",
+            f"Δ = mean paired difference over seeds [{CONFIDENCE:.0%} t interval]",
+            f"budget unit: {self.key['budget_unit']}",
+            *([f"reference columns (not marked): {refs}"] if refs else []),
+            f"code: {', '.join(self.code_versions) or 'unknown'}",
+        ]
+        return "; ".join(parts)
 
 
-def build_tables(long: pd.DataFrame) -> list[Table]:
-    """Group the long form into tables, in (dataset, backbone, unit, protocol, budget) order."""
+def _per_method(symbol: str, counts: dict[str, int], what: str) -> str:
+    if not counts:
+        return f"{symbol} unknown"
+    values = set(counts.values())
+    if len(values) == 1:
+        return f"{symbol} = {values.pop()} {what} per method"
+    return f"{symbol} ({what}): " + ", ".join(f"{method_label(m)} {n}" for m, n in counts.items())
+
+
+def _rows(group: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(row label, metric, class) of a table in display order: classes, AA, OA, mIoU, macro F1."""
+    present = group[["metric", "class"]].drop_duplicates().sort_values(["metric", "class"])
+    rows = [(str(c), "accuracy", str(c)) for m, c in present.itertuples(index=False) if m == "accuracy"]
+    summaries = set(present["metric"].astype(str))
+    rows += [(_SUMMARY_ROWS[m], m, "") for m in (*SUMMARY_METRICS, *SEGMENTATION_METRICS) if m in summaries]
+    return rows
+
+
+def build_tables(long: pd.DataFrame, baseline: str | None = None) -> list[Table]:
+    """Group the long form into tables, in (dataset, backbone, unit, protocol, budget) order.
+
+    ``baseline``: the method paired differences are taken against (default: the registry's).
+    """
     if long.empty:
         return []
-    stats = summarise(long)
+    baseline = baseline or baseline_method()
+    view = with_references(long)
+    stats = summarise(view)
+    references = set(view.loc[view["reference"], "method"])
     tables = []
     for values, group in stats.groupby(list(TABLE_KEYS), sort=True):
         key = dict(zip(TABLE_KEYS, values, strict=True))
-        methods = method_order(group["method"])
-        mean = group.pivot(index="metric", columns="method", values="mean")[methods] * 100
-        std = group.pivot(index="metric", columns="method", values="std")[methods] * 100
-        seeds = group[group["metric"] == "OA"].set_index("method")["n"].reindex(methods)
-        sel = (long[list(TABLE_KEYS)] == pd.Series(key)).all(axis=1)
-        versions = tuple(sorted(long.loc[sel, "code_version"].dropna().astype(str).unique()))
-        tables.append(Table(key, mean, std, {m: int(n) for m, n in seeds.fillna(0).items()}, versions))
+        runs = view[(view[list(TABLE_KEYS)] == pd.Series(key)).all(axis=1)]
+        present = set(group["method"])
+        deep = method_order(present - references)
+        refs = method_order(present & references)
+        columns = deep + refs
+        rows = _rows(group)
+        labels = [label for label, _, _ in rows]
+        indexed = group.set_index(["metric", "class", "method"])
+        mean = pd.DataFrame(index=labels, columns=columns, dtype=float)
+        std = mean.copy()
+        marks = pd.DataFrame("", index=labels, columns=columns)
+        for label, metric, cls in rows:
+            for method in columns:
+                if (metric, cls, method) in indexed.index:
+                    mean.at[label, method] = 100 * indexed.at[(metric, cls, method), "mean"]
+                    std.at[label, method] = 100 * indexed.at[(metric, cls, method), "std"]
+            for method, mark in best_marks(per_seed(runs[~runs["reference"]], metric, cls)).items():
+                marks.at[label, method] = mark
+        paired: dict[str, dict[str, PairedDifference]] = {}
+        for metric in SUMMARY_METRICS:
+            seeds = per_seed(runs, metric) * 100
+            if baseline in seeds.columns:
+                paired[metric] = {
+                    m: paired_difference(seeds[m], seeds[baseline]) for m in columns if m in seeds.columns
+                }
+        oa = group[group["metric"] == "OA"].set_index("method")["n"].reindex(columns).fillna(0)
+        k = {}
+        if "pretrain_seed" in runs.columns:
+            k = runs[~runs["reference"]].groupby("method")["pretrain_seed"].nunique().reindex(deep)
+            k = {m: int(n) for m, n in k.fillna(0).items()}
+        versions = tuple(sorted(runs["code_version"].dropna().astype(str).unique()))
+        tables.append(
+            Table(
+                key=key,
+                mean=mean,
+                std=std,
+                marks=marks,
+                paired=paired,
+                baseline=baseline if paired else None,
+                references=tuple(refs),
+                seeds={m: int(n) for m, n in oa.items()},
+                pretrain_seeds=k,
+                code_versions=versions,
+            )
+        )
     return tables
 
 
@@ -78,27 +174,55 @@ def _cell(mean: float, std: float, pm: str) -> str:
     return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f}{pm}{std:.1f}"
 
 
-def _cells(table: Table, pm: str, mark: str) -> pd.DataFrame:
-    """Cell strings with the best of each row wrapped by ``mark`` (a format string)."""
-    best = table.best()
+def _delta(diff: PairedDifference) -> str:
+    """``+2.1 [0.4, 3.8]`` in percent points; the interval is left out below two paired seeds."""
+    if math.isnan(diff.mean):
+        return "n/a"
+    if math.isnan(diff.low):
+        return f"{diff.mean:+.1f}"
+    return f"{diff.mean:+.1f} [{diff.low:.1f}, {diff.high:.1f}]"
+
+
+def _cells(table: Table, pm: str, marks: dict[str, str], none: str) -> pd.DataFrame:
+    """Cell strings, marked cells wrapped by ``marks[mark]`` (format strings), then the Δ rows."""
     out = pd.DataFrame(index=table.mean.index, columns=table.mean.columns, dtype=object)
     for row in table.mean.index:
         for col in table.mean.columns:
             text = _cell(table.mean.at[row, col], table.std.at[row, col], pm)
-            out.at[row, col] = mark.format(text) if best.at[row, col] else text
+            mark = table.marks.at[row, col]
+            out.at[row, col] = marks[mark].format(text) if mark else text
+    for metric, diffs in table.paired.items():
+        label = f"Δ{metric} vs {method_label(str(table.baseline))}"
+        out.loc[label] = [
+            none if col == table.baseline else _delta(diffs[col]) if col in diffs else "n/a"
+            for col in table.mean.columns
+        ]
     return out
 
 
+def _legend(table: Table, best: str, tie: str) -> str:
+    kinds = set(table.marks.to_numpy().ravel())
+    parts = []
+    if BEST in kinds:
+        parts.append(f"{best}: best, its paired {CONFIDENCE:.0%} interval against the runner-up excludes 0")
+    if TIE in kinds:
+        parts.append(
+            f"{tie}: tied for best, a paired {CONFIDENCE:.0%} interval against the leader includes 0"
+        )
+    return "; ".join(parts)
+
+
 def to_markdown(tables: list[Table]) -> str:
-    """GitHub Markdown: a heading, the pipe table (best in bold) and the footer per table."""
+    """GitHub Markdown: a heading, what varied, the pipe table and the footer per table."""
     parts = []
     for table in tables:
-        cells = _cells(table, " ± ", "**{}**")
+        cells = _cells(table, " ± ", {BEST: "**{}**", TIE: "*{}*†"}, "—")
         header = ["", *(method_label(m) for m in cells.columns)]
-        lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |"]
+        lines = [f"### {table.title}", "", f"{table.varied()}.", "", "| " + " | ".join(header) + " |"]
         lines.append("|" + "---|" + "---:|" * len(cells.columns))
         lines += ["| " + " | ".join([str(r), *cells.loc[r]]) + " |" for r in cells.index]
-        lines += ["", f"{table.footer()}; best per row in bold."]
+        legend = _legend(table, "bold", "italics†")
+        lines += ["", f"{table.footer()}." + (f" {legend}." if legend else "")]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
@@ -108,16 +232,19 @@ def _csv_field(text: str) -> str:
 
 
 def to_csv(tables: list[Table]) -> str:
-    """CSV blocks, one per table: ``# title``, header, rows (best starred), ``# footer``.
+    """CSV blocks, one per table: ``# title``, ``# what varied``, header, rows, ``# footer``.
 
-    For machine use prefer the long-form CSV (``--long-csv``); this mirrors the printed table.
+    For machine use prefer the long-form CSV (``--long-csv``) and its paired companion; this
+    mirrors the printed table (best starred, ties with a dagger).
     """
     blocks = []
     for table in tables:
-        cells = _cells(table, " ± ", "{}*")
-        rows = [f"# {table.title}", ",".join(["row", *(method_label(m) for m in cells.columns)])]
+        cells = _cells(table, " ± ", {BEST: "{}*", TIE: "{}†"}, "")
+        rows = [f"# {table.title}", f"# {table.varied()}"]
+        rows.append(",".join(["row", *(_csv_field(method_label(m)) for m in cells.columns)]))
         rows += [",".join(_csv_field(str(v)) for v in [r, *cells.loc[r]]) for r in cells.index]
-        rows.append(f"# {table.footer()}; * = best per row")
+        legend = _legend(table, "*", "†")
+        rows.append(f"# {table.footer()}" + (f"; {legend}" if legend else ""))
         blocks.append("\n".join(rows))
     return "\n\n".join(blocks) + "\n"
 
@@ -134,24 +261,28 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
+_LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "—": "--"}
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters (``/`` needs none)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    """Escape LaTeX's special characters (``/`` needs none) and spell ±, Δ, † in math mode."""
+    return "".join(_LATEX_SPECIAL.get(ch, _LATEX_SYMBOLS.get(ch, ch)) for ch in text)
 
 
 def to_latex(tables: list[Table]) -> str:
     """booktabs ``table`` environments (needs ``\\usepackage{booktabs}``), best in bold."""
     parts = ["% requires \\usepackage{booktabs}"]
     for table in tables:
-        cells = _cells(table, r" $\pm$ ", r"\textbf{{{}}}")
+        cells = _cells(table, r" $\pm$ ", {BEST: r"\textbf{{{}}}", TIE: r"\textit{{{}}}$^\dagger$"}, "--")
         header = " & ".join(["", *(latex_escape(method_label(m)) for m in cells.columns)])
         body = []
+        first_delta = next((r for r in cells.index if str(r).startswith("Δ")), None)
         for r in cells.index:
-            if r == "AA":
+            if r in ("AA", first_delta):
                 body.append(r"\midrule")
             body.append(" & ".join([latex_escape(str(r)), *cells.loc[r]]) + r" \\")
+        legend = _legend(table, "bold", "italics†")
+        caption = f"{table.title}. {table.varied()}. {table.footer()}." + (f" {legend}." if legend else "")
         parts += [
             r"\begin{table}[t]",
             r"\centering",
@@ -162,7 +293,7 @@ def to_latex(tables: list[Table]) -> str:
             *body,
             r"\bottomrule",
             r"\end{tabular}",
-            r"\caption{" + latex_escape(f"{table.title}. {table.footer()}.").replace("±", r"$\pm$") + "}",
+            r"\caption{" + latex_escape(caption) + "}",
             r"\end{table}",
             "",
         ]
