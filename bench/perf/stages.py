@@ -7,6 +7,7 @@ its own module; :mod:`bench.cli.perf` imports the stage modules and adds their o
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,10 +53,17 @@ def run_stages(names: Sequence[str], args: argparse.Namespace) -> list[PerfRow]:
     return rows
 
 
+def _value(value: float) -> str:
+    """One decimal, or n/a for a figure the device cannot give (NaN, e.g. CUDA peak memory on CPU)."""
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
+
+
 def format_rows(rows: Sequence[PerfRow]) -> str:
     """A plain-text table of the measured figures."""
     header = ("stage", "measure", "value", "unit")
-    cells = [header, *((r.stage, r.measure, f"{r.value:,.1f}", r.unit) for r in rows)]
+    cells = [header, *((r.stage, r.measure, _value(r.value), r.unit) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(4)]
     lines = [
         "  ".join(

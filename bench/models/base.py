@@ -1,0 +1,155 @@
+"""What every backbone family shares: the registry, the band-shared stem and :class:`SegBackbone`.
+
+Every backbone is a :class:`SegBackbone`: a band-shared single-channel stem (the extractor UniFeat
+trains) applied to each band separately at stride 2, a 1x1 fusion across bands at that half
+resolution, and a trunk that goes further down and comes back to a coarse feature map (1/2 for
+``tiny``, 1/4 for the timm ResNets). The features are upsampled bilinearly to the input resolution
+at the very end, so ``forward`` still gives per-pixel features (B, D, H, W).
+
+Why stride 2 in the stem: the stem runs once per band, so at full resolution it costs ``C`` times
+a single-image convolution and holds ``C x width`` full-resolution maps for the backward pass; on
+15 bands at 256 px that was 21.5 GiB at batch 64 for resnet18 (issue 12). At stride 2 the stem and
+the fusion take the place of the trunk's own first stage (a ResNet's 7x7 stride-2 convolution),
+which is what a standard segmentation model pays there. Sharing the stem keeps any channel count
+valid input and gives UniFeat and CoRe the same module to train; UniFeat's pixel pairs are then the
+stem's pixels (half resolution), the same pixels in both branches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Architecture revision, part of every :class:`BackboneSpec` and so of the pretrained-weights cache
+#: key: bump it whenever the layers change in a way the other spec fields do not show.
+#: 2: stride-2 stem, fusion at half resolution, features upsampled at the end (issue 12).
+ARCH_VERSION = 2
+
+_BACKBONES: dict[str, tuple[Callable[..., SegBackbone], str]] = {}
+
+
+def register_backbone(
+    name: str, description: str
+) -> Callable[[Callable[..., SegBackbone]], Callable[..., SegBackbone]]:
+    """Register a backbone factory ``(in_chans) -> SegBackbone`` under ``name``."""
+
+    def wrap(fn: Callable[..., SegBackbone]) -> Callable[..., SegBackbone]:
+        if name in _BACKBONES:
+            raise ValueError(f"backbone {name!r} is already registered")
+        _BACKBONES[name] = (fn, description)
+        return fn
+
+    return wrap
+
+
+def list_backbones() -> dict[str, str]:
+    """Registered backbone names with their one-line descriptions."""
+    return {name: desc for name, (_, desc) in sorted(_BACKBONES.items())}
+
+
+def build_backbone(name: str, in_chans: int = 15) -> SegBackbone:
+    """Build the backbone ``name`` for ``in_chans`` input bands, randomly initialised."""
+    if name not in _BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(sorted(_BACKBONES))}")
+    return _BACKBONES[name][0](in_chans)
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    """Convolution (no bias: the BatchNorm has one), BatchNorm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize to ``size`` (a no-op when already there).
+
+    Bilinear weights sum to one, so a 1x1 head commutes with it: ``head(upsample(f))`` equals
+    ``upsample(head(f))``, and a classifier may run at the coarse resolution and upsample its logits.
+    """
+    if x.shape[-2:] == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class BandSharedStem(nn.Module):
+    """Single-channel extractor: the same convolutions applied to every band on its own.
+
+    The first convolution has stride ``stride``; the second refines at that resolution.
+    """
+
+    def __init__(self, width: int, stride: int = 2) -> None:
+        super().__init__()
+        self.width = width
+        self.stride = stride
+        self.layers = nn.Sequential(conv_bn_relu(1, width, stride=stride), conv_bn_relu(width, width))
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        """The convolution that sees raw band values (ImageNet initialises it from RGB filters)."""
+        first_block = self.layers[0]
+        assert isinstance(first_block, nn.Sequential) and isinstance(first_block[0], nn.Conv2d)
+        return first_block[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) -> (N, width, ceil(H / stride), ceil(W / stride))."""
+        return self.layers(x)
+
+
+@dataclass
+class BackboneSpec:
+    """What identifies a backbone in cache keys and run records."""
+
+    name: str
+    in_chans: int
+    stem_width: int
+    fused_width: int
+    out_dim: int
+    stem_stride: int = 2
+    version: int = ARCH_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SegBackbone(nn.Module):
+    """Stem (per band, stride 2) -> fusion (across bands) -> trunk -> upsample: (B, out_dim, H, W).
+
+    ``trunk`` maps the fused (B, fused_width, H/2, W/2) map to (B, out_dim, h, w) at any coarser
+    resolution; :meth:`features` returns that, :meth:`forward` its upsampling to the input size.
+    """
+
+    def __init__(self, spec: BackboneSpec, trunk: nn.Module) -> None:
+        super().__init__()
+        self.spec = spec
+        self.stem = BandSharedStem(spec.stem_width, spec.stem_stride)
+        self.fusion = conv_bn_relu(spec.in_chans * spec.stem_width, spec.fused_width, kernel=1)
+        self.trunk = trunk
+
+    @property
+    def out_dim(self) -> int:
+        return self.spec.out_dim
+
+    def band_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem features of every band: (B, C, H, W) -> (B, C, stem_width, H/2, W/2)."""
+        b, c, h, w = x.shape
+        feats = self.stem(x.reshape(b * c, 1, h, w))
+        return feats.reshape(b, c, *feats.shape[1:])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> the trunk's coarse features (B, out_dim, h, w), before upsampling."""
+        if x.shape[1] != self.spec.in_chans:
+            raise ValueError(
+                f"backbone {self.spec.name!r} was built for {self.spec.in_chans} bands, "
+                f"got input with {x.shape[1]}"
+            )
+        return self.trunk(self.fusion(self.band_features(x).flatten(1, 2)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> per-pixel features (B, out_dim, H, W)."""
+        return upsample(self.features(x), x.shape[-2:])
