@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     else:
         print(text, end="")
-    if args.long_csv:
+    if args.long_csv and paired_csv:
         atomic_write_text(args.long_csv, long.to_csv(index=False))
         print(f"wrote {args.long_csv} ({len(long)} rows)")
         from bench.report.statistics import paired_report

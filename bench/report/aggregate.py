@@ -179,8 +179,10 @@ def select(runs: pd.DataFrame, **equal: object) -> pd.DataFrame:
 def select_for_tables(
     runs: pd.DataFrame, *, protocol: str | None = None, backbone: str | None = None, **equal: object
 ) -> pd.DataFrame:
-    """:func:`select`, but reference runs stay whatever protocol or backbone is asked: they join
-    every protocol's table (:func:`with_references`) and use no backbone."""
+    """:func:`select` that keeps reference runs whatever protocol or backbone is asked.
+
+    They join every protocol's table (:func:`with_references`) and use no backbone.
+    """
     is_ref = runs["protocol"] == REFERENCE_PROTOCOL
     deep = select(runs[~is_ref], protocol=protocol, backbone=backbone)
     return select(pd.concat([deep, runs[is_ref]]), **equal)

@@ -146,10 +146,11 @@ def build_tables(long: pd.DataFrame, baseline: str | None = None) -> list[Table]
                     m: paired_difference(seeds[m], seeds[baseline]) for m in columns if m in seeds.columns
                 }
         oa = group[group["metric"] == "OA"].set_index("method")["n"].reindex(columns).fillna(0)
-        k = {}
-        if "pretrain_seed" in runs.columns:
-            k = runs[~runs["reference"]].groupby("method")["pretrain_seed"].nunique().reindex(deep)
-            k = {m: int(n) for m, n in k.fillna(0).items()}
+        k: dict[str, int] = {}
+        if "pretrain_seed" in runs.columns:  # runs recorded before it was a param have none: K unknown
+            known = runs[~runs["reference"]].dropna(subset=["pretrain_seed"])
+            counts = known.groupby("method")["pretrain_seed"].nunique()
+            k = {m: int(counts[m]) for m in deep if m in counts.index}
         versions = tuple(sorted(runs["code_version"].dropna().astype(str).unique()))
         tables.append(
             Table(

@@ -193,3 +193,11 @@ def test_results_from_dirty_code_are_refused_unless_allowed(
     assert main(["table", "--out", str(dirty_store / "scratch.md")]) == 0  # nor is a file outside results/
     assert main(["table", "--out", "results/table.md", "--allow-dirty"]) == 0
     assert (results / "table.md").read_text().count("abc123+dirty") == 1  # the footer still says so
+
+
+def test_pretraining_seeds_are_counted_per_method() -> None:
+    runs = make_runs(methods=("random", "sscl"), budgets=(200,))  # pretraining seed = seed mod 2
+    runs.loc[runs["method"] == "sscl", "pretrain_seed"] = 0
+    assert "K (pretraining seed(s)): Baseline 2, SSCL 1" in render(build_tables(long_form(runs)), "md")
+    unknown = runs.drop(columns="pretrain_seed")  # runs recorded before the param existed
+    assert "; K unknown." in render(build_tables(long_form(unknown)), "md")
