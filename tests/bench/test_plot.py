@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image
+import pandas as pd
 import pytest
 
 from bench.core.errors import BenchError
-from bench.report.aggregate import long_form, summarise
+from bench.report.aggregate import long_form, summarise, with_references
 from bench.report.plot import class_heatmap_figure, curves_figure, save_png
-from tests.bench.test_aggregate import make_runs, tracked  # noqa: F401 (fixture)
+from tests.bench.test_aggregate import make_runs, reference_runs, tracked  # noqa: F401 (fixture)
 
 
 def test_curves_and_heatmaps_png(tmp_path: Path) -> None:
@@ -25,6 +26,16 @@ def test_curves_and_heatmaps_png(tmp_path: Path) -> None:
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(out).shape
         assert width > 400 and height > 300
+
+
+def test_reference_rows_are_drawn_in_every_protocol_panel() -> None:
+    runs = pd.concat(
+        [make_runs(methods=("random", "sscl"), protocols=("linear", "finetune")), reference_runs()],
+        ignore_index=True,
+    )
+    curves = curves_figure(summarise(with_references(long_form(runs))))
+    assert len(curves.axes) == 4  # still (AA, OA) x (finetune, linear): no panel of their own
+    assert {len(ax.lines) for ax in curves.axes} == {4}
 
 
 def test_mixed_settings_are_refused() -> None:
