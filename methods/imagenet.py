@@ -1,15 +1,19 @@
-"""``imagenet``: timm ImageNet weights in the trunk, through timm's own pretrained loading.
+"""``imagenet``: timm ImageNet weights in the trunk.
 
 The weights come from the Hugging Face hub cache (``timm.create_model(..., pretrained=True)``) or,
-with ``--weights FILE``, from a local timm / torchvision checkpoint of the same architecture
-(``pretrained_cfg_overlay=dict(file=...)``, so timm still does the loading and key cleaning).
-Nothing is trained (``needs_data = False``).
+with ``--weights FILE``, from the file a user has: torchvision's ``resnet18-f37072fd.pth``, timm's
+``pytorch_model.bin`` / ``model.safetensors``, or a Lightning ``.ckpt`` (weights under
+``state_dict``, a prefix such as ``model.`` or ``backbone.`` stripped). The file's keys are checked
+strictly against the timm model (classifier keys may be dropped): a file of another architecture is
+a one-line error listing what is missing or unexpected, never a half-loaded trunk (timm's own file
+loading skips keys it cannot place). Nothing is trained (``needs_data = False``). A sweep asks
+:meth:`ImageNet.unavailable_reason` first, so a backbone without a timm trunk or a machine without
+weights skips the method once instead of failing every unit.
 
 How the pieces are initialised:
 
-- Trunk encoder: the checkpoint, except the first conv, whose RGB filters are adapted to the
-  trunk's ``fused_width`` input channels with timm's own ``adapt_input_conv`` (RGB repeated
-  cyclically, rescaled by 3 / channels), exactly what timm does when ``in_chans`` != 3.
+- Trunk encoder: the checkpoint, less the ResNet's first stage (``conv1``/``bn1``), which the
+  band-shared stem and the fusion replace in the trunk (``bench.models.timm_resnet``).
 - Band-shared stem, first conv (``width`` 3x3 filters on one band): from the ImageNet first
   conv (64 filters of 7x7 on RGB), averaged over RGB (a band is treated as a grey image); the
   central 3x3 of each, and of those the ``width`` filters with the most energy in that 3x3
@@ -24,15 +28,16 @@ How the pieces are initialised:
 
 from __future__ import annotations
 
+import functools
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from bench.core.errors import BenchError
-from bench.models.backbones import SegBackbone, TimmDenseTrunk
+from bench.models.backbones import SegBackbone, TimmDenseTrunk, build_backbone
 from methods.registry import PretrainContext, PretrainMethod, register_method
 
 
@@ -45,43 +50,174 @@ class ImageNetConfig:
 
 def _how_to_provide(timm_name: str) -> str:
     return (
-        f"provide them with --weights FILE (a timm or torchvision {timm_name} ImageNet checkpoint, "
-        f"e.g. pytorch_model.bin / model.safetensors from huggingface.co/timm/{timm_name}.a1_in1k or "
-        f"torchvision's {timm_name}-*.pth), or populate the Hugging Face hub cache ($HF_HOME) on a machine "
-        f"with internet: python -c \"import timm; timm.create_model('{timm_name}', pretrained=True)\""
+        f"provide them with --weights FILE (torchvision's {timm_name}-*.pth, timm's pytorch_model.bin or "
+        f"model.safetensors from huggingface.co/timm/{timm_name}.a1_in1k, or a Lightning .ckpt; README, "
+        f"'ImageNet weights'), or fill the Hugging Face hub cache ($HF_HOME) on a machine with internet: "
+        f"python -c \"import timm; timm.create_model('{timm_name}', pretrained=True)\""
     )
 
 
-def load_rgb_encoder(trunk: TimmDenseTrunk, weights: str | None) -> Any:
-    """The trunk's encoder with 3 input channels and ImageNet weights, or a BenchError saying why not.
+#: Containers that checkpoints wrap the weights in: Lightning (``state_dict``), DeiT/MAE (``model``).
+CHECKPOINT_WRAPPERS = ("state_dict", "model", "module")
+#: Seconds the Hugging Face hub gets to answer before ImageNet counts as unavailable.
+HUB_TIMEOUT_S = 3.0
 
-    Typed ``Any``: timm's feature extractors carry ``pretrained_cfg`` beside the ``nn.Module`` API.
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: torchvision ``.pth``, timm ``pytorch_model.bin`` /
+    ``model.safetensors``, or a Lightning ``.ckpt`` (its ``state_dict``); a one-line error otherwise.
+
+    Loaded with ``weights_only=True``: a checkpoint is data, and must not run code when opened.
     """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            content: object = load_file(path)
+        else:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch/safetensors raise many types for a bad file; all mean "unreadable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(f"cannot read ImageNet weights {path}: {first}") from exc
+    while isinstance(content, dict):
+        wrapper = next((k for k in CHECKPOINT_WRAPPERS if isinstance(content.get(k), dict)), None)
+        if wrapper is None:
+            break
+        content = content[wrapper]
+    tensors = (
+        {k: v for k, v in content.items() if isinstance(v, torch.Tensor)} if isinstance(content, dict) else {}
+    )
+    if not tensors:
+        raise BenchError(
+            f"--weights {path}: holds no state dict (no tensors under {', '.join(CHECKPOINT_WRAPPERS)})"
+        )
+    return tensors
+
+
+def _reference_state(timm_name: str) -> tuple[dict[str, torch.Size], str, str]:
+    """Tensor shapes of the complete timm classifier model (on the meta device: no memory, no
+    download), its first conv's name and its classifier's prefix."""
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(timm_name, pretrained=False)
+    cfg = model.pretrained_cfg
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    return shapes, str(cfg["first_conv"]), f"{cfg['classifier']}."
+
+
+def _network_prefix(keys: list[str], anchor: str) -> str:
+    """The prefix a framework put before the network's own keys (``model.``, ``backbone.``, ...):
+    the one under which the ``anchor`` key (the first conv) is found; ``""`` for a plain file."""
+    candidates = [k[: -len(anchor)] for k in keys if k.endswith(anchor)]
+    candidates = [c for c in candidates if c == "" or c.endswith(".")]
+    return min(candidates, key=len) if candidates else ""
+
+
+def checkpoint_state(path: Path, timm_name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet weights of ``timm_name`` from ``path`` under timm's key names, checked strictly.
+
+    The network's keys are found under a common prefix (stripped); classifier keys (``fc.``) may
+    be there or not; anything else missing, unexpected or of another shape is a one-line error
+    that lists it. BatchNorm's ``num_batches_tracked`` is optional (older torchvision files lack it).
+    """
+    shapes, first_conv, classifier = _reference_state(timm_name)
+    raw = read_checkpoint(path)
+    prefix = _network_prefix(list(raw), f"{first_conv}.weight")
+    state = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+    wanted = {k for k in shapes if not k.startswith(classifier) and not k.endswith("num_batches_tracked")}
+    missing = sorted(wanted - set(state))
+    unexpected = sorted(set(state) - set(shapes))
+    wrong = sorted(k for k in wanted & set(state) if state[k].shape != shapes[k])
+    if missing or unexpected or wrong:
+        problems = [
+            f"{len(keys)} {what} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong))
+            if keys
+        ]
+        where = f" under prefix {prefix!r}" if prefix else ""
+        raise BenchError(
+            f"--weights {path} is not a {timm_name} ImageNet checkpoint{where}: tensors "
+            + "; ".join(problems)
+            + f"; {_how_to_provide(timm_name)}"
+        )
+    return state
+
+
+def hub_weights(timm_name: str) -> Path | None:
+    """The ImageNet weights file of ``timm_name`` in the local caches (Hugging Face hub, then the
+    torch hub that timm falls back to), or None. Looks only: never downloads."""
     import timm.models
 
-    name = trunk.timm_name
-    overrides: dict[str, object] = {"in_chans": 3}
-    if weights is not None:
-        if not Path(weights).is_file():
-            raise BenchError(f"--weights {weights}: no such file; {_how_to_provide(name)}")
-        overrides["pretrained_cfg_overlay"] = {"file": weights}
-        try:  # timm drops keys it cannot place without an error; check the file covers the encoder
-            keys = set(timm.models.load_state_dict(weights))
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise BenchError(f"cannot read ImageNet weights {weights}: {exc}") from exc
-        needed = {k for k in trunk.encoder.state_dict() if not k.endswith("num_batches_tracked")}
-        missing = sorted(needed - keys)
-        if missing:
-            raise BenchError(
-                f"{weights} is not a {name} checkpoint: it lacks {len(missing)} of the encoder's tensors "
-                f"(e.g. {', '.join(missing[:3])}); {_how_to_provide(name)}"
-            )
+    cfg = timm.models.get_pretrained_cfg(timm_name)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(found, str):
+                return Path(found)
+    if cfg.url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+        if cached.is_file():
+            return cached
+    return None
+
+
+def hub_reachable() -> bool:
+    """Whether timm could download weights now: not offline, and the hub answers within a few seconds."""
+    from huggingface_hub import constants
+
+    return not constants.HF_HUB_OFFLINE and _answers(constants.ENDPOINT)
+
+
+@functools.cache
+def _answers(url: str) -> bool:
+    """A HEAD request to ``url`` succeeds within :data:`HUB_TIMEOUT_S` (asked once per process)."""
     try:
-        return trunk.create_encoder(pretrained=True, **overrides)
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=HUB_TIMEOUT_S):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def timm_trunk_name(backbone: str) -> str | None:
+    """The timm model behind ``--backbone NAME`` (None when its trunk is not a timm one); built on
+    the meta device, so asking costs no memory."""
+    with torch.device("meta"):
+        trunk = build_backbone(backbone, 3).trunk
+    return trunk.timm_name if isinstance(trunk, TimmDenseTrunk) else None
+
+
+def weights_status(backbone: str) -> str:
+    """One line for ``bench doctor``: where ImageNet weights for ``backbone`` would come from."""
+    timm_name = timm_trunk_name(backbone)
+    if timm_name is None:
+        return "not a timm trunk (imagenet needs resnet18 or resnet50)"
+    cached = hub_weights(timm_name)
+    if cached is not None:
+        return f"{timm_name}: hub cache {cached}"
+    if hub_reachable():
+        return f"{timm_name}: none cached; the hub answers, the first imagenet run downloads them"
+    return f"{timm_name}: none (offline, not in the hub cache); use --weights FILE"
+
+
+def imagenet_state(trunk: TimmDenseTrunk, weights: Path | None) -> dict[str, torch.Tensor]:
+    """ImageNet weights for ``trunk``'s timm model under timm's key names, first conv included:
+    from ``weights`` (checked strictly) or through timm's pretrained loading (the hub cache)."""
+    name = trunk.timm_name
+    if weights is not None:
+        if not weights.is_file():
+            raise BenchError(f"--weights {weights}: no such file; {_how_to_provide(name)}")
+        return checkpoint_state(weights, name)
+    try:
+        return trunk.create_encoder(pretrained=True, in_chans=3).state_dict()
     except (OSError, RuntimeError) as exc:
-        source = weights or "the Hugging Face hub (offline, or not in the cache)"
-        detail = f"no ImageNet weights for {name} from {source}: {exc}"
-        raise BenchError(f"{detail}; {_how_to_provide(name)}") from exc
+        detail = f"no ImageNet weights for {name} from the Hugging Face hub (offline, or not in the cache)"
+        raise BenchError(f"{detail}: {exc}; {_how_to_provide(name)}") from exc
 
 
 def stem_filters_from_rgb(rgb: torch.Tensor, width: int, kernel: int) -> torch.Tensor:
@@ -107,6 +243,20 @@ class ImageNet(PretrainMethod):
     Config = ImageNetConfig
     needs_data = False
 
+    @classmethod
+    def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:
+        """No timm trunk, a ``--weights`` file that is not there, or no weights cached and no hub."""
+        timm_name = timm_trunk_name(backbone)
+        if timm_name is None:
+            return f"needs a timm trunk (--backbone resnet18|resnet50), not {backbone!r}"
+        if weights is not None:
+            return None if Path(weights).is_file() else f"--weights {weights}: no such file"
+        if hub_weights(timm_name) is None and not hub_reachable():
+            return (
+                f"no ImageNet weights for {timm_name}: no --weights FILE, none in the hub cache, hub offline"
+            )
+        return None
+
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Load the weights into ``backbone.trunk.encoder`` (and the stem's first conv)."""
         trunk = backbone.trunk
@@ -114,14 +264,13 @@ class ImageNet(PretrainMethod):
             raise BenchError(
                 f"imagenet needs a timm trunk: --backbone resnet18|resnet50 (got {backbone.spec.name!r})"
             )
-        from timm.models import adapt_input_conv
+        import timm.models
 
-        encoder = load_rgb_encoder(trunk, None if ctx.weights is None else str(ctx.weights))
-        first_conv = f"{encoder.pretrained_cfg['first_conv']}.weight"
-        state = encoder.state_dict()
-        rgb = state[first_conv]
-        state[first_conv] = adapt_input_conv(trunk.encoder.state_dict()[first_conv].shape[1], rgb.clone())
-        trunk.encoder.load_state_dict(state)
+        state = imagenet_state(trunk, ctx.weights)
+        rgb = state[f"{timm.models.get_pretrained_cfg(trunk.timm_name).first_conv}.weight"]
+        own = trunk.encoder.state_dict()
+        # every tensor the trunk keeps is in ``state`` (checked), but for num_batches_tracked in old files
+        trunk.encoder.load_state_dict({k: state.get(k, v) for k, v in own.items()})
         if self.config.stem_from_rgb:
             conv = backbone.stem.first_conv
             with torch.no_grad():

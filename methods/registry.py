@@ -71,6 +71,16 @@ class PretrainMethod(ABC):
         """
         return _build_config(cls.Config, overrides, cls.name)
 
+    @classmethod
+    def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:
+        """Why this method cannot run on ``backbone`` with ``weights`` here, or None when it can.
+
+        Asked once per sweep before any work, so that a method that cannot run (imagenet on the
+        ``tiny`` backbone, or with no weights reachable) is reported once and skipped instead of
+        failing unit by unit. Cheap checks only: no training, no download.
+        """
+        return None
+
     def config_dict(self) -> dict[str, Any]:
         """The full config (defaults included) as recorded with results and in cache keys."""
         return dataclasses.asdict(self.config)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "sweep", "pretrain", "table", "plot", "tune", "data", "list", "perf", "doctor")
+COMMANDS = ("run", "sweep", "table", "plot", "tune", "data", "list", "perf", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

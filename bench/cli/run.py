@@ -140,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # fail on a bad --set before any data is generated
         spec.method_config()
         spec.protocol_config()
+    from bench.harness.availability import unavailable_methods
+
+    reason = unavailable_methods([args.method], args.backbone, args.weights).get(args.method)
+    if reason:
+        raise BenchError(f"--method {args.method} cannot run here: {reason}")
     ds = load_dataset(
         args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
     )

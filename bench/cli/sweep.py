@@ -109,10 +109,17 @@ def run(args: argparse.Namespace) -> int:
             protocol_overrides=protocol_overrides,
             pretrain_seeds=args.pretrain_seeds,
         )
+    from bench.harness.availability import record_unavailable, screen
+
+    units, unavailable = screen(units)  # before any data is generated or loaded
+    for method, reason in unavailable.items():
+        print(f"skipping {method}: {reason}", flush=True)
     device = resolve_device(args.device)
     ds = load_dataset(
         args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
     )
+    for method, reason in unavailable.items():  # so that `bench table` shows the column as n/a
+        record_unavailable(method, args.backbone, ds.fingerprint, reason)
     if args.executor == "local":
         report = run_sweep(
             units,
@@ -141,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
                 gpus_per_unit=gpus,
             )
     print(report.summary())
+    if unavailable:
+        print(f"not run (see the first lines): {', '.join(unavailable)}")
     if report.stopped:
         from bench.core.errors import BenchError
 

@@ -84,12 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.core.atomic import atomic_write_text
+    from bench.harness.availability import recorded_unavailable
     from bench.report.table import build_tables, render
 
     long = selected_long_form(args, budget=args.samples)
     paired_csv = args.long_csv.with_name(f"{args.long_csv.stem}_paired.csv") if args.long_csv else None
     refuse_untraceable(long, [args.out, args.long_csv, paired_csv], args.allow_dirty)
-    text = render(build_tables(long), args.format)
+    text = render(build_tables(long, unavailable=recorded_unavailable(args.experiment)), args.format)
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")

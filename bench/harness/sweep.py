@@ -12,8 +12,9 @@ A *unit* is one (cell, seed): the smallest piece of work with its own result key
 
 Units are ordered method-major, so a worker pretrains (or loads cached weights) once per method;
 two workers that need the same weights at the same time train them once (the pretraining cache
-holds a file lock). A method that cannot run (e.g. ``imagenet`` without reachable weights) fails
-all its units with the reason and the sweep carries on.
+holds a file lock). A method that cannot run (``imagenet`` on ``tiny``, or without reachable weights)
+is screened out before the grid starts (:mod:`bench.harness.availability`, called by ``bench sweep``);
+one that fails anyway fails its units with the reason and the sweep carries on.
 
 Scaling beyond one machine, with the same command on every worker:
 

@@ -13,7 +13,8 @@ title states what varied: n evaluation seeds and K pretraining seeds. Built from
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -62,6 +63,9 @@ class Table:
     seeds: dict[str, int]
     pretrain_seeds: dict[str, int]
     code_versions: tuple[str, ...]
+    #: Methods asked for that could not run here (``bench.harness.availability``), with the reason:
+    #: shown as an ``n/a (reason)`` column rather than dropped.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -106,10 +110,17 @@ def _rows(group: pd.DataFrame) -> list[tuple[str, str, str]]:
     return rows
 
 
-def build_tables(long: pd.DataFrame, baseline: str | None = None) -> list[Table]:
+def build_tables(
+    long: pd.DataFrame,
+    baseline: str | None = None,
+    unavailable: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+) -> list[Table]:
     """Group the long form into tables, in (dataset, backbone, unit, protocol, budget) order.
 
     ``baseline``: the method paired differences are taken against (default: the registry's).
+    ``unavailable``: ``{(dataset, backbone): {method: reason}}`` of methods that could not run
+    (:func:`bench.harness.availability.recorded_unavailable`); each gets an ``n/a (reason)``
+    column in the tables of that dataset and backbone where it has no results.
     """
     if long.empty:
         return []
@@ -122,7 +133,9 @@ def build_tables(long: pd.DataFrame, baseline: str | None = None) -> list[Table]
         key = dict(zip(TABLE_KEYS, values, strict=True))
         runs = view[(view[list(TABLE_KEYS)] == pd.Series(key)).all(axis=1)]
         present = set(group["method"])
-        deep = method_order(present - references)
+        where = (str(key["dataset"]), str(key["backbone"]))
+        missing = {m: r for m, r in (unavailable or {}).get(where, {}).items() if m not in present}
+        deep = method_order((present - references) | set(missing))
         refs = method_order(present & references)
         columns = deep + refs
         rows = _rows(group)
@@ -164,6 +177,7 @@ def build_tables(long: pd.DataFrame, baseline: str | None = None) -> list[Table]
                 seeds={m: int(n) for m, n in oa.items()},
                 pretrain_seeds=k,
                 code_versions=versions,
+                unavailable=missing,
             )
         )
     return tables
@@ -192,6 +206,8 @@ def _cells(table: Table, pm: str, marks: dict[str, str], none: str) -> pd.DataFr
             text = _cell(table.mean.at[row, col], table.std.at[row, col], pm)
             mark = table.marks.at[row, col]
             out.at[row, col] = marks[mark].format(text) if mark else text
+    for col, reason in table.unavailable.items():
+        out.at[out.index[0], col] = f"n/a ({reason})"
     for metric, diffs in table.paired.items():
         label = f"Δ{metric} vs {method_label(str(table.baseline))}"
         out.loc[label] = [

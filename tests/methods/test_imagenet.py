@@ -1,4 +1,4 @@
-"""ImageNet weights: loaded through timm from a local file; clear errors without weights or timm trunk."""
+"""ImageNet weights: every usual file format, checked strictly; clear errors and up-front reasons."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from bench.core.errors import BenchError
 from bench.models.backbones import build_backbone
 from methods import PretrainContext, get_method
-from methods.imagenet import stem_filters_from_rgb
+from methods.imagenet import stem_filters_from_rgb, weights_status
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +32,13 @@ def test_imagenet_loads_the_given_checkpoint(tmp_path: Path) -> None:
     model = build_backbone("resnet18", 15)
     get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
     torch.testing.assert_close(model.trunk.encoder.layer3[0].conv1.weight, source.layer3[0].conv1.weight)
-    torch.testing.assert_close(model.trunk.encoder.bn1.running_var, source.bn1.running_var)
+    torch.testing.assert_close(
+        model.trunk.encoder.layer1[0].bn1.running_var, source.layer1[0].bn1.running_var
+    )
     rgb = source.conv1.weight.detach()
     expected = stem_filters_from_rgb(rgb, model.spec.stem_width, 3)
     torch.testing.assert_close(model.stem.first_conv.weight, expected)
-    # timm's adaptation of the first conv to the trunk's 32 input channels: RGB repeated, scaled 3/32
-    torch.testing.assert_close(model.trunk.encoder.conv1.weight[:, :3], rgb * 3 / 32)
+    assert "conv1" not in model.trunk.encoder  # the band-shared stem replaces the ResNet's first stage
 
 
 def test_stem_filters_are_the_strongest_central_mean_rgb_filters_at_full_scale() -> None:
@@ -65,10 +66,115 @@ def test_imagenet_rejects_a_missing_or_wrong_file(tmp_path: Path) -> None:
         get_method("imagenet")().pretrain(model, None, PretrainContext(weights=tmp_path / "none.pth"))
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
-    with pytest.raises(BenchError, match="is not a resnet18 checkpoint"):
+    with pytest.raises(
+        BenchError, match=r"is not a resnet18 ImageNet checkpoint: tensors 100 missing \(bn1.bias"
+    ):
         get_method("imagenet")().pretrain(model, None, PretrainContext(weights=wrong))
 
 
 def test_imagenet_needs_a_timm_trunk() -> None:
     with pytest.raises(BenchError, match=r"imagenet needs a timm trunk: --backbone resnet18\|resnet50"):
         get_method("imagenet")().pretrain(build_backbone("tiny", 15), None, PretrainContext())
+
+
+def _random_resnet18(seed: int) -> dict[str, torch.Tensor]:
+    """torchvision's resnet18 with random weights: the key names of resnet18-f37072fd.pth."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    return torchvision.models.resnet18(weights=None).state_dict()
+
+
+def _torchvision_pth(state: dict[str, torch.Tensor], folder: Path) -> Path:
+    path = folder / "resnet18-f37072fd.pth"
+    torch.save(state, path)
+    return path
+
+
+def _timm_bin(state: dict[str, torch.Tensor], folder: Path) -> Path:
+    path = folder / "pytorch_model.bin"
+    torch.save(state, path)
+    return path
+
+
+def _timm_safetensors(state: dict[str, torch.Tensor], folder: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = folder / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def _lightning_ckpt(state: dict[str, torch.Tensor], folder: Path) -> Path:
+    """A LightningModule holding the ResNet as ``self.model.backbone`` beside a head of its own."""
+    path = folder / "epoch=9-step=100.ckpt"
+    wrapped = {f"model.backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+    wrapped["model.head.weight"] = torch.zeros(3, 512)
+    torch.save(
+        {"epoch": 9, "global_step": 100, "pytorch-lightning_version": "2.4.0", "state_dict": wrapped}, path
+    )
+    return path
+
+
+@pytest.mark.parametrize("write", [_torchvision_pth, _timm_bin, _timm_safetensors, _lightning_ckpt])
+def test_imagenet_reads_every_usual_checkpoint_format(write, tmp_path: Path) -> None:
+    state = _random_resnet18(seed=3)
+    path = write(state, tmp_path)
+    model = build_backbone("resnet18", 15)
+    get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
+    torch.testing.assert_close(model.trunk.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    torch.testing.assert_close(
+        model.trunk.encoder.layer2[0].downsample[1].running_mean, state["layer2.0.downsample.1.running_mean"]
+    )
+    expected = stem_filters_from_rgb(state["conv1.weight"], model.spec.stem_width, 3)
+    torch.testing.assert_close(model.stem.first_conv.weight, expected)
+
+
+def test_imagenet_names_what_is_missing_unexpected_or_misshapen(tmp_path: Path) -> None:
+    model = build_backbone("resnet18", 15)
+    state = _random_resnet18(seed=4)
+    del state["layer3.1.bn2.weight"]
+    state["layer5.0.conv1.weight"] = torch.zeros(1)
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    path = _torchvision_pth(state, tmp_path)
+    with pytest.raises(BenchError) as err:
+        get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "1 missing (layer3.1.bn2.weight)" in message
+    assert "1 unexpected (layer5.0.conv1.weight)" in message
+    assert "1 of another shape (layer1.0.conv1.weight)" in message
+
+
+def test_imagenet_refuses_a_resnet50_file_for_resnet18(tmp_path: Path) -> None:
+    path = tmp_path / "resnet50.pth"
+    torch.save(timm.create_model("resnet50").state_dict(), path)
+    with pytest.raises(BenchError, match=r"not a resnet18 ImageNet checkpoint: tensors \d+ unexpected"):
+        get_method("imagenet")().pretrain(build_backbone("resnet18", 15), None, PretrainContext(weights=path))
+
+
+def test_a_file_without_tensors_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.ckpt"
+    torch.save({"epoch": 3, "state_dict": {}}, path)
+    with pytest.raises(BenchError, match="holds no state dict"):
+        get_method("imagenet")().pretrain(build_backbone("resnet18", 15), None, PretrainContext(weights=path))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match=f"cannot read ImageNet weights {garbage}"):
+        get_method("imagenet")().pretrain(
+            build_backbone("resnet18", 15), None, PretrainContext(weights=garbage)
+        )
+
+
+def test_unavailable_reason_is_known_before_any_work(tmp_path: Path) -> None:
+    imagenet = get_method("imagenet")
+    assert "needs a timm trunk" in str(imagenet.unavailable_reason("tiny", None))
+    assert "no ImageNet weights for resnet18" in str(imagenet.unavailable_reason("resnet18", None))
+    assert "no such file" in str(imagenet.unavailable_reason("resnet18", tmp_path / "none.pth"))
+    assert imagenet.unavailable_reason("resnet18", _timm_bin(_random_resnet18(seed=5), tmp_path)) is None
+    assert get_method("random").unavailable_reason("tiny", None) is None
+
+
+def test_doctor_line_says_where_weights_would_come_from(tmp_path: Path) -> None:
+    assert weights_status("tiny").startswith("not a timm trunk")
+    assert weights_status("resnet18") == "resnet18: none (offline, not in the hub cache); use --weights FILE"
