@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from bench.core.settings import cast_settings
 from bench.models.backbones import SegBackbone
 
 _METHODS: dict[str, type[PretrainMethod]] = {}
@@ -58,6 +59,9 @@ class PretrainMethod(ABC):
     version: ClassVar[str] = "1"
     #: Methods that do not train (random, imagenet) skip the pretraining data entirely.
     needs_data: ClassVar[bool] = True
+    #: Set on reference rows (``raw``, ``rf``): the reference protocol that evaluates them on the raw
+    #: bands instead of a pretrained backbone. None for every pretraining method.
+    evaluated_by: ClassVar[str | None] = None
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -90,8 +94,12 @@ class PretrainMethod(ABC):
         """Update ``backbone`` in place from unlabelled ``images`` (N, C, H, W), normalised."""
 
 
-def _build_config(config_cls: type, overrides: dict[str, Any], where: str) -> Any:
-    """``config_cls()`` with ``overrides`` applied, recursing into nested dataclass fields."""
+def _build_config(config_cls: type, overrides: dict[str, Any], where: str, base: Any = None) -> Any:
+    """``config_cls()`` (or ``base``) with ``overrides`` applied, recursing into nested dataclass fields.
+
+    A nested config starts from its parent's default instance, not from its class's defaults:
+    ``sscl``'s CoRe stage defaults to ``stem_lr_factor=0.1`` and keeps it under ``--set core.steps=...``.
+    """
     nested: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         head, dot, rest = key.partition(".")
@@ -101,14 +109,23 @@ def _build_config(config_cls: type, overrides: dict[str, Any], where: str) -> An
     unknown = {k.partition(".")[0] for k in overrides} - set(fields)
     if unknown:
         raise ValueError(f"method {where!r} has no setting(s) {sorted(unknown)}; known: {sorted(fields)}")
-    values = {k: v for k, v in overrides.items() if k.partition(".")[0] not in nested}
+    method, _, path = where.partition(".")
+    values = cast_settings(
+        config_cls,
+        {k: v for k, v in overrides.items() if k.partition(".")[0] not in nested},
+        f"method {method!r}",
+        f"{path}." if path else "",
+    )
     for key, sub in nested.items():
         factory = fields[key].default_factory
-        default = factory() if callable(factory) else fields[key].default
+        if base is not None:
+            default = getattr(base, key)
+        else:
+            default = factory() if callable(factory) else fields[key].default
         if not dataclasses.is_dataclass(default):
             raise ValueError(f"method {where!r}: setting {key!r} has no sub-settings")
-        values[key] = _build_config(type(default), sub, f"{where}.{key}")
-    return config_cls(**values)
+        values[key] = _build_config(type(default), sub, f"{where}.{key}", default)
+    return dataclasses.replace(base, **values) if base is not None else config_cls(**values)
 
 
 def register_method(name: str) -> Callable[[M], M]:

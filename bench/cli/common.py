@@ -9,6 +9,8 @@ from pathlib import Path
 PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune")
 #: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
 TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex")
+#: The presets (``bench.harness.presets.PRESETS``), here so that parsing imports no torch.
+PRESET_NAMES: tuple[str, ...] = ("cpu", "paper")
 
 
 def add_data_args(parser: argparse.ArgumentParser, skip_bad: bool = True) -> None:
@@ -62,7 +64,7 @@ def add_progress_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
-    """``--pretrain-seeds K`` and ``--no-selection`` (DESIGN 2.4), shared by run, sweep and tune."""
+    """``--pretrain-seeds K``, ``--no-selection`` (DESIGN 2.4) and ``--preset``: run, sweep and tune."""
     parser.add_argument(
         "--pretrain-seeds",
         type=int,
@@ -75,8 +77,90 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="finetune: train the fixed schedule and test its last step (no checkpoint selection)",
     )
+    add_preset_arg(parser)
+
+
+def add_preset_arg(parser: argparse.ArgumentParser) -> None:
+    """``--preset cpu|paper``: default settings for where the benchmark runs (``bench.harness.presets``)."""
+    parser.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default="cpu",
+        help="default settings: cpu (default; 2 cores, embedded set) or paper (real DFC2020 on a GPU); "
+        "--set still wins; presets are part of result keys",
+    )
+
+
+def preset_overrides(args: argparse.Namespace, method: str) -> list[str]:
+    """``--set`` pairs of the chosen preset for ``method`` (put before the user's own, which win)."""
+    from bench.harness.presets import preset_pairs
+
+    return preset_pairs(getattr(args, "preset", "cpu"), method)
 
 
 def evaluation_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` pairs implied by the evaluation flags (appended after the user's own)."""
     return ["finetune.selection=false"] if getattr(args, "no_selection", False) else []
+
+
+def check_device(choice: str) -> None:
+    """``--device`` must be one torch offers on this machine (``tpu`` or ``cuda:3`` of two: one line)."""
+    import torch
+
+    offered = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        offered += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        offered += ["mps"]
+    if choice not in offered:
+        from bench.core.errors import BenchError
+
+        raise BenchError(
+            f"--device {choice!r} is not available here; this machine offers {', '.join(offered)}"
+        )
+
+
+def check_bench_home() -> Path:
+    """``BENCH_HOME`` must be a folder (or creatable as one); a read-only one is fine until a write.
+
+    A fully cached run reads only, so a read-only home is not refused here; the first write that
+    fails is reported in one line by :func:`bench.cli.main`.
+    """
+    from bench.core.errors import BenchError
+    from bench.core.paths import bench_home
+
+    home = bench_home()
+    existing = next(p for p in (home, *home.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == home else f"is under the file {existing}"
+        raise BenchError(f"BENCH_HOME={home} {where}; it expects a folder (where caches are kept)")
+    return home
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Check every shared setting before any work starts, then clear stale temporaries.
+
+    Counts must be >= 1, ``--data``/``--pretrain-data`` folders, ``--device`` one torch offers and
+    ``BENCH_HOME`` a folder; each problem is one line naming the option and what it expects.
+    Temporaries left in ``BENCH_HOME`` by killed commands are removed (a read-only home is skipped).
+    """
+    from bench.core.errors import BenchError
+    from bench.core.integrity import clean_stale_temporaries
+
+    for key in ("seeds", "samples", "trials", "budget_seeds", "pretrain_seeds"):
+        value = getattr(args, key, None)
+        for count in value if isinstance(value, list) else [value]:
+            if count is not None and count < 1:
+                option = "--" + key.replace("_", "-")
+                raise BenchError(f"{option} expects an integer >= 1, got {count}")
+    for key in ("data", "pretrain_data"):
+        folder = getattr(args, key, None)
+        if folder is not None and folder.exists() and not folder.is_dir():
+            option = "--" + key.replace("_", "-")
+            raise BenchError(f"{option} {folder} is a file; it expects a dataset folder")
+    if getattr(args, "device", None) is not None:
+        check_device(args.device)
+    clean_stale_temporaries(check_bench_home())
+    from bench.core.device import use_thread_share
+
+    use_thread_share()  # this process's share of the cores when several workers run here

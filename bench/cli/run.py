@@ -22,6 +22,8 @@ from bench.cli.common import (
     add_set_arg,
     add_weights_arg,
     evaluation_overrides,
+    prepare,
+    preset_overrides,
 )
 from bench.core.errors import BenchError
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from datasets import load_dataset
 
     start = time.perf_counter()
+    prepare(args)
     device = resolve_device(args.device)
     overrides = args.overrides
     if args.config is not None:
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--config {args.config}: settings are for method {tuned.method!r}, not {args.method!r}"
             )
         overrides = tuned.set_pairs() + overrides
-    method_overrides, protocol_overrides = parse_overrides(overrides + evaluation_overrides(args))
+    pairs = preset_overrides(args, args.method) + overrides + evaluation_overrides(args)
+    method_overrides, protocol_overrides = parse_overrides(pairs)
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     specs = [
         cell_spec(

@@ -20,6 +20,8 @@ from bench.cli.common import (
     add_set_arg,
     add_weights_arg,
     evaluation_overrides,
+    prepare,
+    preset_overrides,
 )
 
 
@@ -48,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights_arg(p)
     add_pretrain_data_arg(p)
     add_set_arg(
-        p, "setting for every method/protocol, as for `run` (linear.key, finetune.key, key); repeatable"
+        p,
+        "setting: METHOD.key for one method, key for the methods that have it, linear.key / "
+        "finetune.key for a protocol; repeatable",
     )
     p.add_argument(
         "--config",
@@ -83,18 +87,22 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.core.paths import bench_home
     from bench.harness.claims import ClaimStore
-    from bench.harness.runner import PROTOCOLS, parse_overrides
+    from bench.harness.runner import PROTOCOLS, parse_overrides, scope_overrides
     from bench.harness.sweep import Unit, grid, run_sweep
     from bench.harness.tune import load_config
     from datasets import load_dataset
 
+    prepare(args)
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     configs = [load_config(path) for path in args.config]
     units: list[Unit] = []
     from methods.registry import method_labels
 
-    for method in args.methods or list(method_labels()):
-        pairs = [p for cfg in configs if cfg.applies_to(method) for p in cfg.set_pairs()] + args.overrides
+    methods = args.methods or list(method_labels())
+    for method in methods:
+        pairs = preset_overrides(args, method)
+        pairs += [p for cfg in configs if cfg.applies_to(method) for p in cfg.set_pairs()]
+        pairs += scope_overrides(args.overrides, method, methods)
         method_overrides, protocol_overrides = parse_overrides(pairs + evaluation_overrides(args))
         units += grid(
             [method],
@@ -114,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     units, unavailable = screen(units)  # before any data is generated or loaded
     for method, reason in unavailable.items():
         print(f"skipping {method}: {reason}", flush=True)
+    for spec in dict.fromkeys(unit.spec for unit in units):  # a bad --set fails before any work
+        spec.method_config()
+        spec.protocol_config()
     device = resolve_device(args.device)
     ds = load_dataset(
         args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme

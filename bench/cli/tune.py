@@ -18,6 +18,8 @@ from bench.cli.common import (
     add_set_arg,
     add_weights_arg,
     evaluation_overrides,
+    prepare,
+    preset_overrides,
 )
 
 
@@ -61,13 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from bench.harness.tune import default_study_name, load_config, tune
     from datasets import load_dataset
 
+    prepare(args)
     pairs = list(args.overrides)
     if args.config:
         cfg = load_config(args.config)
         if not cfg.applies_to(args.method):
             raise BenchError(f"--config {args.config} is for method {cfg.method!r}, not {args.method!r}")
         pairs = cfg.set_pairs() + pairs
-    method_overrides, protocol_overrides = parse_overrides(pairs + evaluation_overrides(args))
+    pairs = preset_overrides(args, args.method) + pairs + evaluation_overrides(args)
+    method_overrides, protocol_overrides = parse_overrides(pairs)
     spec = cell_spec(
         args.method,
         args.protocol,
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         pretrain_seeds=args.pretrain_seeds,
     )
     spec.method_config()
+    spec.protocol_config()
     ds = load_dataset(args.data, progress=False, split_scheme=args.split_scheme)
     study_name = args.study or default_study_name(spec, ds, args.pretrain)
     study, path = tune(

@@ -7,7 +7,11 @@ count, progress bars). A seed whose key already has a complete MLflow run is ski
 interrupted run or sweep resumes where it stopped and nothing is counted twice.
 
 Seed ``s`` draws budget ``s`` (its own generator, see :mod:`bench.protocols.budget`) and trains with
-``torch.manual_seed(s)``; the pretrained weights are shared by every seed of the cell.
+``torch.manual_seed(s)``. Pretraining variance is part of the result: with ``pretrain_seeds`` K,
+seed ``s`` evaluates the weights of pretraining seed ``s mod K`` (each pretrained once and cached),
+so the spread over seeds includes K pretraining runs, not only label draws. Protocols come from
+the registry (:mod:`bench.protocols.registry`); reference rows (``raw``, ``rf``) skip pretraining
+and go to their reference protocol, recorded under protocol ``reference``.
 """
 
 from __future__ import annotations
@@ -23,20 +27,23 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bench.core.errors import BenchError
+from bench.core.progress import progress_of
 from bench.core.provenance import code_version, source_digest, stable_hash
+from bench.core.settings import cast_settings
 from bench.harness import tracking
 from bench.harness.pretraining import PretrainRecord, pretrained_backbone
 from bench.models.backbones import SegBackbone
 from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
-from bench.protocols.finetune import FinetuneConfig, run_finetune
-from bench.protocols.linear import LinearConfig, run_linear
 from bench.protocols.metrics import Scores
+from bench.protocols.registry import get_protocol, list_protocols
 from methods import get_method
 
-PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "finetune": FinetuneConfig}
+#: The deep-model protocols (name -> config class), from the protocol registry.
+PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}
+#: The protocol name recorded for reference rows, whatever protocol a command asked for.
+REFERENCE = "reference"
 Overrides = tuple[tuple[str, Any], ...]
 
 
@@ -51,7 +58,7 @@ def config_with(cls: type, overrides: Mapping[str, Any]) -> Any:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise BenchError(f"{cls.__name__} has no setting(s) {unknown}; known: {sorted(known)}")
-    return cls(**overrides)
+    return cls(**cast_settings(cls, dict(overrides), cls.__name__))
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class CellSpec:
     method_overrides: Overrides | Mapping[str, Any] = ()
     protocol_overrides: Overrides | Mapping[str, Any] = ()
     pretrain_seed: int = 0
+    pretrain_seeds: int = 1
     transductive: bool = False
     pretrain_data: Path | None = None
     weights: Path | None = None
@@ -76,10 +84,31 @@ class CellSpec:
         for name in ("pretrain_data", "weights"):
             value = getattr(self, name)
             object.__setattr__(self, name, None if value is None else Path(value))
-        if self.protocol not in PROTOCOLS:
+        if self.is_reference:  # one evaluation whatever protocol was asked: recorded as "reference"
+            object.__setattr__(self, "protocol", REFERENCE)
+        elif self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.pretrain_seeds < 1:
+            raise BenchError(f"--pretrain-seeds must be at least 1, got {self.pretrain_seeds}")
         if self.budget_unit not in UNITS:
             raise BenchError(f"unknown budget unit {self.budget_unit!r}; choose one of {', '.join(UNITS)}")
+
+    @property
+    def is_reference(self) -> bool:
+        """A reference row (``raw``, ``rf``): no backbone, evaluated by its reference protocol."""
+        try:
+            return get_method(self.method).evaluated_by is not None
+        except KeyError as err:
+            raise BenchError(str(err).strip("'\"")) from err
+
+    @property
+    def evaluator(self) -> str:
+        """The registered protocol that evaluates this cell."""
+        return get_method(self.method).evaluated_by or self.protocol
+
+    def for_seed(self, seed: int) -> CellSpec:
+        """The spec of evaluation seed ``seed``: pretraining seed ``seed mod pretrain_seeds``."""
+        return dataclasses.replace(self, pretrain_seed=seed % self.pretrain_seeds)
 
     def method_config(self) -> dict[str, Any]:
         """The method's full config (defaults + overrides)."""
@@ -89,39 +118,62 @@ class CellSpec:
         except (KeyError, ValueError) as err:
             raise BenchError(str(err).strip("'\"")) from err
 
-    def protocol_config(self) -> LinearConfig | FinetuneConfig:
-        """The protocol's full config (defaults + overrides)."""
-        return config_with(PROTOCOLS[self.protocol], dict(self.protocol_overrides))
+    def protocol_config(self) -> Any:
+        """The evaluating protocol's full config (defaults + overrides)."""
+        return config_with(get_protocol(self.evaluator).Config, dict(self.protocol_overrides))
+
+
+def cell_spec(
+    method: str, protocol: str, protocol_overrides: Mapping[str, Mapping[str, Any]], **fields: Any
+) -> CellSpec:
+    """A cell for ``method`` under ``protocol``, with the ``--set`` settings of the protocol that
+    really evaluates it (a reference row's own, e.g. ``rf.trees``, whatever ``protocol`` says)."""
+    evaluator = get_method(method).evaluated_by or protocol
+    return CellSpec(
+        method=method, protocol=protocol, protocol_overrides=protocol_overrides.get(evaluator, {}), **fields
+    )
 
 
 def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
-    """The allow-list of result-affecting fields of a cell (the seed is added per seed)."""
+    """The allow-list of result-affecting fields of one seed's evaluation (the seed is added by
+    :func:`result_key`): ``spec`` is a :meth:`CellSpec.for_seed` spec, its pretraining seed fixed."""
     needs_data = get_method(spec.method).needs_data
     return {
         "dataset": ds.fingerprint,
         "method": spec.method,
         "method_version": get_method(spec.method).version,
         "method_config": spec.method_config(),
-        "pretrain_seed": spec.pretrain_seed,
+        "pretrain_seed": None if spec.is_reference else spec.pretrain_seed,
         "pretrain_data": str(spec.pretrain_data.resolve()) if needs_data and spec.pretrain_data else None,
         "transductive": spec.transductive and needs_data,
         "weights": str(spec.weights.resolve()) if spec.weights else None,
         "backbone": spec.backbone,
-        "protocol": spec.protocol,
+        "protocol": spec.evaluator,
         "protocol_config": dataclasses.asdict(spec.protocol_config()),
         "budget": {"samples": spec.samples, "unit": spec.budget_unit, "val_fraction": VAL_FRACTION},
         "code_version": source_digest(),
     }
 
 
+def _cell_identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
+    """The cell's identity: how many pretraining seeds instead of which one."""
+    ident = _identity(spec, ds)
+    ident.pop("pretrain_seed")
+    return {**ident, "pretrain_seeds": None if spec.is_reference else spec.pretrain_seeds}
+
+
 def cell_key(spec: CellSpec, ds: Any) -> str:
     """Key of the cell (all seeds)."""
-    return stable_hash(_identity(spec, ds))
+    return stable_hash(_cell_identity(spec, ds))
 
 
 def result_key(spec: CellSpec, seed: int, ds: Any) -> str:
-    """Key of one seed's result: the cell identity plus the seed."""
-    return stable_hash({**_identity(spec, ds), "seed": seed})
+    """Key of one seed's result: what produced it (its pretraining seed included) plus the seed.
+
+    K itself is not part of it: seed 3 with K=3 uses pretraining seed 0, exactly as seed 3 with
+    K=1 does, so raising K keeps the seeds whose pretraining seed is unchanged.
+    """
+    return stable_hash({**_identity(spec.for_seed(seed), ds), "seed": seed})
 
 
 @dataclass(frozen=True)
@@ -136,6 +188,7 @@ class SeedResult:
     wall_time_s: float
     skipped: bool
     confusion: np.ndarray | None = None
+    realised_val: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,13 +207,15 @@ class CellResult:
         return [s.scores for s in self.seeds]
 
 
-def _records(spec: CellSpec, ds: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """(tags, params) shared by a cell's parent run and its seed runs."""
-    ident = _identity(spec, ds)
+def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(tags, params) of a cell's parent run, or of seed ``seed``'s run (its pretraining seed)."""
+    ident = _cell_identity(spec, ds) if seed is None else _identity(spec.for_seed(seed), ds)
     tags = {
         "bench.cell_key": cell_key(spec, ds),
         "bench.method": spec.method,
         "bench.protocol": spec.protocol,
+        "bench.evaluator": spec.evaluator,
+        "bench.pretrain_seeds": str(spec.pretrain_seeds),
         "bench.budget": str(spec.samples),
         "bench.budget_unit": spec.budget_unit,
         "bench.backbone": spec.backbone,
@@ -185,8 +240,10 @@ def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -
     m = tracking.seed_metrics(run_id)
     per_class = tuple(m.get(f"acc.{tracking.metric_name(n)}", float("nan")) for n in class_names)
     realised = {n: int(m.get(f"realised.{tracking.metric_name(n)}", 0)) for n in class_names}
+    realised_val = {n: int(m.get(f"realised_val.{tracking.metric_name(n)}", 0)) for n in class_names}
     scores = Scores(per_class, m["AA"], m["OA"])
-    return SeedResult(seed, key, run_id, scores, realised, m.get("wall_time_s", 0.0), skipped=True)
+    wall = m.get("wall_time_s", 0.0)
+    return SeedResult(seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val)
 
 
 def budget_for(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
@@ -204,7 +261,12 @@ def budget_for(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
 def pretrain(
     spec: CellSpec, ds: Any, device: torch.device, *, force: bool = False, progress: bool = True
 ) -> tuple[SegBackbone, PretrainRecord]:
-    """The cell's pretrained backbone (cached by :func:`bench.harness.pretraining.pretrained_backbone`)."""
+    """The cell's pretrained backbone (cached by :func:`bench.harness.pretraining.pretrained_backbone`).
+
+    ``spec.pretrain_seed`` is the pretraining seed: pass ``spec.for_seed(seed)`` for a seed's weights.
+    """
+    if spec.is_reference:
+        raise BenchError(f"{spec.method} is a reference row: it has no backbone to pretrain")
     try:
         return pretrained_backbone(
             spec.method,
@@ -234,23 +296,26 @@ def run_seed(
     force: bool = False,
     progress: bool = True,
 ) -> SeedResult:
-    """Evaluate one seed (or read it back when complete). ``backbone``: the cell's pretrained weights."""
+    """Evaluate one seed (or read it back when complete).
+
+    ``backbone``: the weights of this seed's pretraining seed (``spec.for_seed(seed)``), when the
+    caller already has them; otherwise they are loaded or pretrained here.
+    """
     key = result_key(spec, seed, ds)
     done = None if force else tracking.find_completed(key)
     if done is not None:
         return _from_mlflow(done, seed, key, ds.classes.names)
-    if backbone is None:
-        backbone, _ = pretrain(spec, ds, device, progress=progress)
-    tags, params = _records(spec, ds)
+    if backbone is None and not spec.is_reference:
+        backbone, _ = pretrain(spec.for_seed(seed), ds, device, progress=progress)
+    tags, params = _records(spec, ds, seed)
     if parent_run_id is None:
-        parent_run_id = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec))
+        parent_tags, parent_params = _records(spec, ds)
+        parent_run_id = tracking.cell_run(tags["bench.cell_key"], parent_tags, parent_params, _run_name(spec))
     start = time.perf_counter()
     budget = budget_for(spec, seed, ds)
-    cfg = spec.protocol_config()
-    if isinstance(cfg, LinearConfig):
-        confusion = run_linear(backbone, ds, budget, cfg, device, progress)
-    else:
-        confusion = run_finetune(backbone, ds, budget, cfg, seed, device, progress)
+    confusion = get_protocol(spec.evaluator).evaluate(
+        backbone, ds, budget, spec.protocol_config(), seed=seed, device=device, progress=progress
+    )
     wall = time.perf_counter() - start
     scores = Scores.from_confusion(confusion)
     names = ds.classes.names
@@ -260,6 +325,7 @@ def run_seed(
     metrics |= {"AA": scores.aa, "OA": scores.oa, "mIoU": scores.miou, "macroF1": scores.macro_f1}
     metrics["wall_time_s"] = wall
     metrics |= {f"realised.{tracking.metric_name(n)}": float(c) for n, c in budget.realised.items()}
+    metrics |= {f"realised_val.{tracking.metric_name(n)}": float(c) for n, c in budget.realised_val.items()}
     run_id = tracking.record_seed(
         parent_run_id,
         run_name=f"{_run_name(spec)} seed {seed}",
@@ -269,7 +335,17 @@ def run_seed(
         confusion=confusion,
         class_names=names,
     )
-    return SeedResult(seed, key, run_id, scores, budget.realised, wall, skipped=False, confusion=confusion)
+    return SeedResult(
+        seed,
+        key,
+        run_id,
+        scores,
+        budget.realised,
+        wall,
+        skipped=False,
+        confusion=confusion,
+        realised_val=budget.realised_val,
+    )
 
 
 def run_cell(
@@ -281,19 +357,35 @@ def run_cell(
     force_pretrain: bool = False,
     progress: bool = True,
 ) -> CellResult:
-    """Pretrain once (only if a seed is missing), then evaluate every seed; ``force_pretrain`` redoes both."""
+    """Evaluate every seed; each pretraining seed (``seed mod K``) is pretrained once, and only when
+    one of its seeds is missing. ``force_pretrain`` redoes both."""
     start = time.perf_counter()
     tags, params = _records(spec, ds)
     parent = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec))
     result = CellResult(spec, tags["bench.cell_key"], parent)
-    missing = force_pretrain or any(tracking.find_completed(result_key(spec, s, ds)) is None for s in seeds)
-    backbone = None
-    if missing:
-        with mlflow.start_run(run_id=parent):  # the pretraining run nests under the cell
-            backbone, result.pretrain = pretrain(spec, ds, device, force=force_pretrain, progress=progress)
-    for seed in tqdm(seeds, desc=f"{spec.method} {spec.protocol} seeds", disable=not progress):
-        result.seeds.append(
-            run_seed(
+    by_pretrain_seed: dict[int, list[int]] = {}
+    for seed in seeds:
+        by_pretrain_seed.setdefault(spec.for_seed(seed).pretrain_seed, []).append(seed)
+    done: dict[int, SeedResult] = {}
+    label = f"{spec.method} {spec.protocol} seeds"
+    bar = progress_of(total=len(seeds), desc=label, unit="seed", enabled=progress)
+    for pretrain_seed, group in by_pretrain_seed.items():
+        missing = force_pretrain or any(
+            tracking.find_completed(result_key(spec, s, ds)) is None for s in group
+        )
+        backbone = None
+        if missing and not spec.is_reference:
+            with mlflow.start_run(run_id=parent):  # the pretraining run nests under the cell
+                backbone, record = pretrain(
+                    dataclasses.replace(spec, pretrain_seed=pretrain_seed),
+                    ds,
+                    device,
+                    force=force_pretrain,
+                    progress=progress,
+                )
+            result.pretrain = result.pretrain or record
+        for seed in group:
+            done[seed] = run_seed(
                 spec,
                 seed,
                 ds,
@@ -303,7 +395,9 @@ def run_cell(
                 force=force_pretrain,
                 progress=progress,
             )
-        )
+            bar.update()
+    bar.close()
+    result.seeds = [done[s] for s in seeds]
     result.wall_time_s = time.perf_counter() - start
     return result
 
@@ -311,11 +405,12 @@ def run_cell(
 def parse_overrides(pairs: Sequence[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``--set key=value`` pairs -> (method overrides, {protocol: overrides}).
 
-    ``linear.<key>`` / ``finetune.<key>`` set a protocol setting, ``method.<key>`` or a bare key a
-    method setting. Values are read as JSON (numbers, booleans, lists), else kept as strings.
+    ``<protocol>.<key>`` (``linear``, ``finetune``, or a reference protocol ``raw``/``rf``) sets a
+    protocol setting, ``method.<key>`` or a bare key a method setting. Values are read as JSON
+    (numbers, booleans, lists), else kept as strings.
     """
     method: dict[str, Any] = {}
-    protocol: dict[str, dict[str, Any]] = {name: {} for name in PROTOCOLS}
+    protocol: dict[str, dict[str, Any]] = {name: {} for name in list_protocols()}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -325,8 +420,40 @@ def parse_overrides(pairs: Sequence[str]) -> tuple[dict[str, Any], dict[str, dic
         except json.JSONDecodeError:
             value = raw
         scope, dot, name = key.partition(".")
-        if dot and scope in PROTOCOLS:
+        if dot and scope in protocol:
             protocol[scope][name] = value
         else:
             method[name if dot and scope == "method" else key] = value
     return method, protocol
+
+
+def scope_overrides(pairs: Sequence[str], method: str, methods: Sequence[str]) -> list[str]:
+    """The ``--set`` pairs of a sweep over ``methods`` that apply to ``method``.
+
+    ``<name>.<key>`` with ``name`` one of the swept methods sets ``key`` of that method only (a
+    nested setting of another method keeps its full path: ``sscl.unifeat.steps``); a plain method
+    setting goes to the methods whose config has it, and is an error only when none has it;
+    protocol settings go to every method.
+    """
+    protocols = set(list_protocols())
+    kept = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        head, dot, rest = key.partition(".")
+        if not sep or (dot and head in protocols):
+            kept.append(pair)  # malformed pairs are reported by parse_overrides
+        elif dot and head in methods:
+            if head == method:
+                kept.append(f"{rest}={raw}")
+        else:
+            setting = (rest if dot and head == "method" else key).partition(".")[0]
+            having = [
+                m for m in methods if setting in {f.name for f in dataclasses.fields(get_method(m).Config)}
+            ]
+            if not having:
+                raise BenchError(
+                    f"--set {key}: none of the methods {', '.join(methods)} has a setting {setting!r}"
+                )
+            if method in having:
+                kept.append(pair)
+    return kept

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from bench.core.errors import BenchError
+from bench.core.progress import progress_of
 from bench.harness import runner, tracking
 from bench.harness.claims import ClaimStore
 from bench.harness.runner import CellSpec
@@ -72,6 +72,8 @@ class SweepReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    #: Why the sweep stopped before the end (the tracking server stayed unreachable), else None.
+    stopped: str | None = None
 
     def summary(self) -> str:
         lines = [
@@ -93,45 +95,57 @@ def grid(
     protocols: Sequence[str],
     **common: Any,
 ) -> list[Unit]:
-    """Units in method -> protocol -> budget -> seed order (one pretraining per method)."""
-    return [
-        Unit(CellSpec(method=m, samples=n, protocol=p, **common), s)
+    """Units in method -> protocol -> budget -> seed order (one pretraining per method).
+
+    A reference row (``raw``, ``rf``) is evaluated once per budget and seed, whatever the protocols:
+    its specs all normalise to protocol ``reference``, and duplicates are dropped here.
+    ``protocol_overrides`` maps a protocol name to its ``--set`` settings.
+    """
+    overrides = common.pop("protocol_overrides", {})
+    units = [
+        Unit(runner.cell_spec(m, p, overrides, samples=n, **common), s)
         for m in methods
         for p in protocols
         for n in samples
         for s in seeds
     ]
+    return list(dict.fromkeys(units))
 
 
-def _pretrain_identity(spec: CellSpec) -> CellSpec:
+def pretrain_identity(spec: CellSpec) -> CellSpec:
     """The spec with everything the pretrained weights do not depend on blanked out."""
     return dataclasses.replace(
-        spec, samples=0, protocol="linear", protocol_overrides=(), budget_unit="pixels"
+        spec, samples=0, protocol="linear", protocol_overrides=(), budget_unit="pixels", pretrain_seeds=1
     )
 
 
 class _Weights:
-    """The pretrained backbone of the current method (units come method-major: one at a time)."""
+    """The pretrained backbones of the current method, one per pretraining seed (units come
+    method-major, so only one method's K backbones are held at a time)."""
 
     def __init__(self, ds: Any, device: torch.device, progress: bool) -> None:
         self.ds, self.device, self.progress = ds, device, progress
-        self.key: CellSpec | None = None
-        self.backbone: SegBackbone | None = None
+        self.held: dict[CellSpec, SegBackbone] = {}
         self.failed: dict[CellSpec, str] = {}
 
-    def get(self, spec: CellSpec) -> SegBackbone:
-        key = _pretrain_identity(spec)
+    def get(self, spec: CellSpec, seed: int) -> SegBackbone | None:
+        """The weights evaluation seed ``seed`` uses (pretraining seed ``seed mod K``); None for a
+        reference row, which has no backbone."""
+        if spec.is_reference:
+            return None
+        seed_spec = spec.for_seed(seed)
+        key = pretrain_identity(seed_spec)
         if key in self.failed:
             raise BenchError(self.failed[key])
-        if key != self.key:
+        if key not in self.held:
+            if self.held and next(iter(self.held)).method != key.method:
+                self.held.clear()  # a new method: drop the previous one's backbones
             try:
-                self.backbone, _ = runner.pretrain(spec, self.ds, self.device, progress=self.progress)
+                self.held[key], _ = runner.pretrain(seed_spec, self.ds, self.device, progress=self.progress)
             except BenchError as err:
                 self.failed[key] = str(err)
                 raise
-            self.key = key
-        assert self.backbone is not None
-        return self.backbone
+        return self.held[key]
 
 
 def run_sweep(
@@ -150,12 +164,33 @@ def run_sweep(
     weights = _Weights(ds, device, progress)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     pending = list(units)
+    try:
+        _share_grid(pending, ds, device, claims, weights, report, worker, progress, poll_s)
+    except tracking.TrackingUnavailable as err:  # every unit needs the store: stop, keep the summary
+        report.stopped = str(err)
+    report.wall_time_s = time.perf_counter() - start
+    return report
+
+
+def _share_grid(
+    pending: list[Unit],
+    ds: Any,
+    device: torch.device,
+    claims: ClaimStore,
+    weights: _Weights,
+    report: SweepReport,
+    worker: str,
+    progress: bool,
+    poll_s: float,
+) -> None:
+    """The claim loop of :func:`run_sweep` (units done, skipped or failed go into ``report``)."""
+    units = list(pending)
     tracking.setup_tracking()
-    with tqdm(total=len(units), desc=f"sweep [{worker}]", unit="unit", disable=not progress) as bar:
+    with progress_of(total=len(units), desc=f"sweep [{worker}]", unit="unit", enabled=progress) as bar:
         while pending:
             held_elsewhere = []
             for unit in pending:
-                bar.set_postfix_str(unit.label, refresh=False)
+                bar.note(unit.label)
                 try:
                     key = runner.result_key(unit.spec, unit.seed, ds)
                 except (BenchError, KeyError) as err:  # unknown method or setting
@@ -179,16 +214,18 @@ def run_sweep(
             if held_elsewhere:
                 time.sleep(poll_s)  # other workers hold these: wait for their results (or stale claims)
             pending = held_elsewhere
-    report.wall_time_s = time.perf_counter() - start
-    return report
 
 
 def _run_unit(unit: Unit, ds: Any, device: torch.device, weights: _Weights, report: SweepReport) -> None:
     """Run one claimed unit; any failure is recorded for the summary instead of stopping the sweep."""
     try:
-        backbone = weights.get(unit.spec)
+        backbone = weights.get(unit.spec, unit.seed)
         runner.run_seed(unit.spec, unit.seed, ds, device, backbone=backbone, progress=False)
+    except tracking.TrackingUnavailable:
+        raise
     except Exception as err:  # reported per unit; KeyboardInterrupt still stops the sweep
+        if tracking.is_unreachable(err):  # a fluent MLflow call (pretraining run) met a dead server
+            raise tracking.TrackingUnavailable(f"tracking server {tracking.tracking_uri()}: {err}") from None
         report.failed[unit.label] = (
             f"{type(err).__name__}: {err}" if not isinstance(err, BenchError) else str(err)
         )

@@ -1,11 +1,11 @@
 """Hyperparameter search with optuna, scored on the validation split, never on the test set.
 
-Each trial trains with the suggested settings on a label budget drawn from the training part of
-the labelled pool (:mod:`bench.protocols.budget`) and scores the AA on that pool's held-out validation
-patches (``LabelBudget.val_patches``); the test split is never read. Searched: the downstream
-protocol's settings, and with ``pretrain=True`` the method's own (its ``Config`` fields), which
-re-pretrains per trial. Ranges are derived from each field's name and default (:func:`suggest`),
-so a new config field with a known name is searched without changes here.
+Each trial trains with the suggested settings on a label budget (:mod:`bench.protocols.budget`)
+and scores the AA at that budget's validation pixels (the 20 % of the budget drawn from held-out
+validation patches): the dense labels of those patches and the test split are never read.
+Searched: the downstream protocol's settings, and with ``pretrain=True`` the method's own (its
+``Config`` fields), which re-pretrains per trial. Ranges are derived from each field's name and
+default (:func:`suggest`), so a new config field with a known name is searched without changes.
 
 Storage: an optuna journal file under ``bench_home()/optuna/`` by default (safe for several local
 processes, and on a shared filesystem for several machines), or any RDB URL (``sqlite:///...``,
@@ -35,9 +35,8 @@ from bench.core.paths import bench_home
 from bench.core.provenance import code_version
 from bench.harness import runner, tracking
 from bench.harness.runner import CellSpec
-from bench.protocols.finetune import run_finetune
-from bench.protocols.linear import LinearConfig, run_linear
 from bench.protocols.metrics import Scores
+from bench.protocols.registry import get_protocol
 from methods import get_method
 
 _ITERATIONS = ("steps", "max_iter", "epochs")
@@ -45,7 +44,8 @@ _ITERATIONS = ("steps", "max_iter", "epochs")
 
 def suggest(trial: optuna.Trial, prefix: str, config_cls: type) -> dict[str, Any]:
     """Settings of ``config_cls`` for this trial: lr x/÷10 (log), weight decay 1e-6..1e-1 (log),
-    step/iteration counts ÷2..x2 (log) around the defaults; other fields keep their defaults."""
+    learning-rate factors (``backbone_lr_factor``) 0.01..1 (log), step/iteration counts ÷2..x2
+    (log) around the defaults; other fields keep their defaults."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(config_cls):
         default = f.default
@@ -54,22 +54,38 @@ def suggest(trial: optuna.Trial, prefix: str, config_cls: type) -> dict[str, Any
             out[f.name] = trial.suggest_float(name, default / 10, default * 10, log=True)
         elif f.name == "weight_decay" and isinstance(default, float):
             out[f.name] = trial.suggest_float(name, 1e-6, 1e-1, log=True)
+        elif f.name.endswith("lr_factor") and isinstance(default, float):
+            out[f.name] = trial.suggest_float(name, 0.01, 1.0, log=True)
         elif f.name in _ITERATIONS and isinstance(default, int) and default > 1:
             out[f.name] = trial.suggest_int(name, max(1, default // 2), default * 2, log=True)
     return out
 
 
 def validation_aa(spec: CellSpec, seeds: range, ds: Any, device: torch.device) -> float:
-    """Mean validation AA over budget seeds: train on each budget, score its validation patches."""
-    backbone, _ = runner.pretrain(spec, ds, device, progress=False)
+    """Mean validation AA over budget seeds: train on each budget, score its validation pixels.
+
+    Seed ``s`` uses pretraining seed ``s mod K`` as in :func:`bench.harness.runner.run_cell`; only
+    the budget's validation pixels are scored (never dense validation labels, never test).
+    """
+    protocol = get_protocol(spec.evaluator)
     cfg = spec.protocol_config()
+    backbones: dict[int, Any] = {}
     scores = []
     for seed in seeds:
+        seed_spec = spec.for_seed(seed)
+        if not spec.is_reference and seed_spec.pretrain_seed not in backbones:
+            backbones[seed_spec.pretrain_seed] = runner.pretrain(seed_spec, ds, device, progress=False)[0]
         budget = runner.budget_for(spec, seed, ds)
-        if isinstance(cfg, LinearConfig):
-            confusion = run_linear(backbone, ds, budget, cfg, device, progress=False, split="val")
-        else:
-            confusion = run_finetune(backbone, ds, budget, cfg, seed, device, progress=False, split="val")
+        confusion = protocol.evaluate(
+            backbones.get(seed_spec.pretrain_seed),
+            ds,
+            budget,
+            cfg,
+            seed=seed,
+            device=device,
+            progress=False,
+            split="val",
+        )
         scores.append(Scores.from_confusion(confusion).aa)
     return float(np.mean(scores))
 
@@ -121,14 +137,23 @@ def tune(
     storage: str | None = None,
     pretrain: bool = False,
     budget_seeds: int = 1,
+    study_trials: int | None = None,
 ) -> tuple[optuna.Study, Path]:
-    """Run ``trials`` trials of ``study`` (joining it if it exists) and write the best settings."""
+    """Run ``trials`` trials of ``study`` (joining it if it exists) and write the best settings.
+
+    ``study_trials``: the study's total over all workers. The storage numbers trials atomically
+    (0, 1, ...), so a worker whose new trial is numbered ``study_trials`` or above prunes it at once
+    and stops: N workers on one study run exactly trials 0..study_trials-1 between them.
+    """
     method_cls = get_method(spec.method)
-    protocol_cls = runner.PROTOCOLS[spec.protocol]
+    protocol_cls = get_protocol(spec.evaluator).Config
 
     def objective(trial: optuna.Trial) -> float:
+        if study_trials is not None and trial.number >= study_trials:
+            trial.study.stop()  # the study's trials are all taken, by this worker or others
+            raise optuna.TrialPruned(f"study {study!r} has its {study_trials} trials")
         method = suggest(trial, "method", method_cls.Config) if pretrain else {}
-        protocol = suggest(trial, spec.protocol, protocol_cls)
+        protocol = suggest(trial, spec.evaluator, protocol_cls)
         trial_spec = dataclasses.replace(
             spec,
             method_overrides={**dict(spec.method_overrides), **method},

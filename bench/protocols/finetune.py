@@ -5,8 +5,9 @@ Cross-entropy is taken only at the budget's labelled pixels (``ignore_index`` el
 random square crops that each contain a labelled pixel, with random flips and 90-degree rotations.
 The loop indexes tensors directly (no DataLoader): the training patches live on the device when
 they fit, and cropping and augmentation run there too. The checkpoint with the best validation AA
-(on the held-out validation patches of the labelled pool, evaluated every ``eval_every`` steps)
-is the one tested.
+at the budget's validation pixels (evaluated every ``eval_every`` steps; never dense validation
+labels, never the test split) is the one tested; ``selection=False`` (``--no-selection``) tests
+the last step of the fixed schedule instead.
 """
 
 from __future__ import annotations
@@ -19,40 +20,59 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.core.device import as_input, autocast, fits_on_device, host_tensor, to_device
 from bench.core.errors import NonFiniteLossError
+from bench.core.progress import progress_of
 from bench.core.schedule import warmup_cosine
-from bench.models.backbones import SegBackbone
+from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
 from bench.protocols.metrics import Scores, confusion_update
+from bench.protocols.registry import EvalProtocol, check_split, register_protocol
+from bench.protocols.validation import Predict, has_validation_pixels, validation_confusion
 
 IGNORE = 255
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Finetune settings (hashed into result keys).
+    """Finetune settings (hashed into result keys), the same for every method.
 
-    The defaults are sized for the tiny backbone on 2 CPU cores (about 0.06 s a step there); they
-    are the same on every device so results stay comparable. Real runs raise them with
-    ``--set finetune.steps=... --set finetune.crop=...``. 400 steps, not fewer: at 200 the
-    embedded default was under-converged (SimSiam at 200 pixels per class: AA 77.6 +- 9.0 with
-    per-class stds up to 44 points over 3 seeds, against 85.0 +- 2.1 at 400 steps).
+    The defaults are sized for the tiny backbone on 2 CPU cores and were chosen on the
+    *validation* pixels of the budget (never on test), with the random-init baseline, by::
+
+        python -m bench tune --method random --protocol finetune --samples 200 --seeds 2 \
+            --trials 16 --study finetune-defaults
+
+    which searches ``lr``, ``weight_decay``, ``steps`` and ``backbone_lr_factor`` (see
+    :func:`bench.harness.tune.suggest`); the study's best values, rounded, are the defaults below,
+    and ``docs/finetune-defaults.md`` holds the study's table.
+
+    - ``backbone_lr_factor``: the backbone trains at this fraction of the head's learning rate
+      (pretrained features are refined, not overwritten, while the new head learns fast).
+    - ``warmup``: fraction of ``steps`` with linear warm-up (the unit pretraining uses too).
+    - ``selection``: pick the checkpoint with the best validation AA at the budget's validation
+      pixels every ``eval_every`` steps; False trains the fixed schedule and tests its last step.
     """
 
     steps: int = 400
     batch_size: int = 8
     crop: int = 32
     lr: float = 1e-3
+    backbone_lr_factor: float = 1.0
     weight_decay: float = 1e-4
-    warmup_steps: int = 20
-    eval_every: int = 50  # validation AA for checkpoint selection
+    warmup: float = 0.05
+    eval_every: int = 50
+    selection: bool = True
 
 
 class Segmenter(nn.Module):
-    """Backbone features -> 1x1 conv logits, per pixel."""
+    """Backbone features -> 1x1 conv logits, per pixel.
+
+    The head runs on the backbone's coarse features and its logits are upsampled: the same numbers
+    as the head on the upsampled features (a 1x1 conv commutes with bilinear resizing), without
+    holding (B, out_dim, H, W) for the backward pass.
+    """
 
     def __init__(self, backbone: SegBackbone, num_classes: int) -> None:
         super().__init__()
@@ -60,7 +80,7 @@ class Segmenter(nn.Module):
         self.head = nn.Conv2d(backbone.out_dim, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return upsample(self.head(self.backbone.features(x)), x.shape[-2:])
 
 
 @dataclass
@@ -111,8 +131,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
 
 
 def lr_factor(step: int, cfg: FinetuneConfig) -> float:
-    """Linear warm-up, then cosine decay to zero at ``cfg.steps``."""
-    return warmup_cosine(step, cfg.warmup_steps, cfg.steps)
+    """Linear warm-up over ``cfg.warmup`` of the steps, then cosine decay to zero at ``cfg.steps``."""
+    return warmup_cosine(step, max(1, round(cfg.warmup * cfg.steps)), cfg.steps)
 
 
 @torch.no_grad()
@@ -157,17 +177,27 @@ def finetune(
     device: torch.device,
     progress: bool = True,
 ) -> nn.Module:
-    """Train a copy of ``backbone`` + head; return the model at its best validation AA."""
+    """Train a copy of ``backbone`` + head; return the model at its best validation AA.
+
+    Validation AA is measured only at the budget's validation pixels; with no validation pixels
+    (a budget too small to hold any) or ``selection=False`` the last step is returned.
+    """
     torch.manual_seed(seed)
     model = to_device(Segmenter(copy.deepcopy(backbone), ds.classes.num_classes), device)
     data = TrainingPatches.from_budget(ds.labelled.images, budget, device)
     gen = torch.Generator(data.images.device).manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [
+        {"params": model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_factor},
+        {"params": model.head.parameters(), "lr": cfg.lr},
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    val_images, val_labels = ds.labelled.images[budget.val_patches], ds.labelled.labels[budget.val_patches]
+    select = cfg.selection and has_validation_pixels(budget)
+    k = ds.classes.num_classes
     best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
+    history: list[tuple[int, float]] = []
     bad = torch.zeros((), dtype=torch.bool, device=device)
-    for step in tqdm(range(cfg.steps), desc="finetune", disable=not progress, leave=False):
+    for step in progress_of(range(cfg.steps), desc="finetune", unit="step", enabled=progress):
         model.train()
         loss = train_step(model, opt, *data.batch(cfg.batch_size, cfg.crop, gen), device)
         sched.step()
@@ -176,32 +206,56 @@ def finetune(
         # sync rarely: a NaN still stops the run within 10 steps
         if ((step + 1) % 10 == 0 or last) and bad.item():
             raise NonFiniteLossError(f"finetune loss became non-finite at step {step + 1}; no result written")
-        if (step + 1) % cfg.eval_every == 0 or last:
+        if select and ((step + 1) % cfg.eval_every == 0 or last):
             aa = Scores.from_confusion(
-                predict_confusion(model, val_images, val_labels, ds.classes.num_classes, device)
+                validation_confusion(predictor(model, device), ds.labelled.images, budget, k, device)
             ).aa
+            history.append((step + 1, aa))
             if aa > best[0]:
-                best = (aa, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[1])
-    return model
+                best = (aa, {k_: v.detach().clone() for k_, v in model.state_dict().items()})
+    if select:
+        model.load_state_dict(best[1])
+    model.validation_history = history  # (step, validation AA) of every evaluated checkpoint
+    return model.eval()
 
 
-def run_finetune(
-    backbone: SegBackbone,
-    ds: Any,
-    budget: LabelBudget,
-    cfg: FinetuneConfig,
-    seed: int,
-    device: torch.device,
-    progress: bool = True,
-    split: str = "test",
-) -> np.ndarray:
-    """Finetune (best validation checkpoint); the confusion matrix on ``split``: ``test`` (results)
-    or ``val`` (the validation patches that also selected the checkpoint, for tuning)."""
-    model = finetune(backbone, ds, budget, cfg, seed, device, progress)
-    if split == "val":
-        val = budget.val_patches
-        return predict_confusion(
-            model, ds.labelled.images[val], ds.labelled.labels[val], ds.classes.num_classes, device
-        )
-    return predict_confusion(model, ds.test.images, ds.test.labels, ds.classes.num_classes, device)
+def predictor(model: nn.Module, device: torch.device) -> Predict:
+    """``x -> class map`` of ``model`` in eval mode, under the device's autocast."""
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        with autocast(device):
+            return model(x).argmax(1)
+
+    return predict
+
+
+@register_protocol("finetune")
+class Finetune(EvalProtocol):
+    """Backbone + 1x1 head trained end to end at the budget's pixels (DESIGN 5)."""
+
+    description = (
+        "fine-tune backbone + per-pixel head end to end, best checkpoint on budgeted validation pixels"
+    )
+    Config = FinetuneConfig
+
+    def evaluate(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: FinetuneConfig,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+        split: str = "test",
+    ) -> np.ndarray:
+        """Finetune (checkpoint selected on validation pixels); the confusion matrix on ``split``."""
+        check_split(split)
+        assert backbone is not None, "finetune needs a backbone"
+        model = finetune(backbone, ds, budget, cfg, seed, device, progress)
+        k = ds.classes.num_classes
+        if split == "val":
+            return validation_confusion(predictor(model, device), ds.labelled.images, budget, k, device)
+        return predict_confusion(model, ds.test.images, ds.test.labels, k, device)

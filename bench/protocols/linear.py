@@ -1,4 +1,9 @@
-"""The linear protocol (DESIGN 5): a per-pixel softmax regression on frozen, cached features.
+"""The linear protocol (DESIGN 5): a per-pixel softmax regression on a frozen backbone.
+
+The features of the budget's labelled pixels (training and validation) are extracted once per
+checkpoint and cached (:mod:`bench.protocols.features`); the test split is streamed batch by batch
+through backbone + probe into the confusion matrix and never stored, so disk use grows with the
+budget, not with the test set.
 
 The classifier sees features standardised with the training pixels' mean and std (still a
 linear map of the raw features, but well conditioned for every backbone), and is fitted full-batch
@@ -17,12 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.core.device import host_tensor
+from bench.core.device import as_input, autocast, host_tensor, to_device
 from bench.core.errors import NonFiniteLossError
-from bench.models.backbones import SegBackbone
+from bench.core.progress import progress_of
+from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
-from bench.protocols.features import cached_features
-from bench.protocols.metrics import confusion_update
+from bench.protocols.features import cached_pixel_features
+from bench.protocols.metrics import confusion_matrix, confusion_update
+from bench.protocols.registry import EvalProtocol, check_split, register_protocol
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,12 @@ class LinearProbe:
     evals: int  # loss evaluations L-BFGS used: the epochs an uncached probe would re-run the backbone
 
     @torch.no_grad()
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """(..., D) features -> (..., K) class scores, in float32 whatever the features' dtype."""
+        return self.layer((feats.float() - self.mean) / self.std)
+
     def predict(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.layer((feats.float() - self.mean) / self.std).argmax(-1)
+        return self.logits(feats).argmax(-1)
 
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearConfig) -> LinearProbe:
@@ -83,22 +94,32 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
     return LinearProbe(mean, std, layer.eval(), evals)
 
 
+@torch.no_grad()
 def stream_confusion(
+    backbone: SegBackbone,
     probe: LinearProbe,
-    feats: np.ndarray,
+    images: np.ndarray,
     labels: np.ndarray,
     num_classes: int,
     device: torch.device,
-    patches: np.ndarray | None = None,
-    chunk: int = 16,
+    batch_size: int = 8,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Global confusion matrix over all valid pixels of ``patches`` (default: all), chunk by chunk."""
-    index = np.arange(len(feats)) if patches is None else np.asarray(patches)
+    """Global confusion matrix over every valid pixel of ``images``, batch by batch through
+    backbone + probe: nothing of the split is kept beyond the (K, K) counts.
+
+    The probe (an affine map) runs on the backbone's coarse features and its logits are upsampled,
+    which equals the probe on the upsampled features (bilinear weights sum to one) at K instead of
+    D channels per full-resolution pixel.
+    """
+    to_device(backbone, device).eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    for start in range(0, len(index), chunk):
-        rows = index[start : start + chunk]
-        f = host_tensor(feats[rows]).to(device)
-        confusion_update(cm, probe.predict(f), host_tensor(labels[rows]).to(device))
+    for start in progress_of(range(0, len(images), batch_size), desc="test", unit="batch", enabled=progress):
+        x = as_input(host_tensor(images[start : start + batch_size]), device)
+        with autocast(device):
+            coarse = backbone.features(x)
+        logits = upsample(probe.logits(coarse.movedim(1, -1)).movedim(-1, 1), x.shape[-2:])
+        confusion_update(cm, logits.argmax(1), host_tensor(labels[start : start + batch_size]).to(device))
     return cm.cpu().numpy()
 
 
@@ -111,21 +132,53 @@ def run_linear(
     progress: bool = True,
     split: str = "test",
 ) -> np.ndarray:
-    """Train on the budget's pixels of the cached labelled-pool features; the confusion matrix on
-    ``split``: ``test`` (results) or ``val`` (the budget's validation patches, for tuning)."""
+    """Fit the probe on the cached features of the budget's training pixels; the confusion matrix on
+    ``split``: ``test`` (results; every valid pixel, streamed) or ``val`` (tuning; the budget's
+    validation pixels, cached like the training pixels)."""
     k = ds.classes.num_classes
-    train = cached_features(
-        backbone,
-        ds.labelled.images,
-        split_fingerprint=ds.labelled.fingerprint,
-        device=device,
-        progress=progress,
-    )
-    x = host_tensor(train[budget.patch, budget.row, budget.col]).to(device)
+    pool = ds.labelled
+
+    def budget_features(patch: np.ndarray, row: np.ndarray, col: np.ndarray) -> torch.Tensor:
+        feats = cached_pixel_features(
+            backbone,
+            pool.images,
+            patch,
+            row,
+            col,
+            split_fingerprint=pool.fingerprint,
+            device=device,
+            progress=progress,
+        )
+        return torch.from_numpy(feats).to(device)
+
+    x = budget_features(budget.patch, budget.row, budget.col)
     probe = fit_linear(x, torch.from_numpy(budget.label).to(device), k, cfg)
     if split == "val":
-        return stream_confusion(probe, train, ds.labelled.labels, k, device, patches=budget.val_patches)
-    test = cached_features(
-        backbone, ds.test.images, split_fingerprint=ds.test.fingerprint, device=device, progress=progress
-    )
-    return stream_confusion(probe, test, ds.test.labels, k, device)
+        pred = probe.predict(budget_features(budget.val_patch, budget.val_row, budget.val_col))
+        return confusion_matrix(pred.cpu().numpy(), budget.val_label, k)
+    return stream_confusion(backbone, probe, ds.test.images, ds.test.labels, k, device, progress=progress)
+
+
+@register_protocol("linear")
+class Linear(EvalProtocol):
+    """Frozen backbone, per-pixel softmax regression on cached budget-pixel features (DESIGN 5)."""
+
+    description = "frozen backbone + per-pixel linear classifier; test split streamed, never cached"
+    Config = LinearConfig
+
+    def evaluate(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: LinearConfig,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+        split: str = "test",
+    ) -> np.ndarray:
+        """Convex probe (no training seed); the confusion matrix on ``split``."""
+        check_split(split)
+        assert backbone is not None, "the linear protocol needs a backbone"
+        return run_linear(backbone, ds, budget, cfg, device, progress, split)

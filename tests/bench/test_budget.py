@@ -29,14 +29,27 @@ def draw(labels: np.ndarray, **kw: object) -> LabelBudget:
         return draw_budget(labels, fingerprint="fp", class_names=NAMES, **kw)
 
 
-def test_pixel_budget_exact_counts_in_training_part(labels: np.ndarray) -> None:
+def test_pixel_budget_is_the_whole_budget_train_plus_validation(labels: np.ndarray) -> None:
+    """N per class in all: 80 % from training patches, 20 % from disjoint validation patches."""
     b = draw(labels, samples=40, seed=1)
     counts = np.bincount(b.label, minlength=3)
-    assert counts[:2].tolist() == [40, 40]
-    assert b.realised == {"a": 40, "b": 40, "c": counts[2]}
+    val_counts = np.bincount(b.val_label, minlength=3)
+    assert counts[:2].tolist() == [32, 32] and val_counts[:2].tolist() == [8, 8]
+    assert (counts + val_counts)[:2].tolist() == [40, 40]
+    assert b.realised == {"a": 32, "b": 32, "c": counts[2]}
+    assert b.realised_val == {"a": 8, "b": 8, "c": val_counts[2]}
     assert (labels[b.patch, b.row, b.col] == b.label).all()
-    assert not set(b.patch) & set(b.val_patches)
+    assert (labels[b.val_patch, b.val_row, b.val_col] == b.val_label).all()
+    assert set(b.patch) <= set(b.train_patches) and set(b.val_patch) <= set(b.val_patches)
+    assert not set(b.train_patches) & set(b.val_patches)  # disjoint patches
     assert len({(p, r, c) for p, r, c in zip(b.patch, b.row, b.col, strict=True)}) == b.label.size
+
+
+def test_every_method_sees_the_same_draw(labels: np.ndarray) -> None:
+    """The draw depends on (dataset, unit, N, seed) only: nothing method-specific can enter it."""
+    first, second = draw(labels, samples=20, seed=2), draw(labels, samples=20, seed=2)
+    for name in ("patch", "row", "col", "label", "val_patch", "val_row", "val_col", "val_label"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
 
 
 def test_same_key_same_draw_and_index_file_reused(labels: np.ndarray) -> None:
@@ -57,21 +70,23 @@ def test_same_key_same_draw_and_index_file_reused(labels: np.ndarray) -> None:
 
 
 def test_short_class_warns_with_realised_count(labels: np.ndarray) -> None:
-    train, _ = validation_split(len(labels), "fp")
+    train, val = validation_split(len(labels), "fp")
     available = int((labels[train] == 2).sum())
-    with pytest.warns(UserWarning, match=rf"class 'c' has only {available} labelled pixels"):
+    available_val = int((labels[val] == 2).sum())
+    total = available + min(available_val, 20)
+    with pytest.warns(UserWarning, match=rf"class 'c' has only {total} labelled pixels"):
         b = draw_budget(labels, fingerprint="fp", class_names=NAMES, samples=100)
-    assert b.realised["c"] == available
+    assert b.realised["c"] == available and b.realised_val["c"] == min(available_val, 20)
 
 
 def test_images_unit_takes_whole_patches_and_rejects_too_many(labels: np.ndarray) -> None:
-    b = draw(labels, samples=3, unit="images")
-    assert b.labelled_patches.size == 3
+    b = draw(labels, samples=5, unit="images")  # 4 training + 1 validation patch
+    assert b.labelled_patches.size == 4 and np.unique(b.val_patch).size == 1
     valid = labels[b.labelled_patches] != 255
     assert b.label.size == valid.sum()
-    n_train = len(validation_split(len(labels), "fp")[0])
-    with pytest.raises(BenchError, match=f"exceeds the {n_train} training patches"):
-        draw(labels, samples=n_train + 1, unit="images")
+    assert b.val_label.size == (labels[np.unique(b.val_patch)] != 255).sum()
+    with pytest.raises(BenchError, match=r"training and \d+ validation patches, but the labelled pool"):
+        draw(labels, samples=len(labels) + 1, unit="images")
 
 
 def test_validation_split_is_fixed_and_disjoint() -> None:

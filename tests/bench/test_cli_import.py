@@ -24,6 +24,8 @@ COMMAND_LINES = [
     ["list"],
     ["perf", "--stage", "cli"],
     ["doctor"],
+    ["cache", "verify", "--fix"],
+    ["cache", "clean", "--older-than", "5"],
     ["--no-progress", "run", "--method", "sscl", "--samples", "800"],
 ]
 

@@ -18,20 +18,26 @@ from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 def budget(n_patches: int = 4, size: int = 32) -> LabelBudget:
     rng = np.random.default_rng(0)
     patch, row, col = rng.integers(0, n_patches, 12), rng.integers(0, size, 12), rng.integers(0, size, 12)
+    none = np.array([], dtype=np.int64)
     return LabelBudget(
-        "k",
-        "pixels",
-        3,
-        0,
-        patch,
-        row,
-        col,
-        rng.integers(0, 3, 12),
-        np.arange(n_patches),
-        np.array([], dtype=np.int64),
-        {},
-        None,
-    )  # type: ignore[arg-type]
+        key="k",
+        unit="pixels",
+        samples=3,
+        seed=0,
+        patch=patch,
+        row=row,
+        col=col,
+        label=rng.integers(0, 3, 12),
+        train_patches=np.arange(n_patches),
+        val_patches=none,
+        realised={},
+        val_patch=none,
+        val_row=none,
+        val_col=none,
+        val_label=none,
+        realised_val={},
+        path=None,  # type: ignore[arg-type]
+    )
 
 
 def test_crops_contain_labelled_pixels() -> None:
@@ -50,7 +56,7 @@ def test_augment_keeps_images_and_labels_aligned() -> None:
 
 
 def test_schedule_warms_up_then_decays_to_zero() -> None:
-    cfg = FinetuneConfig(steps=100, warmup_steps=10)
+    cfg = FinetuneConfig(steps=100, warmup=0.1)
     assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(10, cfg) == pytest.approx(1.0)
     assert lr_factor(99, cfg) < 0.01
 

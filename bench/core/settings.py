@@ -1,0 +1,113 @@
+"""Typed settings: a ``--set`` value is cast to its config field's declared type up front.
+
+``--set`` values arrive as JSON or plain strings; a value of the wrong type used to travel into
+the training loop and fail there (``--set steps=abc``: a ``TypeError`` after pretraining began).
+Casting against the dataclass's annotations when the config is built turns that into one line
+naming the setting and the type it expects, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from bench.core.errors import BenchError
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+class SettingError(BenchError):
+    """A setting's value does not fit its declared type (a user error: one line, no traceback)."""
+
+
+def field_types(config_cls: type) -> dict[str, Any]:
+    """Declared type of each field of a dataclass (string annotations resolved)."""
+    try:
+        return typing.get_type_hints(config_cls)
+    except (NameError, TypeError):  # an annotation that cannot be resolved: leave values as given
+        return {f.name: Any for f in dataclasses.fields(config_cls)}
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        inner = f"{_type_name(args[0])}, ..." if len(args) == 2 and args[1] is Ellipsis else None
+        return f"tuple[{inner or ', '.join(_type_name(a) for a in args)}]"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _cast(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint``; ValueError/TypeError when it does not fit."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _cast(value, arg)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(value)
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ValueError(value)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise TypeError(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_cast(item, args[0]) for item in items)
+        if args and len(items) != len(args):
+            raise ValueError(value)
+        return tuple(_cast(item, arg) for item, arg in zip(items, args or [Any] * len(items), strict=True))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError(value)
+    if hint is int:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return int(value) if isinstance(value, int) else int(str(value).strip())
+    if hint is float:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value) if isinstance(value, int | float) else float(str(value).strip())
+    if hint is str:
+        return value if isinstance(value, str) else str(value)
+    if isinstance(hint, type) and not dataclasses.is_dataclass(hint) and not isinstance(value, hint):
+        return hint(value)
+    return value
+
+
+def cast_setting(value: Any, hint: Any, key: str, owner: str) -> Any:
+    """``value`` cast to ``hint``, or :class:`SettingError`: "setting 'steps' of method 'simsiam'
+    expects int, got 'abc'"."""
+    try:
+        return _cast(value, hint)
+    except (ValueError, TypeError):
+        raise SettingError(f"setting {key!r} of {owner} expects {_type_name(hint)}, got {value!r}") from None
+
+
+def cast_settings(config_cls: type, values: dict[str, Any], owner: str, prefix: str = "") -> dict[str, Any]:
+    """Every value of ``values`` (field name -> value) cast to its field's type in ``config_cls``."""
+    hints = field_types(config_cls)
+    return {
+        key: cast_setting(value, hints.get(key, Any), f"{prefix}{key}", owner)
+        for key, value in values.items()
+    }

@@ -1,0 +1,130 @@
+"""Reference rows (DESIGN 5): standard machine learning on the raw normalised bands, no deep model.
+
+The seed notes that deep models often fail to beat standard methods on this data, so every table
+carries two reference columns, evaluated on exactly the same budget pixels, seeds and test pixels
+as the pretraining methods:
+
+- ``raw``: a per-pixel softmax regression on the 15 normalised bands, fitted by the linear
+  protocol's own code (:func:`bench.protocols.linear.fit_linear`, same standardisation, L-BFGS and
+  weight decay): the linear probe of an identity "backbone".
+- ``rf``: a seeded scikit-learn random forest per pixel
+  (:func:`bench.protocols.pixel_classifiers.fit_random_forest`).
+
+Neither looks at spatial context, which is what makes them a floor for the deep models. They are
+registered as methods too (``methods/reference.py``) so that ``bench run --method raw`` and the
+sweep treat them like any other column; the runner sends them here instead of pretraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.core.device import host_tensor
+from bench.models.backbones import SegBackbone
+from bench.protocols.budget import LabelBudget
+from bench.protocols.linear import LinearConfig, LinearProbe, fit_linear
+from bench.protocols.metrics import confusion_matrix, confusion_update
+from bench.protocols.pixel_classifiers import FOREST_DEPTH, FOREST_TREES, fit_random_forest, predict_confusion
+from bench.protocols.registry import EvalProtocol, check_split, register_protocol
+
+
+def budget_pixels(images: np.ndarray, patch: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """(n, C) float32 band values of the listed pixels, read patch by patch (memmap friendly)."""
+    out = np.empty((patch.size, images.shape[1]), dtype=np.float32)
+    for p in np.unique(patch):
+        at = np.flatnonzero(patch == p)
+        out[at] = np.asarray(images[p], dtype=np.float32)[:, row[at], col[at]].T
+    return out
+
+
+def training_pixels(ds: Any, budget: LabelBudget) -> tuple[np.ndarray, np.ndarray]:
+    return budget_pixels(ds.labelled.images, budget.patch, budget.row, budget.col), budget.label
+
+
+def validation_pixels(ds: Any, budget: LabelBudget) -> tuple[np.ndarray, np.ndarray]:
+    return budget_pixels(
+        ds.labelled.images, budget.val_patch, budget.val_row, budget.val_col
+    ), budget.val_label
+
+
+@register_protocol("raw")
+class RawBands(EvalProtocol):
+    """Linear probe on the normalised bands: the linear protocol with an identity backbone."""
+
+    description = "reference: per-pixel linear classifier on the 15 normalised bands (linear-probe code)"
+    Config = LinearConfig
+    reference = True
+
+    def evaluate(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: LinearConfig,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+        split: str = "test",
+    ) -> np.ndarray:
+        check_split(split)
+        k = ds.classes.num_classes
+        x, y = training_pixels(ds, budget)
+        probe = fit_linear(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), k, cfg)
+        if split == "val":
+            xv, yv = validation_pixels(ds, budget)
+            return confusion_matrix(probe.predict(torch.from_numpy(xv).to(device)).cpu().numpy(), yv, k)
+        return _stream_bands(probe, ds.test.images, ds.test.labels, k, device)
+
+
+def _stream_bands(
+    probe: LinearProbe, images: np.ndarray, labels: np.ndarray, k: int, device: torch.device, chunk: int = 16
+) -> np.ndarray:
+    """Test confusion of a band-space probe, streamed patch chunk by chunk (nothing cached)."""
+    cm = torch.zeros(k, k, dtype=torch.int64, device=device)
+    for start in range(0, len(images), chunk):
+        x = host_tensor(images[start : start + chunk]).to(device).float().permute(0, 2, 3, 1)
+        confusion_update(cm, probe.predict(x), host_tensor(labels[start : start + chunk]).to(device))
+    return cm.cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ForestConfig:
+    """Random-forest settings (see :mod:`bench.protocols.pixel_classifiers` for why these sizes)."""
+
+    trees: int = FOREST_TREES
+    max_depth: int = FOREST_DEPTH
+
+
+@register_protocol("rf")
+class RandomForest(EvalProtocol):
+    """Per-pixel random forest on the normalised bands, seeded by the evaluation seed."""
+
+    description = "reference: per-pixel random forest on the 15 normalised bands (scikit-learn)"
+    Config = ForestConfig
+    reference = True
+
+    def evaluate(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: ForestConfig,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+        split: str = "test",
+    ) -> np.ndarray:
+        check_split(split)
+        k = ds.classes.num_classes
+        x, y = training_pixels(ds, budget)
+        forest = fit_random_forest(x, y, seed, cfg.trees, cfg.max_depth)
+        if split == "val":
+            xv, yv = validation_pixels(ds, budget)
+            return confusion_matrix(forest.predict(xv), yv, k)
+        return predict_confusion(forest, ds.test.images, ds.test.labels, k)

@@ -1,0 +1,102 @@
+"""The protocol registry: ``@register_protocol("name")`` on an :class:`EvalProtocol` subclass.
+
+Every evaluation protocol has one contract, so the runner, the sweep and tuning dispatch through
+the registry instead of switching on config types, and a new protocol (kNN, a frozen decoder) is
+one module in ``bench/protocols/`` with a config dataclass and an ``evaluate`` method:
+
+    evaluate(backbone, ds, budget, cfg, *, seed, device, progress=True, split="test") -> confusion
+
+``split="test"`` scores every valid pixel of the test split (results); ``split="val"`` scores only
+the budget's validation pixels (tuning), never dense validation labels and never the test split.
+Reference protocols (``reference = True``) need no backbone: they classify the normalised bands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from bench.core.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.models.backbones import SegBackbone
+    from bench.protocols.budget import LabelBudget
+
+_PROTOCOLS: dict[str, type[EvalProtocol]] = {}
+P = TypeVar("P", bound="type[EvalProtocol]")
+SPLITS = ("test", "val")
+
+
+class EvalProtocol(ABC):
+    """Base class of every protocol. Subclasses set ``description`` and ``Config``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type]
+    #: True for the reference rows (raw bands, random forest): no backbone, no pretraining.
+    reference: ClassVar[bool] = False
+
+    @abstractmethod
+    def evaluate(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: Any,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+        split: str = "test",
+    ) -> np.ndarray:
+        """Train on the budget's training pixels; the (K, K) confusion matrix on ``split``."""
+
+
+def register_protocol(name: str) -> Callable[[P], P]:
+    """Class decorator: make an :class:`EvalProtocol` available as ``--protocol name``."""
+
+    def wrap(cls: P) -> P:
+        if name in _PROTOCOLS and _PROTOCOLS[name] is not cls:
+            raise ValueError(f"protocol {name!r} is already registered by {_PROTOCOLS[name].__module__}")
+        cls.name = name
+        _PROTOCOLS[name] = cls
+        return cls
+
+    return wrap
+
+
+def discover() -> None:
+    """Import every module of ``bench.protocols`` so their protocols register themselves."""
+    import bench.protocols as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"bench.protocols.{info.name}")
+
+
+def get_protocol(name: str) -> EvalProtocol:
+    """The protocol registered as ``name``, with a one-line error listing the known ones."""
+    discover()
+    if name not in _PROTOCOLS:
+        raise BenchError(f"unknown protocol {name!r}; registered: {', '.join(sorted(_PROTOCOLS))}")
+    return _PROTOCOLS[name]()
+
+
+def list_protocols(reference: bool | None = None) -> dict[str, str]:
+    """Registered protocols with descriptions (only reference or only deep ones when asked)."""
+    discover()
+    return {
+        name: cls.description
+        for name, cls in sorted(_PROTOCOLS.items())
+        if reference is None or cls.reference == reference
+    }
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise BenchError(f"unknown evaluation split {split!r}; choose one of {', '.join(SPLITS)}")

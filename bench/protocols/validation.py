@@ -1,0 +1,46 @@
+"""Scores at the budget's validation pixels: what selection, early stopping and tuning may read.
+
+The budget (:mod:`bench.protocols.budget`) holds a few labelled pixels per class on held-out
+validation patches. Models predict those patches whole (context matters for a segmentation
+network) and are scored only at the budgeted pixels: the dense labels of the validation patches
+are never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from bench.core.device import as_input, host_tensor
+from bench.protocols.budget import LabelBudget
+
+#: ``predict(x) -> (B, H, W)`` class indices for a (B, C, H, W) float batch on the device.
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+def has_validation_pixels(budget: LabelBudget) -> bool:
+    return budget.val_label.size > 0
+
+
+@torch.no_grad()
+def validation_confusion(
+    predict: Predict,
+    images: np.ndarray,
+    budget: LabelBudget,
+    num_classes: int,
+    device: torch.device,
+    chunk: int = 8,
+) -> np.ndarray:
+    """(K, K) confusion of ``predict`` at the budget's validation pixels of the labelled pool ``images``."""
+    patches = np.unique(budget.val_patch)
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for start in range(0, patches.size, chunk):
+        rows = patches[start : start + chunk]
+        pred = predict(as_input(host_tensor(images[rows]), device)).cpu().numpy()
+        local = np.searchsorted(rows, budget.val_patch)
+        inside = (local < rows.size) & (rows[np.minimum(local, rows.size - 1)] == budget.val_patch)
+        guess = pred[local[inside], budget.val_row[inside], budget.val_col[inside]]
+        np.add.at(cm, (budget.val_label[inside], guess), 1)
+    return cm
