@@ -9,12 +9,13 @@ imported inside ``func``, so that ``--help`` and a typo answer at once (tests/be
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "sweep", "table", "plot", "tune", "data", "list", "perf", "doctor")
+COMMANDS = ("run", "sweep", "pretrain", "table", "plot", "tune", "data", "list", "perf", "doctor", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        from bench.core.paths import bench_home
+
+        print(
+            f"error: cannot write {err.filename or 'a file'} ({err.strerror}); BENCH_HOME={bench_home()} "
+            "must be writable unless every cache this command needs is already there",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; re-run the same command to resume", file=sys.stderr)
