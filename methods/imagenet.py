@@ -199,10 +199,10 @@ def weights_status(backbone: str) -> str:
         return "not a timm trunk (imagenet needs resnet18 or resnet50)"
     cached = hub_weights(timm_name)
     if cached is not None:
-        return f"{timm_name}: hub cache {cached}"
+        return f"timm {timm_name}: hub cache {cached}"
     if hub_reachable():
-        return f"{timm_name}: none cached; the hub answers, the first imagenet run downloads them"
-    return f"{timm_name}: none (offline, not in the hub cache); use --weights FILE"
+        return f"timm {timm_name}: none cached; the hub answers, the first imagenet run downloads them"
+    return f"timm {timm_name}: none (offline, not in the hub cache); use --weights FILE"
 
 
 def imagenet_state(trunk: TimmDenseTrunk, weights: Path | None) -> dict[str, torch.Tensor]:

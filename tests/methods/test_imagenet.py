@@ -177,4 +177,7 @@ def test_unavailable_reason_is_known_before_any_work(tmp_path: Path) -> None:
 
 def test_doctor_line_says_where_weights_would_come_from(tmp_path: Path) -> None:
     assert weights_status("tiny").startswith("not a timm trunk")
-    assert weights_status("resnet18") == "resnet18: none (offline, not in the hub cache); use --weights FILE"
+    assert (
+        weights_status("resnet18")
+        == "timm resnet18: none (offline, not in the hub cache); use --weights FILE"
+    )
