@@ -43,6 +43,7 @@ Choices (the published description gives the ideas, not these constants):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,6 +240,14 @@ class CoRe(PretrainMethod):
     label = "CoRe"
     Config = CoReConfig
     version = "2"  # v2: standardised per-band loss, missing marker, conv decoder, stem lr factor
+
+    def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
+        """One input per image through the backbone and the reconstruction decoder."""
+        cfg: CoReConfig = self.config
+        bands = backbone.spec.in_chans
+        head = RestoreHead(backbone.out_dim, cfg.head_hidden, bands).to(device)
+        x = torch.rand(cfg.batch_size, bands, cfg.crop, cfg.crop, device=device)
+        return lambda: head(backbone(x))
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Train stem + fusion + trunk; the reconstruction decoder is discarded."""

@@ -89,6 +89,12 @@ class PretrainMethod(ABC):
         """The full config (defaults included) as recorded with results and in cache keys."""
         return dataclasses.asdict(self.config)
 
+    def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor] | None:
+        """``bench perf``'s bare model: one forward of what one training step computes (same batch
+        and crop as the config), on random inputs already on ``device``; None for methods that do
+        not train. The perf stage compares the harness's step with its forward+backward."""
+        return None
+
     @abstractmethod
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Update ``backbone`` in place from unlabelled ``images`` (N, C, H, W), normalised."""

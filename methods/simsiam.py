@@ -22,6 +22,7 @@ Choices:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,12 @@ class SimSiam(PretrainMethod):
     description = "SimSiam via lightly: two multispectral-safe views, pooled backbone features"
     label = "SimSiam"
     Config = SimSiamConfig
+
+    def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
+        """Two views per image through the backbone (the pooled heads cost next to nothing)."""
+        cfg: SimSiamConfig = self.config
+        x = torch.rand(2 * cfg.batch_size, backbone.spec.in_chans, cfg.crop, cfg.crop, device=device)
+        return lambda: backbone(x)
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Train the whole backbone with the symmetric SimSiam loss; the heads are discarded."""

@@ -31,6 +31,7 @@ Choices (the published description gives the idea, not these constants):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,6 +154,13 @@ class UniFeat(PretrainMethod):
     description = "SSCL stage 1 only (ablation): cross-band pixel-wise SimSiam on the band-shared stem"
     label = "UniFeat"
     Config = UniFeatConfig
+
+    def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
+        """Two single-band crops per image through the stem and the per-pixel heads."""
+        cfg: UniFeatConfig = self.config
+        heads = UniFeatHeads(backbone.spec.stem_width, cfg.proj_dim).to(device)
+        x = torch.rand(2 * cfg.batch_size, 1, cfg.crop, cfg.crop, device=device)
+        return lambda: heads.predictor(heads.projector(backbone.stem(x)))
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Train the stem; fusion and trunk keep their seeded initialisation."""

@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from bench.core.device import autocast, resolve_device, to_device
-from bench.models.backbones import SegBackbone, build_backbone
+from bench.models.backbones import build_backbone
 from bench.perf.stages import PerfRow, register_stage
 from methods import PretrainContext, get_method
-from methods.unifeat import UniFeatConfig, UniFeatHeads
+from methods.registry import method_labels
 
 _WARMUP, _STEPS = 2, 20
 
@@ -37,25 +36,13 @@ def _seconds(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _bare(
-    method: str, backbone: SegBackbone, batch: int, crop: int, device: torch.device
-) -> Callable[[], None]:
-    """``_STEPS`` forward+backward passes of what ``method`` trains, on inputs already on the device."""
-    bands = backbone.spec.in_chans
-    if method == "unifeat":  # two single-band crops per image through the stem and the pixel heads
-        x = torch.rand(2 * batch, 1, crop, crop, device=device)
-        heads = UniFeatHeads(backbone.spec.stem_width, UniFeatConfig().proj_dim).to(device)
-        module: Callable[[torch.Tensor], torch.Tensor] = nn.Sequential(
-            backbone.stem, heads.projector, heads.predictor
-        )
-    else:  # simsiam: two views per image; core: one degraded input per image
-        x = torch.rand((2 if method == "simsiam" else 1) * batch, bands, crop, crop, device=device)
-        module = backbone
+def _bare(forward: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], None]:
+    """``_STEPS`` forward+backward passes of a method's bare model (its ``bare_forward``)."""
 
     def steps() -> None:
         for _ in range(_STEPS):
             with autocast(device):
-                out = module(x)
+                out = forward()
             out.float().mean().backward()
 
     return steps
@@ -63,7 +50,8 @@ def _bare(
 
 @register_stage("pretrain")
 def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
-    """images/s of simsiam, unifeat and core steps (default configs) against the bare model."""
+    """images/s of every trained method's step (default config) against its bare model; the
+    methods contribute the bare model (``PretrainMethod.bare_forward``), none is named here."""
     from datasets import DEFAULT_SPLIT_SCHEME, load_dataset
 
     ds = load_dataset(
@@ -76,16 +64,19 @@ def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
     backbone_name = getattr(args, "backbone", "tiny")
     ctx = PretrainContext(device=device, seed=0, progress=False)
     rows: list[PerfRow] = []
-    for name in ("simsiam", "unifeat", "core"):
+    for name in method_labels():
         cls = get_method(name)
         torch.manual_seed(0)
         backbone = to_device(build_backbone(backbone_name, len(ds.band_names)), device).train()
+        forward = cls().bare_forward(backbone, device)
+        if forward is None:  # nothing trained (random, imagenet, references) or a composite (sscl)
+            continue
         cls(cls.config_from_dict({"steps": _WARMUP})).pretrain(backbone, ds.labelled.images, ctx)
         method = cls(cls.config_from_dict({"steps": _STEPS}))
         cfg = method.config
         run = functools.partial(method.pretrain, backbone, ds.labelled.images, ctx)
         harness = _STEPS * cfg.batch_size / _seconds(run, device)
-        bare_steps = _bare(name, backbone, cfg.batch_size, cfg.crop, device)
+        bare_steps = _bare(forward, device)
         _seconds(bare_steps, device)  # warm-up
         bare = _STEPS * cfg.batch_size / _seconds(bare_steps, device)
         shape = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}, {backbone_name}, {device.type}"
