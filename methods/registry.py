@@ -160,11 +160,15 @@ def get_method(name: str) -> type[PretrainMethod]:
 
 
 def method_labels() -> dict[str, str]:
-    """Registered method names with their display labels, the baseline first, then by label."""
+    """Registered method names with their display labels: the baseline, the others by label, then
+    the reference rows (``evaluated_by`` set), which are compared against, not ranked among them."""
     from methods import discover
 
     discover()
-    order = sorted(_METHODS.values(), key=lambda cls: (not cls.baseline, cls.label.casefold()))
+    order = sorted(
+        _METHODS.values(),
+        key=lambda cls: (not cls.baseline, cls.evaluated_by is not None, cls.label.casefold()),
+    )
     return {cls.name: cls.label for cls in order}
 
 

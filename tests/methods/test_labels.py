@@ -34,11 +34,12 @@ def test_seed_methods_have_the_papers_labels_baseline_first() -> None:
         "SSCL",
     }
     assert labels["unifeat"] == "UniFeat" and labels["core"] == "CoRe"
+    assert list(labels)[-2:] == ["rf", "raw"]  # the reference rows last: Random forest, Raw bands
 
 
 def test_a_method_without_label_is_shown_by_its_name(unlabelled_method: str) -> None:
     assert method_labels()[unlabelled_method] == unlabelled_method
-    assert list(method_labels())[-1] == unlabelled_method  # after the labelled ones (sorted by label)
+    assert list(method_labels())[-3] == unlabelled_method  # sorted by label, before the reference rows
 
 
 def test_two_baselines_are_refused(unlabelled_method: str) -> None:
