@@ -1,4 +1,4 @@
-"""``bench list``: registered methods, backbones and datasets, one line each.
+"""``bench list``: registered methods, protocols, backbones and datasets, one line each.
 
 The method and backbone registries fill up as their modules are imported, and those modules import
 torch, timm and lightly (about 10 s on a 2-core machine) only to be named. So the listing reads the
@@ -113,12 +113,23 @@ def listed_backbones() -> dict[str, str]:
         return list_backbones()
 
 
+def listed_protocols() -> dict[str, str]:
+    """Evaluation protocols (reference rows included), from source when possible."""
+    try:
+        return static_registrations("bench.protocols", "register_protocol", skip=frozenset({"registry"}))
+    except LookupError:
+        from bench.protocols.registry import list_protocols
+
+        return list_protocols()
+
+
 def run_list(args: argparse.Namespace) -> int:
     """Print what ``--method``, ``--backbone`` and ``--data`` accept."""
     from datasets import list_layouts
 
     sections = [
         _section("methods", listed_methods()),
+        _section("protocols", listed_protocols()),
         _section("backbones", listed_backbones()),
         _section("datasets", list_layouts()),
     ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli.list import listed_backbones, listed_methods, static_registrations
+from bench.cli.list import listed_backbones, listed_methods, listed_protocols, static_registrations
 
 
 def test_methods_read_from_source_are_the_registered_ones() -> None:
@@ -21,6 +21,13 @@ def test_backbones_read_from_source_are_the_registered_ones() -> None:
     from bench.models.backbones import list_backbones
 
     assert listed_backbones() == list_backbones()
+
+
+def test_protocols_read_from_source_are_the_registered_ones() -> None:
+    from bench.protocols.registry import list_protocols
+
+    assert listed_protocols() == list_protocols()
+    assert {"linear", "finetune", "raw", "rf"} <= set(listed_protocols())
 
 
 def _package(root: Path, name: str, body: str) -> None:
