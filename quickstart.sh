@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
+echo "python -m bench run --method sscl --samples 800 $*"
 exec .venv/bin/python -m bench run --method sscl --samples 800 "$@"
