@@ -3,8 +3,9 @@
 A method supplies its trainable modules and a loss function ``(batch, gen) -> (loss, monitors)``;
 :func:`fit` does the rest the same way for every method: data resident on the device when it
 fits, random index batches without a DataLoader, AdamW with warm-up + cosine decay, bf16 autocast
-and channels_last on CUDA (``bench.core.device``), tqdm progress, MLflow metrics every ``log_every``
-steps, and a :class:`~bench.core.errors.NonFiniteLossError` naming the method and the step.
+and channels_last on CUDA (``bench.core.device``), progress (``bench.core.progress``), MLflow
+metrics every ``log_every`` steps, and a :class:`~bench.core.errors.NonFiniteLossError` naming
+the method and the step.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.core.device import as_input, autocast, fits_on_device, to_device
+from bench.core.distributed import average_, broadcast_, world
 from bench.core.errors import BenchError, NonFiniteLossError
+from bench.core.progress import progress_of
 from bench.core.schedule import warmup_cosine
 from methods.registry import PretrainContext
 
@@ -70,9 +72,13 @@ class ImageBatches:
     def __len__(self) -> int:
         return len(self.images)
 
-    def draw(self, batch_size: int) -> torch.Tensor:
-        """A (batch_size, C, H, W) float32 batch on the device."""
+    def draw(self, batch_size: int, part: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """A (batch_size, C, H, W) float32 batch on the device; with ``part=(rank, ranks)``, that
+        rank's share of it (every rank draws the same global batch and keeps its slice)."""
         idx = torch.randint(len(self.images), (batch_size,), generator=self.gen, device=self.device)
+        if part[1] > 1:
+            share = batch_size // part[1]
+            idx = idx[part[0] * share : (part[0] + 1) * share]
         if self.resident is not None:
             return as_input(self.resident[idx], self.device)
         rows = np.sort(idx.cpu().numpy())
@@ -115,21 +121,32 @@ def fit(
         to_device(module, ctx.device).train()
     gen = make_generator(ctx, salt)
     batches = ImageBatches(images, ctx.device, gen)
+    rank, ranks = world()
+    if ranks > 1:  # data parallel under torchrun (bench.core.distributed): the global batch is split
+        if cfg.batch_size % ranks:
+            raise BenchError(f"{label}: batch_size {cfg.batch_size} does not split over {ranks} processes")
+        # batch indices: the shared generator above; augmentations: one generator per rank
+        gen = make_generator(ctx, salt + 7_919 * (rank + 1))
     optimizer = torch.optim.AdamW(list(params), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    broadcast_([p.data for p in trained])  # every rank starts from rank 0's weights
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
     history = torch.zeros(cfg.steps, device=ctx.device)
     checked = 0
-    bar = tqdm(range(cfg.steps), desc=f"pretrain {label}", disable=not ctx.progress, leave=False)
+    bar = progress_of(range(cfg.steps), desc=f"pretrain {label}", unit="step", enabled=ctx.progress)
     for step in bar:
-        batch = batches.draw(cfg.batch_size)
+        batch = batches.draw(cfg.batch_size, (rank, ranks))
         with autocast(ctx.device):
             loss, monitors = loss_fn(batch, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if ranks > 1:  # the mean gradient over ranks = the gradient of the global batch's mean loss
+            average_([p.grad for p in trained if p.grad is not None])
         optimizer.step()
         scheduler.step()
         history[step] = loss.detach().float()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            average_([history[checked : step + 1]])  # the global batch's loss, alike on every rank
             window = history[checked : step + 1].cpu()
             bad = (~torch.isfinite(window)).nonzero()
             if len(bad):
@@ -142,6 +159,6 @@ def fit(
             values = {k: v() if callable(v) else v for k, v in monitors.items()}
             metrics.update({k: float(v.detach().float()) for k, v in values.items()})
             ctx.log_metrics({f"{label}/{k}": v for k, v in metrics.items()}, step)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            bar.note(f"loss {metrics['loss']:.4f}")
             checked = step + 1
     return history.cpu().tolist()

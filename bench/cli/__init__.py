@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "sweep", "table", "plot", "tune", "data", "list", "perf", "doctor", "cache")
+COMMANDS = ("run", "sweep", "pretrain", "table", "plot", "tune", "data", "list", "perf", "doctor", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,10 +20,12 @@ import torch
 from filelock import FileLock
 
 from bench.core.atomic import atomic_write_text
+from bench.core.distributed import barrier, broadcast_flag, is_main
+from bench.core.errors import BenchError
 from bench.core.integrity import atomic_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
-from bench.harness.tracking import process_tags
+from bench.harness.tracking import process_tags, retrying
 from bench.models.backbones import SegBackbone, build_backbone
 from methods import PretrainContext, PretrainMethod, get_method
 
@@ -78,7 +80,29 @@ def pretrain_key(method: PretrainMethod, backbone: SegBackbone, data_fingerprint
 
 
 def _log_to_mlflow(metrics: dict[str, float], step: int) -> None:
-    mlflow.log_metrics({f"pretrain.{k}": float(v) for k, v in metrics.items()}, step=step)
+    retrying(mlflow.log_metrics, {f"pretrain.{k}": float(v) for k, v in metrics.items()}, step=step)
+
+
+def _follow_rank0(
+    runner: PretrainMethod,
+    model: SegBackbone,
+    images: np.ndarray | None,
+    path: Path,
+    record: dict[str, Any],
+    device: torch.device,
+    ctx_args: dict[str, Any],
+) -> tuple[SegBackbone, PretrainRecord]:
+    """A ``torchrun`` rank other than 0: load what rank 0 found in the cache, or train alongside it
+    (same steps, its share of each batch) and write nothing; rank 0 writes the cache and the run."""
+    if broadcast_flag(False):  # rank 0 found the weights cached
+        if not _load_cached(model, path):
+            raise BenchError(f"{path}: rank 0 found these weights cached, this rank cannot load them")
+        return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
+    start = time.perf_counter()
+    model.to(device)
+    runner.pretrain(model, images if images is not None else np.empty((0,)), PretrainContext(**ctx_args))
+    barrier()  # rank 0 has written the cache and closed its run
+    return model, PretrainRecord(cached=False, seconds=time.perf_counter() - start, **record)
 
 
 def _load_cached(model: SegBackbone, path: Path) -> bool:
@@ -133,12 +157,18 @@ def pretrained_backbone(
         "seed": seed,
         "path": str(path),
     }
+    if not is_main():  # under torchrun only rank 0 reads and writes the cache and MLflow
+        ctx_args = {"device": device, "seed": seed, "progress": False, "weights": weights}
+        return _follow_rank0(runner, model, images, path, record, device, ctx_args)
     if not force and _load_cached(model, path):  # no lock needed to read a verified entry
+        broadcast_flag(True)
         return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not force and _load_cached(model, path):  # another worker trained it meanwhile
+            broadcast_flag(True)
             return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
+        broadcast_flag(False)  # the other ranks train with this one
         start = time.perf_counter()
         model.to(device)
         ctx = PretrainContext(
@@ -169,4 +199,5 @@ def pretrained_backbone(
         with atomic_entry(path) as tmp:
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         atomic_write_text(path.with_suffix(".json"), canonical_json({**record, "seconds": seconds}))
+    barrier()  # the other ranks return once the cache is written
     return model, PretrainRecord(cached=False, seconds=seconds, **record)

@@ -14,6 +14,14 @@ under the store lock, so a kill at any moment leaves no store or a working one. 
 host and pid of their process; a run left RUNNING by a process that no longer exists is marked
 KILLED when the next command of its cell starts, and a cell's parent run is FINISHED once every
 seed it has tried is complete.
+
+Against a tracking server (``http://...``) every call waits out an outage: it is retried with
+exponential backoff for ``$BENCH_TRACKING_PATIENCE_S`` seconds (default 120; MLflow's own retries
+are turned off so that this one window bounds the wait), then fails with
+:class:`TrackingUnavailable`, one line naming the server. Readers (``table``, ``plot``) wait only
+:data:`READ_PATIENCE_S`: they have nothing to protect and the user is waiting. Parent runs are
+found-or-created under a lock in ``BENCH_HOME`` when the store is not a local file (see
+:func:`parent_run`).
 """
 
 from __future__ import annotations
@@ -24,21 +32,121 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import mlflow
 import numpy as np
 import pandas as pd
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout
 
 from bench.core.atomic import atomic_path
+from bench.core.errors import BenchError
+from bench.core.paths import bench_home
+from bench.core.provenance import stable_hash
 
 COMPLETE = "complete"
 _DONE_FILTER = "tags.`bench.kind` = 'seed' and tags.`bench.status` = 'complete'"
+PATIENCE_ENV = "BENCH_TRACKING_PATIENCE_S"
+DEFAULT_PATIENCE_S = 120.0
+#: How long ``table``/``plot`` wait for a server that does not answer.
+READ_PATIENCE_S = 5.0
+_MAX_BACKOFF_S = 10.0
+_patience_override: ContextVar[float | None] = ContextVar("tracking_patience", default=None)
+T = TypeVar("T")
+
+
+class TrackingUnavailable(BenchError):
+    """The tracking server did not answer within the patience window (one line, naming it)."""
+
+
+def patience_s() -> float:
+    """Seconds a call keeps retrying an unreachable server: :func:`patience`, else the environment."""
+    override = _patience_override.get()
+    if override is not None:
+        return override
+    raw = os.environ.get(PATIENCE_ENV, "")
+    try:
+        return float(raw) if raw else DEFAULT_PATIENCE_S
+    except ValueError:
+        raise BenchError(f"{PATIENCE_ENV}={raw!r}: expected a number of seconds") from None
+
+
+@contextlib.contextmanager
+def patience(seconds: float) -> Iterator[None]:
+    """Calls inside wait at most ``seconds`` for an unreachable server."""
+    token = _patience_override.set(seconds)
+    try:
+        yield
+    finally:
+        _patience_override.reset(token)
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """True when ``err`` says the server did not answer (refused, reset, timed out, 5xx), not that
+    the request was wrong: only then is a retry worth anything."""
+    if isinstance(err, RequestsConnectionError | Timeout):
+        return True
+    text = str(err)
+    return isinstance(err, MlflowException) and text.startswith("API request to") and "failed" in text
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost cause of a connection error, e.g. ``[Errno 111] Connection refused``."""
+    text = str(err)
+    match = re.search(r"(\[Errno [^\]]*\][^\"')]*|Read timed out|too many \d+ error responses)", text)
+    return match.group(1).strip() if match else text.splitlines()[0][:160]
+
+
+def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, retried with backoff while the server is unreachable, for
+    :func:`patience_s` seconds; then :class:`TrackingUnavailable`. Other errors pass through."""
+    deadline: float | None = None
+    delay = 0.25
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_unreachable(err):
+                raise
+            now, window = time.monotonic(), patience_s()
+            deadline = now + window if deadline is None else deadline
+            if now >= deadline:
+                raise TrackingUnavailable(
+                    f"tracking server {tracking_uri()} did not answer for {window:g} s ({_reason(err)}); "
+                    "complete units are kept: re-run the same command when it is back"
+                ) from None
+            time.sleep(min(delay, deadline - now))
+            delay = min(2 * delay, _MAX_BACKOFF_S)
+
+
+class _PatientClient:
+    """An :class:`MlflowClient` whose every method goes through :func:`retrying`."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        return functools.partial(retrying, attr) if callable(attr) else attr
+
+
+def _client(uri: str) -> MlflowClient:
+    """The client for ``uri``; against a server, one that waits out outages (module docstring)."""
+    if not uri.startswith(("http://", "https://")):
+        return MlflowClient(uri)
+    # our retry loop bounds the wait; MLflow's own (7 retries, ~8 min) would run inside every call
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    return cast(MlflowClient, _PatientClient(MlflowClient(uri)))
 
 
 def tracking_uri() -> str:
@@ -91,7 +199,7 @@ def _create_local_store(uri: str) -> None:
 def _experiment_id(uri: str, name: str) -> str:
     with _store_lock(uri):
         _create_local_store(uri)
-        client = MlflowClient(uri)
+        client = _client(uri)
         exp = client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
@@ -109,8 +217,8 @@ def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:
     uri, name = tracking_uri(), experiment or experiment_name()
     mlflow.set_tracking_uri(uri)
     exp_id = _experiment_id(uri, name)
-    mlflow.set_experiment(experiment_id=exp_id)
-    return MlflowClient(uri), exp_id
+    retrying(mlflow.set_experiment, experiment_id=exp_id)
+    return _client(uri), exp_id
 
 
 def metric_name(class_name: str) -> str:
@@ -143,9 +251,11 @@ def completed_runs(experiment: str | None = None) -> pd.DataFrame:
 
     Columns: ``run_id``, ``start_time``, ``end_time``, ``tags.<tag>``, ``metrics.<metric>``,
     ``params.<param>``. Not deduplicated: readers dedupe by ``tags.bench.result_key``.
+    A dead server fails within :data:`READ_PATIENCE_S` (or a shorter ``$BENCH_TRACKING_PATIENCE_S``).
     """
-    _, exp_id = setup_tracking(experiment)
-    frame = mlflow.search_runs([exp_id], filter_string=_DONE_FILTER, output_format="pandas")
+    with patience(min(READ_PATIENCE_S, patience_s())):
+        _, exp_id = setup_tracking(experiment)
+        frame = retrying(mlflow.search_runs, [exp_id], filter_string=_DONE_FILTER, output_format="pandas")
     assert isinstance(frame, pd.DataFrame)
     return frame
 
@@ -166,7 +276,7 @@ def parent_run(
 ) -> str:
     """The one parent run tagged ``bench.kind=kind`` and ``key_tag=key``: found, or created once."""
     client, exp_id = setup_tracking()
-    with _store_lock(tracking_uri()):
+    with _parent_lock(tracking_uri(), exp_id, kind, key):
         found = client.search_runs(
             [exp_id], f"tags.`bench.kind` = '{kind}' and tags.`{key_tag}` = '{key}'", max_results=1
         )
@@ -178,6 +288,23 @@ def parent_run(
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     return run.info.run_id
+
+
+def _parent_lock(uri: str, exp_id: str, kind: str, key: str) -> contextlib.AbstractContextManager[object]:
+    """What makes find-or-create of one parent run atomic, for every worker of every machine.
+
+    A local sqlite store: its store lock. Anything else (a server, a database): a lock file per
+    parent under ``BENCH_HOME``, which every worker of a sweep already shares (claims, budgets,
+    weights), so this adds no new requirement. MLflow has no create-if-absent, and
+    create-then-delete-the-loser needs an order every client agrees on (client clocks differ),
+    while a loser may already be in use by the time it is deleted; a lock has neither problem.
+    The lock is held for one search and one create, and the kernel releases it if its holder dies.
+    """
+    if uri.startswith("sqlite:///"):
+        return _store_lock(uri)
+    path = bench_home() / "locks" / f"parent-{stable_hash([uri, exp_id, kind, key])}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
 
 
 def process_tags() -> dict[str, str]:
@@ -272,7 +399,8 @@ def record_seed(
             client.log_artifact(run_id, str(path))
         client.log_batch(run_id, tags=[RunTag("bench.status", COMPLETE)])
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        with contextlib.suppress(Exception), patience(0.0):  # best effort: the server may be the failure
+            client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id)
     refresh_parent_status(parent_id)
