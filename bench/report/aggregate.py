@@ -145,20 +145,23 @@ def with_references(long: pd.DataFrame) -> pd.DataFrame:
     Reference runs share the budgets, seeds and test pixels of the deep protocols, so each of
     their rows joins the tables of the same dataset, budget unit and budget. They use no backbone:
     when references were recorded under several backbone tags, the table's own backbone wins, else
-    the latest run of each (method, seed). With no other protocol they form their own table.
+    the latest run of each (method, seed). Where no deep protocol ran (or none is selected) they
+    form a ``reference`` table of their own rather than vanish.
     """
     is_ref = long["protocol"] == REFERENCE_PROTOCOL
     refs, deep = long[is_ref], long[~is_ref].assign(reference=False)
-    if refs.empty or deep.empty:
-        return pd.concat([deep, refs.assign(reference=True)], ignore_index=True)
     join = ["dataset", "budget_unit", "budget"]
     targets = deep[[*join, "backbone", "protocol"]].drop_duplicates()
+    found = refs[join].merge(targets[join].drop_duplicates(), on=join, how="left", indicator=True)
+    alone = refs[(found["_merge"] == "left_only").to_numpy()].assign(reference=True)
+    if targets.empty or alone.shape[0] == refs.shape[0]:
+        return pd.concat([deep, alone], ignore_index=True)
     attached = refs.drop(columns="protocol").merge(targets, on=join, suffixes=("_ran", ""))
     attached = attached.assign(_own=attached["backbone_ran"] == attached["backbone"])
     attached = attached.sort_values(["_own", "end_time"] if "end_time" in attached else ["_own"])
     unique = [*TABLE_KEYS, "method", "seed", "metric", "class"]
     attached = attached.drop_duplicates(unique, keep="last").drop(columns=["backbone_ran", "_own"])
-    return pd.concat([deep, attached.assign(reference=True)], ignore_index=True)[[*deep.columns]]
+    return pd.concat([deep, attached.assign(reference=True), alone], ignore_index=True)[[*deep.columns]]
 
 
 def summarise(long: pd.DataFrame) -> pd.DataFrame:

@@ -159,6 +159,10 @@ def test_references_join_every_protocols_table() -> None:
     assert (per_protocol == 2 * 2 * 3).all()  # 2 references x 2 budgets x 3 seeds, in each protocol
     alone = with_references(long_form(reference_runs()))
     assert set(alone["protocol"]) == {"reference"} and alone["reference"].all()
+    other_budget = with_references(long_form(pd.concat([make_runs(budgets=(200,)), reference_runs()])))
+    at_800 = other_budget[other_budget["budget"] == 800]  # no deep run at 800: a table of their own
+    assert set(at_800["protocol"]) == {"reference"} and set(at_800["method"]) == {"raw", "rf"}
+    assert set(other_budget.loc[other_budget["budget"] == 200, "protocol"]) == {"linear"}
 
 
 def test_references_under_several_backbone_tags_count_once_own_backbone_first() -> None:
