@@ -81,8 +81,11 @@ def _problem(path: Path, expected: object) -> str | None:
     chunk, hashes = int(expected["chunk"]), list(expected["sha256"])
     found = _chunk_hashes(path, size, chunk)
     if found != hashes:
+        if len(hashes) == 1:
+            return "content differs from its digest (sha256)"
         first = next((i for i, (a, b) in enumerate(zip(found, hashes, strict=False)) if a != b), 0)
-        return f"content differs from its digest (sha256 of bytes from {first * chunk} on)"
+        at = f"{first * chunk}-{(first + 1) * chunk}"
+        return f"content differs from its digest (sha256 of the chunk at bytes {at})"
     return None
 
 

@@ -65,7 +65,7 @@ def test_chunked_digest_names_the_damaged_chunk(tmp_path: Path, monkeypatch: pyt
     _write(entry, os.urandom(10 * 1024))
     assert len(json.loads(integrity.sidecar(entry).read_text())["big.bin"]["sha256"]) == 10
     _garble(entry, 7 * 1024 + 5, 1)
-    assert "bytes from 7168 on" in (check_entry(entry) or "")
+    assert "chunk at bytes 7168-8192" in (check_entry(entry) or "")
 
 
 def test_bad_entry_is_reported_in_one_line_and_moved_aside(

@@ -21,14 +21,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _kill_during_creation(folder: Path, delay_s: float) -> None:
     """Start a first command on a new store and SIGKILL it ``delay_s`` after MLflow starts creating it."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "MLFLOW_LOGGING_LEVEL": "INFO",  # the line the kill is timed on
+        "PYTHONPATH": str(REPO),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-c", CREATE_STORE], cwd=folder, env=env, stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
+    started = False
     for line in proc.stderr:  # MLflow logs this line when it starts creating the tables
         if "Creating initial MLflow database tables" in line:
+            started = True
             break
+    assert started, "the store was never created"
     time.sleep(delay_s)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
