@@ -1,12 +1,21 @@
-"""Device choice and the CUDA fast paths (bf16 autocast, channels_last) in one place.
+"""Device choice, the CUDA fast paths (bf16 autocast, channels_last) and CPU threads in one place.
 
 Every training and inference loop goes through these helpers so that the CPU path stays plain
 float32 and the GPU path gets the DESIGN 8 treatment without each loop re-deciding it.
+
+Threads: torch starts one intra-op thread per core in every process, so N worker processes on one
+machine run N x cores threads that preempt each other (issue 12: a 34 s pretraining took 161 s on
+2 cores at load 4). :func:`use_thread_share` gives each process its share, ``cores //
+BENCH_LOCAL_WORKERS`` (at least 1); whoever starts several workers on one machine sets
+``BENCH_LOCAL_WORKERS`` to their number. An explicit ``OMP_NUM_THREADS`` is the user's choice and wins.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -61,3 +70,48 @@ def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> 
         return True
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= fraction * free
+
+
+#: How many worker processes share this machine's cores (set by whoever starts them; default 1).
+LOCAL_WORKERS_ENV = "BENCH_LOCAL_WORKERS"
+
+
+def local_workers() -> int:
+    """``$BENCH_LOCAL_WORKERS`` (default 1); anything but an integer >= 1 is a one-line error."""
+    raw = os.environ.get(LOCAL_WORKERS_ENV, "1")
+    try:
+        workers = int(raw)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise BenchError(f"{LOCAL_WORKERS_ENV}={raw!r}: expects the number of local worker processes (>= 1)")
+    return workers
+
+
+def usable_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup (container) CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota here
+    return cores
+
+
+def thread_share(cores: int, workers: int) -> int:
+    """Threads for one of ``workers`` processes on ``cores`` cores: an equal share, at least one."""
+    return max(1, cores // workers)
+
+
+def use_thread_share() -> int:
+    """Set torch's intra-op threads to this process's share of the cores; returns the count.
+
+    Left alone when ``OMP_NUM_THREADS`` is set: the user (or a test harness) already decided.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = thread_share(usable_cores(), local_workers())
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,116 @@
+"""Presets (DESIGN 8): named sets of defaults for where a benchmark runs, ``--preset cpu|paper``.
+
+A preset is a list of ``--set`` pairs put *before* the user's own, so any explicit ``--set`` (or
+``--config`` from ``bench tune``) still wins. Its values end up in the method and protocol configs,
+which are hashed into result keys and pretrained-weights keys like any setting: two presets never
+share a result, and a preset changed later starts its cells afresh.
+
+- ``cpu`` (the default): today's defaults, no pairs at all, so result keys are the ones recorded
+  before presets existed. Sized for the embedded default (64 px patches) on 2 CPU cores with the
+  ``tiny`` backbone: the main command runs cold in about a minute.
+- ``paper``: real DFC2020 (986 labelled + 5128 test patches of 256 px) on one GPU with resnet18,
+  bf16. The DESIGN 8 grid (4 deep methods x 5 budgets x 5 seeds x 2 protocols x 3 pretraining
+  seeds = 600 evaluations, plus 6 pretraining runs) must fit in an hour, so about 5 s per
+  evaluation and well under 10 min of pretraining in all. Per setting:
+
+  - pretraining batch 64 (SimSiam, UniFeat, CoRe): a GPU batch; SimSiam's BatchNorm heads want
+    more than the CPU's 16 samples.
+  - SimSiam and CoRe crop 128 px of the 256 px patches: SimSiam's two views need room to differ and
+    CoRe's cutout needs context to fill; 1/4 of a patch per view costs a quarter of a full patch.
+  - UniFeat crop 64 px: its loss is per pixel, no context needed; 64 x 64 x 64 = 262k pixel pairs
+    a step is plenty.
+  - steps SimSiam 3000, UniFeat 1000, CoRe 2000: about 200, 65 and 130 passes over the 986-patch
+    pool; at the backbone's estimated ~10k crops of 128 px a second (fwd+bwd, resnet18, H100/H200)
+    about 40 s, 5 s and 15 s per run.
+  - finetune crop 128, batch 32, 1000 steps, validation every 100: 8 full patches' worth of
+    pixels a step; ~3 ms a step, ~3 s a unit plus streaming the 5128 test patches (~1 s).
+  - linear: unchanged (L-BFGS on the budget's cached pixel features converges in < 200
+    iterations; the test split is streamed once).
+
+  The per-step figures are estimates from the FLOPs ``bench perf --stage backbone`` counts; check
+  them with ``bench perf --device cuda --backbone resnet18 --crop 128 --batch 64`` on the GPU.
+
+A method's stages get their schedule by config class wherever they appear (``unifeat`` alone and
+``sscl``'s ``unifeat.*`` alike); a trained method without an entry keeps its steps and gets the
+generic GPU batch and crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.core.errors import BenchError
+from methods import get_method
+from methods.core import CoReConfig
+from methods.simsiam import SimSiamConfig
+from methods.training import TrainConfig
+from methods.unifeat import UniFeatConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Default overrides: per pretraining-stage config class, and per protocol."""
+
+    name: str
+    description: str
+    stages: dict[type, dict[str, Any]] = field(default_factory=dict)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def stage_settings(self, config: Any) -> dict[str, Any]:
+        """The settings for one stage config: its own class's entry, else the generic one."""
+        for cls in type(config).__mro__:
+            if cls in self.stages:
+                return self.stages[cls]
+        return {}
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu": Preset("cpu", "today's defaults: embedded default, tiny backbone, 2 CPU cores (about a minute)"),
+    "paper": Preset(
+        "paper",
+        "real DFC2020 on one GPU: 256 px patches, resnet18, GPU batches and longer schedules",
+        stages={
+            SimSiamConfig: {"steps": 3000, "batch_size": 64, "crop": 128},
+            UniFeatConfig: {"steps": 1000, "batch_size": 64, "crop": 64},
+            CoReConfig: {"steps": 2000, "batch_size": 64, "crop": 128},
+            TrainConfig: {"batch_size": 64, "crop": 128},
+        },
+        protocols={"finetune": {"steps": 1000, "batch_size": 32, "crop": 128, "eval_every": 100}},
+    ),
+}
+DEFAULT_PRESET = "cpu"
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise BenchError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _stage_configs(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted prefix, config) of every trained stage in a method's config tree."""
+    if isinstance(config, TrainConfig):
+        yield prefix, config
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from _stage_configs(value, f"{prefix}{f.name}.")
+
+
+def preset_pairs(name: str, method: str) -> list[str]:
+    """``--set`` pairs of preset ``name`` for ``method`` (its stages) and for every protocol.
+
+    Method settings are written ``method.<key>`` and protocol settings ``<protocol>.<key>``;
+    put them before the user's pairs so that the user's win.
+    """
+    preset = get_preset(name)
+    pairs = []
+    for prefix, config in _stage_configs(get_method(method).Config()):
+        pairs += [f"method.{prefix}{k}={json.dumps(v)}" for k, v in preset.stage_settings(config).items()]
+    for protocol, settings in preset.protocols.items():
+        pairs += [f"{protocol}.{k}={json.dumps(v)}" for k, v in settings.items()]
+    return pairs

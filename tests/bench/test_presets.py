@@ -1,0 +1,50 @@
+"""Presets: default settings under the user's own, part of every config they touch."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cli.common import PRESET_NAMES
+from bench.core.errors import BenchError
+from bench.harness.presets import PRESETS, preset_pairs
+from bench.harness.runner import parse_overrides
+from methods import get_method, list_methods
+
+
+def test_the_cli_offers_exactly_the_registered_presets() -> None:
+    assert tuple(PRESETS) == PRESET_NAMES
+
+
+@pytest.mark.parametrize("method", sorted(list_methods()))
+def test_cpu_preset_is_todays_defaults(method: str) -> None:
+    """No pairs at all: result keys recorded before presets existed stay valid."""
+    assert preset_pairs("cpu", method) == []
+
+
+def test_paper_preset_sets_each_stage_and_keeps_the_parents_defaults() -> None:
+    method, protocols = parse_overrides(preset_pairs("paper", "sscl"))
+    cfg = get_method("sscl").config_from_dict(method)
+    assert (cfg.unifeat.steps, cfg.unifeat.batch_size, cfg.unifeat.crop) == (1000, 64, 64)
+    assert (cfg.core.steps, cfg.core.batch_size, cfg.core.crop) == (2000, 64, 128)
+    assert cfg.core.stem_lr_factor == 0.1  # sscl's own CoRe default survives the nested overrides
+    alone = get_method("unifeat").config_from_dict(parse_overrides(preset_pairs("paper", "unifeat"))[0])
+    assert alone == cfg.unifeat  # the same stage gets the same schedule alone and inside sscl
+    assert protocols["finetune"]["crop"] == 128
+
+
+def test_user_settings_win_over_the_preset() -> None:
+    pairs = [*preset_pairs("paper", "simsiam"), "method.steps=7", "finetune.crop=64"]
+    method, protocols = parse_overrides(pairs)
+    cfg = get_method("simsiam").config_from_dict(method)
+    assert (cfg.steps, cfg.batch_size) == (7, 64)
+    assert protocols["finetune"]["crop"] == 64 and protocols["finetune"]["steps"] == 1000
+
+
+@pytest.mark.parametrize("method", ["random", "imagenet"])
+def test_untrained_methods_get_protocol_settings_only(method: str) -> None:
+    assert all(pair.startswith("finetune.") for pair in preset_pairs("paper", method))
+
+
+def test_unknown_preset_is_one_line() -> None:
+    with pytest.raises(BenchError, match="unknown preset 'gpu'; choose one of cpu, paper"):
+        preset_pairs("gpu", "random")
