@@ -191,7 +191,7 @@ def save_best(study: optuna.Study, spec: CellSpec, pretrain: bool) -> Path:
     record = {
         "method": spec.method,
         "overrides": {k: v for k, v in overrides.items() if v},
-        "objective": "validation AA (labelled-pool validation patches; test never used)",
+        "objective": "validation AA at the budget's validation pixels (test and dense labels never read)",
         "best_value": study.best_value,
         "study": study.study_name,
         "trials": len(study.trials),

@@ -27,8 +27,8 @@ from bench.core.progress import progress_of
 from bench.core.schedule import warmup_cosine
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
-from bench.protocols.metrics import Scores, confusion_update
-from bench.protocols.registry import EvalProtocol, check_split, register_protocol
+from bench.protocols.metrics import Scores
+from bench.protocols.registry import EvalProtocol, register_protocol
 from bench.protocols.validation import Predict, has_validation_pixels, validation_confusion
 
 IGNORE = 255
@@ -135,26 +135,6 @@ def lr_factor(step: int, cfg: FinetuneConfig) -> float:
     return warmup_cosine(step, max(1, round(cfg.warmup * cfg.steps)), cfg.steps)
 
 
-@torch.no_grad()
-def predict_confusion(
-    model: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    device: torch.device,
-    batch_size: int = 8,
-) -> np.ndarray:
-    """Global confusion matrix of ``model`` on full patches (every valid pixel)."""
-    model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    for start in range(0, len(images), batch_size):
-        x = as_input(host_tensor(images[start : start + batch_size]), device)
-        with autocast(device):
-            pred = model(x).argmax(1)
-        confusion_update(cm, pred, host_tensor(labels[start : start + batch_size]).to(device))
-    return cm.cpu().numpy()
-
-
 def train_step(
     model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, device: torch.device
 ) -> torch.Tensor:
@@ -239,7 +219,7 @@ class Finetune(EvalProtocol):
     )
     Config = FinetuneConfig
 
-    def evaluate(
+    def fit(
         self,
         backbone: SegBackbone | None,
         ds: Any,
@@ -249,13 +229,7 @@ class Finetune(EvalProtocol):
         seed: int,
         device: torch.device,
         progress: bool = True,
-        split: str = "test",
-    ) -> np.ndarray:
-        """Finetune (checkpoint selected on validation pixels); the confusion matrix on ``split``."""
-        check_split(split)
+    ) -> Predict:
+        """Finetune a copy of the backbone (checkpoint selected on the budget's validation pixels)."""
         assert backbone is not None, "finetune needs a backbone"
-        model = finetune(backbone, ds, budget, cfg, seed, device, progress)
-        k = ds.classes.num_classes
-        if split == "val":
-            return validation_confusion(predictor(model, device), ds.labelled.images, budget, k, device)
-        return predict_confusion(model, ds.test.images, ds.test.labels, k, device)
+        return predictor(finetune(backbone, ds, budget, cfg, seed, device, progress), device)

@@ -22,14 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.core.device import as_input, autocast, host_tensor, to_device
+from bench.core.device import autocast, to_device
 from bench.core.errors import NonFiniteLossError
-from bench.core.progress import progress_of
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
 from bench.protocols.features import cached_pixel_features
-from bench.protocols.metrics import confusion_matrix, confusion_update
-from bench.protocols.registry import EvalProtocol, check_split, register_protocol
+from bench.protocols.registry import EvalProtocol, register_protocol
+from bench.protocols.validation import Predict, confusion_on_split
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,24 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
     return LinearProbe(mean, std, layer.eval(), evals)
 
 
-@torch.no_grad()
+def linear_predictor(backbone: SegBackbone, probe: LinearProbe, device: torch.device) -> Predict:
+    """``x -> class map`` through the frozen backbone and the probe.
+
+    The probe (an affine map) runs on the backbone's coarse features and its logits are upsampled,
+    which equals the probe on the upsampled features (bilinear weights sum to one) at K instead of
+    D channels per full-resolution pixel.
+    """
+    to_device(backbone, device).eval()
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device):
+            coarse = backbone.features(x)
+        return upsample(probe.logits(coarse.movedim(1, -1)).movedim(-1, 1), x.shape[-2:]).argmax(1)
+
+    return predict
+
+
 def stream_confusion(
     backbone: SegBackbone,
     probe: LinearProbe,
@@ -106,21 +122,56 @@ def stream_confusion(
     progress: bool = False,
 ) -> np.ndarray:
     """Global confusion matrix over every valid pixel of ``images``, batch by batch through
-    backbone + probe: nothing of the split is kept beyond the (K, K) counts.
+    backbone + probe: nothing of the split is kept beyond the (K, K) counts."""
+    predict = linear_predictor(backbone, probe, device)
+    return confusion_on_split(predict, images, labels, num_classes, device, batch_size, progress)
 
-    The probe (an affine map) runs on the backbone's coarse features and its logits are upsampled,
-    which equals the probe on the upsampled features (bilinear weights sum to one) at K instead of
-    D channels per full-resolution pixel.
-    """
-    to_device(backbone, device).eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    for start in progress_of(range(0, len(images), batch_size), desc="test", unit="batch", enabled=progress):
-        x = as_input(host_tensor(images[start : start + batch_size]), device)
-        with autocast(device):
-            coarse = backbone.features(x)
-        logits = upsample(probe.logits(coarse.movedim(1, -1)).movedim(-1, 1), x.shape[-2:])
-        confusion_update(cm, logits.argmax(1), host_tensor(labels[start : start + batch_size]).to(device))
-    return cm.cpu().numpy()
+
+def fit_probe(
+    backbone: SegBackbone,
+    ds: Any,
+    budget: LabelBudget,
+    cfg: LinearConfig,
+    device: torch.device,
+    progress: bool,
+) -> LinearProbe:
+    """The probe fitted on the cached features of the budget's training pixels (only those)."""
+    pool = ds.labelled
+    feats = cached_pixel_features(
+        backbone,
+        pool.images,
+        budget.patch,
+        budget.row,
+        budget.col,
+        split_fingerprint=pool.fingerprint,
+        device=device,
+        progress=progress,
+    )
+    x = torch.from_numpy(feats).to(device)
+    return fit_linear(x, torch.from_numpy(budget.label).to(device), ds.classes.num_classes, cfg)
+
+
+@register_protocol("linear")
+class Linear(EvalProtocol):
+    """Frozen backbone, per-pixel softmax regression on cached budget-pixel features (DESIGN 5)."""
+
+    description = "frozen backbone + per-pixel linear classifier; test split streamed, never cached"
+    Config = LinearConfig
+
+    def fit(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: LinearConfig,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+    ) -> Predict:
+        """Convex probe (no training seed) on the frozen backbone's features."""
+        assert backbone is not None, "the linear protocol needs a backbone"
+        return linear_predictor(backbone, fit_probe(backbone, ds, budget, cfg, device, progress), device)
 
 
 def run_linear(
@@ -132,53 +183,5 @@ def run_linear(
     progress: bool = True,
     split: str = "test",
 ) -> np.ndarray:
-    """Fit the probe on the cached features of the budget's training pixels; the confusion matrix on
-    ``split``: ``test`` (results; every valid pixel, streamed) or ``val`` (tuning; the budget's
-    validation pixels, cached like the training pixels)."""
-    k = ds.classes.num_classes
-    pool = ds.labelled
-
-    def budget_features(patch: np.ndarray, row: np.ndarray, col: np.ndarray) -> torch.Tensor:
-        feats = cached_pixel_features(
-            backbone,
-            pool.images,
-            patch,
-            row,
-            col,
-            split_fingerprint=pool.fingerprint,
-            device=device,
-            progress=progress,
-        )
-        return torch.from_numpy(feats).to(device)
-
-    x = budget_features(budget.patch, budget.row, budget.col)
-    probe = fit_linear(x, torch.from_numpy(budget.label).to(device), k, cfg)
-    if split == "val":
-        pred = probe.predict(budget_features(budget.val_patch, budget.val_row, budget.val_col))
-        return confusion_matrix(pred.cpu().numpy(), budget.val_label, k)
-    return stream_confusion(backbone, probe, ds.test.images, ds.test.labels, k, device, progress=progress)
-
-
-@register_protocol("linear")
-class Linear(EvalProtocol):
-    """Frozen backbone, per-pixel softmax regression on cached budget-pixel features (DESIGN 5)."""
-
-    description = "frozen backbone + per-pixel linear classifier; test split streamed, never cached"
-    Config = LinearConfig
-
-    def evaluate(
-        self,
-        backbone: SegBackbone | None,
-        ds: Any,
-        budget: LabelBudget,
-        cfg: LinearConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool = True,
-        split: str = "test",
-    ) -> np.ndarray:
-        """Convex probe (no training seed); the confusion matrix on ``split``."""
-        check_split(split)
-        assert backbone is not None, "the linear protocol needs a backbone"
-        return run_linear(backbone, ds, budget, cfg, device, progress, split)
+    """The linear protocol's confusion matrix on ``split`` (``Linear().evaluate``)."""
+    return Linear().evaluate(backbone, ds, budget, cfg, seed=0, device=device, progress=progress, split=split)

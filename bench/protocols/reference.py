@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.core.device import host_tensor
 from bench.models.backbones import SegBackbone
 from bench.protocols.budget import LabelBudget
-from bench.protocols.linear import LinearConfig, LinearProbe, fit_linear
-from bench.protocols.metrics import confusion_matrix, confusion_update
-from bench.protocols.pixel_classifiers import FOREST_DEPTH, FOREST_TREES, fit_random_forest, predict_confusion
-from bench.protocols.registry import EvalProtocol, check_split, register_protocol
+from bench.protocols.linear import LinearConfig, fit_linear
+from bench.protocols.pixel_classifiers import FOREST_DEPTH, FOREST_TREES, fit_random_forest
+from bench.protocols.registry import EvalProtocol, register_protocol
+from bench.protocols.validation import Predict
 
 
 def budget_pixels(images: np.ndarray, patch: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
@@ -51,6 +50,11 @@ def validation_pixels(ds: Any, budget: LabelBudget) -> tuple[np.ndarray, np.ndar
     ), budget.val_label
 
 
+def band_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W, C): every pixel's bands as a feature vector."""
+    return x.float().permute(0, 2, 3, 1)
+
+
 @register_protocol("raw")
 class RawBands(EvalProtocol):
     """Linear probe on the normalised bands: the linear protocol with an identity backbone."""
@@ -59,7 +63,7 @@ class RawBands(EvalProtocol):
     Config = LinearConfig
     reference = True
 
-    def evaluate(
+    def fit(
         self,
         backbone: SegBackbone | None,
         ds: Any,
@@ -69,27 +73,11 @@ class RawBands(EvalProtocol):
         seed: int,
         device: torch.device,
         progress: bool = True,
-        split: str = "test",
-    ) -> np.ndarray:
-        check_split(split)
-        k = ds.classes.num_classes
+    ) -> Predict:
         x, y = training_pixels(ds, budget)
+        k = ds.classes.num_classes
         probe = fit_linear(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), k, cfg)
-        if split == "val":
-            xv, yv = validation_pixels(ds, budget)
-            return confusion_matrix(probe.predict(torch.from_numpy(xv).to(device)).cpu().numpy(), yv, k)
-        return _stream_bands(probe, ds.test.images, ds.test.labels, k, device)
-
-
-def _stream_bands(
-    probe: LinearProbe, images: np.ndarray, labels: np.ndarray, k: int, device: torch.device, chunk: int = 16
-) -> np.ndarray:
-    """Test confusion of a band-space probe, streamed patch chunk by chunk (nothing cached)."""
-    cm = torch.zeros(k, k, dtype=torch.int64, device=device)
-    for start in range(0, len(images), chunk):
-        x = host_tensor(images[start : start + chunk]).to(device).float().permute(0, 2, 3, 1)
-        confusion_update(cm, probe.predict(x), host_tensor(labels[start : start + chunk]).to(device))
-    return cm.cpu().numpy()
+        return lambda batch: probe.predict(band_pixels(batch))
 
 
 @dataclass(frozen=True)
@@ -108,7 +96,7 @@ class RandomForest(EvalProtocol):
     Config = ForestConfig
     reference = True
 
-    def evaluate(
+    def fit(
         self,
         backbone: SegBackbone | None,
         ds: Any,
@@ -118,13 +106,12 @@ class RandomForest(EvalProtocol):
         seed: int,
         device: torch.device,
         progress: bool = True,
-        split: str = "test",
-    ) -> np.ndarray:
-        check_split(split)
-        k = ds.classes.num_classes
-        x, y = training_pixels(ds, budget)
-        forest = fit_random_forest(x, y, seed, cfg.trees, cfg.max_depth)
-        if split == "val":
-            xv, yv = validation_pixels(ds, budget)
-            return confusion_matrix(forest.predict(xv), yv, k)
-        return predict_confusion(forest, ds.test.images, ds.test.labels, k)
+    ) -> Predict:
+        forest = fit_random_forest(*training_pixels(ds, budget), seed, cfg.trees, cfg.max_depth)
+
+        def predict(batch: torch.Tensor) -> torch.Tensor:
+            pixels = band_pixels(batch)
+            flat = pixels.reshape(-1, pixels.shape[-1]).cpu().numpy()
+            return torch.from_numpy(forest.predict(flat)).view(pixels.shape[:-1]).to(batch.device)
+
+        return predict

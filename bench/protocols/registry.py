@@ -2,12 +2,15 @@
 
 Every evaluation protocol has one contract, so the runner, the sweep and tuning dispatch through
 the registry instead of switching on config types, and a new protocol (kNN, a frozen decoder) is
-one module in ``bench/protocols/`` with a config dataclass and an ``evaluate`` method:
+one module in ``bench/protocols/`` with a config dataclass and a ``fit`` method that trains on the
+budget's training pixels and returns a predictor (``x (B, C, H, W) -> (B, H, W)`` classes). The
+shared ``evaluate`` scores it:
 
     evaluate(backbone, ds, budget, cfg, *, seed, device, progress=True, split="test") -> confusion
 
-``split="test"`` scores every valid pixel of the test split (results); ``split="val"`` scores only
-the budget's validation pixels (tuning), never dense validation labels and never the test split.
+``split="test"`` scores every valid pixel of the test split (results), streamed batch by batch;
+``split="val"`` scores only the budget's validation pixels (tuning), never dense validation labels
+and never the test split.
 Reference protocols (``reference = True``) need no backbone: they classify the normalised bands.
 """
 
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.protocols.validation import Predict, confusion_on_split, validation_confusion
 
 if TYPE_CHECKING:
     from bench.models.backbones import SegBackbone
@@ -34,7 +38,8 @@ SPLITS = ("test", "val")
 
 
 class EvalProtocol(ABC):
-    """Base class of every protocol. Subclasses set ``description`` and ``Config``."""
+    """Base class of every protocol. Subclasses set ``description`` and ``Config`` and implement
+    :meth:`fit`; scoring (every valid test pixel, or the budget's validation pixels) is shared."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -43,6 +48,19 @@ class EvalProtocol(ABC):
     reference: ClassVar[bool] = False
 
     @abstractmethod
+    def fit(
+        self,
+        backbone: SegBackbone | None,
+        ds: Any,
+        budget: LabelBudget,
+        cfg: Any,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool = True,
+    ) -> Predict:
+        """Train on the budget's training pixels only; return ``x (B, C, H, W) -> (B, H, W)`` classes."""
+
     def evaluate(
         self,
         backbone: SegBackbone | None,
@@ -55,7 +73,14 @@ class EvalProtocol(ABC):
         progress: bool = True,
         split: str = "test",
     ) -> np.ndarray:
-        """Train on the budget's training pixels; the (K, K) confusion matrix on ``split``."""
+        """:meth:`fit`, then the (K, K) confusion matrix on ``split`` (see the module doc)."""
+        if split not in SPLITS:
+            raise BenchError(f"unknown evaluation split {split!r}; choose one of {', '.join(SPLITS)}")
+        predict = self.fit(backbone, ds, budget, cfg, seed=seed, device=device, progress=progress)
+        k = ds.classes.num_classes
+        if split == "val":
+            return validation_confusion(predict, ds.labelled.images, budget, k, device)
+        return confusion_on_split(predict, ds.test.images, ds.test.labels, k, device, progress=progress)
 
 
 def register_protocol(name: str) -> Callable[[P], P]:
@@ -95,8 +120,3 @@ def list_protocols(reference: bool | None = None) -> dict[str, str]:
         for name, cls in sorted(_PROTOCOLS.items())
         if reference is None or cls.reference == reference
     }
-
-
-def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise BenchError(f"unknown evaluation split {split!r}; choose one of {', '.join(SPLITS)}")

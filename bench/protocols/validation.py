@@ -1,4 +1,6 @@
-"""Scores at the budget's validation pixels: what selection, early stopping and tuning may read.
+"""Scoring a predictor: on every valid test pixel, or only at the budget's validation pixels.
+
+Selection, early stopping and tuning may read only the budget's validation pixels.
 
 The budget (:mod:`bench.protocols.budget`) holds a few labelled pixels per class on held-out
 validation patches. Models predict those patches whole (context matters for a segmentation
@@ -14,7 +16,9 @@ import numpy as np
 import torch
 
 from bench.core.device import as_input, host_tensor
+from bench.core.progress import progress_of
 from bench.protocols.budget import LabelBudget
+from bench.protocols.metrics import confusion_update
 
 #: ``predict(x) -> (B, H, W)`` class indices for a (B, C, H, W) float batch on the device.
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -44,3 +48,22 @@ def validation_confusion(
         guess = pred[local[inside], budget.val_row[inside], budget.val_col[inside]]
         np.add.at(cm, (budget.val_label[inside], guess), 1)
     return cm
+
+
+@torch.no_grad()
+def confusion_on_split(
+    predict: Predict,
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    device: torch.device,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> np.ndarray:
+    """Global (K, K) confusion of ``predict`` over every valid pixel of ``images``, batch by batch:
+    nothing of the split is kept beyond the counts (disk and memory independent of its size)."""
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    for start in progress_of(range(0, len(images), batch_size), desc="test", unit="batch", enabled=progress):
+        pred = predict(as_input(host_tensor(images[start : start + batch_size]), device))
+        confusion_update(cm, pred, host_tensor(labels[start : start + batch_size]).to(device))
+    return cm.cpu().numpy()

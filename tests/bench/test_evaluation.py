@@ -115,7 +115,7 @@ def test_reference_rows_are_registered_and_need_no_backbone() -> None:
 
 @pytest.mark.usefixtures("mlflow_store")
 def test_every_protocol_and_reference_learns_and_all_share_one_draw(tiny_dataset: Dataset) -> None:
-    """Learning sanity on the tiny set: AA far above chance (1/8) for fine-tuning and both
+    """Learning sanity on the tiny set: AA at least twice chance (1/8) for fine-tuning and both
     references, and every method's seed trains on the very same budget file."""
     fast = {"finetune": {"steps": 200, "crop": 32, "eval_every": 50}}
     cells = {}
@@ -123,7 +123,7 @@ def test_every_protocol_and_reference_learns_and_all_share_one_draw(tiny_dataset
         spec = CellSpec(method, 30, protocol=protocol, protocol_overrides=fast.get(protocol, {}))
         cells[method] = run_cell(spec, [0], tiny_dataset, CPU, progress=False)
     for key, cell in cells.items():
-        assert cell.scores[0].aa > 0.3, (key, cell.scores[0].aa)
+        assert cell.scores[0].aa > 2 / 8, (key, cell.scores[0].aa)  # twice chance
         assert sum(cell.seeds[0].realised_val.values()) > 0
     files = {budget_for(c.spec, 0, tiny_dataset).path for c in cells.values()}
     assert len(files) == 1
@@ -140,7 +140,7 @@ def test_the_linear_probe_reads_informative_features(tiny_dataset: Dataset) -> N
     confusion = get_protocol("linear").evaluate(
         trained, tiny_dataset, budget, LinearConfig(), seed=0, device=CPU, progress=False
     )
-    assert Scores.from_confusion(confusion).aa > 0.3
+    assert Scores.from_confusion(confusion).aa > 2 / 8  # twice chance
 
 
 def test_pretraining_seed_is_seed_mod_k_and_k_is_part_of_the_cell_only(tiny_dataset: Dataset) -> None:
