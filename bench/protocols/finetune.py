@@ -28,7 +28,7 @@ from bench.core.schedule import warmup_cosine
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
 from bench.protocols.metrics import Scores
-from bench.protocols.registry import EvalProtocol, register_protocol
+from bench.protocols.registry import EvalProtocol, FitJob, register_protocol
 from bench.protocols.validation import Predict, has_validation_pixels, validation_confusion
 
 IGNORE = 255
@@ -219,17 +219,8 @@ class Finetune(EvalProtocol):
     )
     Config = FinetuneConfig
 
-    def fit(
-        self,
-        backbone: SegBackbone | None,
-        ds: Any,
-        budget: LabelBudget,
-        cfg: FinetuneConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool = True,
-    ) -> Predict:
+    def fit(self, job: FitJob) -> Predict:
         """Finetune a copy of the backbone (checkpoint selected on the budget's validation pixels)."""
-        assert backbone is not None, "finetune needs a backbone"
-        return predictor(finetune(backbone, ds, budget, cfg, seed, device, progress), device)
+        assert job.backbone is not None, "finetune needs a backbone"
+        model = finetune(job.backbone, job.ds, job.budget, job.cfg, job.seed, job.device, job.progress)
+        return predictor(model, job.device)

@@ -27,7 +27,7 @@ from bench.core.errors import NonFiniteLossError
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
 from bench.protocols.features import cached_pixel_features
-from bench.protocols.registry import EvalProtocol, register_protocol
+from bench.protocols.registry import EvalProtocol, FitJob, register_protocol
 from bench.protocols.validation import Predict, confusion_on_split
 
 
@@ -158,20 +158,11 @@ class Linear(EvalProtocol):
     description = "frozen backbone + per-pixel linear classifier; test split streamed, never cached"
     Config = LinearConfig
 
-    def fit(
-        self,
-        backbone: SegBackbone | None,
-        ds: Any,
-        budget: LabelBudget,
-        cfg: LinearConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool = True,
-    ) -> Predict:
+    def fit(self, job: FitJob) -> Predict:
         """Convex probe (no training seed) on the frozen backbone's features."""
-        assert backbone is not None, "the linear protocol needs a backbone"
-        return linear_predictor(backbone, fit_probe(backbone, ds, budget, cfg, device, progress), device)
+        assert job.backbone is not None, "the linear protocol needs a backbone"
+        probe = fit_probe(job.backbone, job.ds, job.budget, job.cfg, job.device, job.progress)
+        return linear_predictor(job.backbone, probe, job.device)
 
 
 def run_linear(

@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.models.backbones import SegBackbone
 from bench.protocols.budget import LabelBudget
 from bench.protocols.linear import LinearConfig, fit_linear
 from bench.protocols.pixel_classifiers import FOREST_DEPTH, FOREST_TREES, fit_random_forest
-from bench.protocols.registry import EvalProtocol, register_protocol
+from bench.protocols.registry import EvalProtocol, FitJob, register_protocol
 from bench.protocols.validation import Predict
 
 
@@ -63,20 +62,10 @@ class RawBands(EvalProtocol):
     Config = LinearConfig
     reference = True
 
-    def fit(
-        self,
-        backbone: SegBackbone | None,
-        ds: Any,
-        budget: LabelBudget,
-        cfg: LinearConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool = True,
-    ) -> Predict:
-        x, y = training_pixels(ds, budget)
-        k = ds.classes.num_classes
-        probe = fit_linear(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), k, cfg)
+    def fit(self, job: FitJob) -> Predict:
+        x, y = training_pixels(job.ds, job.budget)
+        k = job.ds.classes.num_classes
+        probe = fit_linear(torch.from_numpy(x).to(job.device), torch.from_numpy(y).to(job.device), k, job.cfg)
         return lambda batch: probe.predict(band_pixels(batch))
 
 
@@ -96,18 +85,9 @@ class RandomForest(EvalProtocol):
     Config = ForestConfig
     reference = True
 
-    def fit(
-        self,
-        backbone: SegBackbone | None,
-        ds: Any,
-        budget: LabelBudget,
-        cfg: ForestConfig,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool = True,
-    ) -> Predict:
-        forest = fit_random_forest(*training_pixels(ds, budget), seed, cfg.trees, cfg.max_depth)
+    def fit(self, job: FitJob) -> Predict:
+        x, y = training_pixels(job.ds, job.budget)
+        forest = fit_random_forest(x, y, job.seed, job.cfg.trees, job.cfg.max_depth)
 
         def predict(batch: torch.Tensor) -> torch.Tensor:
             pixels = band_pixels(batch)

@@ -20,6 +20,7 @@ import importlib
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -37,6 +38,21 @@ P = TypeVar("P", bound="type[EvalProtocol]")
 SPLITS = ("test", "val")
 
 
+@dataclass(frozen=True)
+class FitJob:
+    """What a protocol trains on: the frozen or initial backbone (None for reference rows), the
+    dataset, the budget (only its training pixels may be read), the protocol config, the
+    evaluation seed, the device and whether to show progress."""
+
+    backbone: SegBackbone | None
+    ds: Any
+    budget: LabelBudget
+    cfg: Any
+    seed: int
+    device: torch.device
+    progress: bool = True
+
+
 class EvalProtocol(ABC):
     """Base class of every protocol. Subclasses set ``description`` and ``Config`` and implement
     :meth:`fit`; scoring (every valid test pixel, or the budget's validation pixels) is shared."""
@@ -48,18 +64,8 @@ class EvalProtocol(ABC):
     reference: ClassVar[bool] = False
 
     @abstractmethod
-    def fit(
-        self,
-        backbone: SegBackbone | None,
-        ds: Any,
-        budget: LabelBudget,
-        cfg: Any,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool = True,
-    ) -> Predict:
-        """Train on the budget's training pixels only; return ``x (B, C, H, W) -> (B, H, W)`` classes."""
+    def fit(self, job: FitJob) -> Predict:
+        """Train on ``job.budget``'s training pixels only; return ``x (B, C, H, W) -> (B, H, W)``."""
 
     def evaluate(
         self,
@@ -76,7 +82,7 @@ class EvalProtocol(ABC):
         """:meth:`fit`, then the (K, K) confusion matrix on ``split`` (see the module doc)."""
         if split not in SPLITS:
             raise BenchError(f"unknown evaluation split {split!r}; choose one of {', '.join(SPLITS)}")
-        predict = self.fit(backbone, ds, budget, cfg, seed=seed, device=device, progress=progress)
+        predict = self.fit(FitJob(backbone, ds, budget, cfg, seed, device, progress))
         k = ds.classes.num_classes
         if split == "val":
             return validation_confusion(predict, ds.labelled.images, budget, k, device)
