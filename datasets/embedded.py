@@ -1,19 +1,23 @@
 """The embedded default dataset: generated once per ``bench_home()``, then reused.
 
 Generation goes into a temporary folder that is renamed into place, so an interrupted or
-concurrent first run never leaves a half-written default behind.
+concurrent first run never leaves a half-written default behind. The folder is named by the
+generator version and a hash of the default config, so a new generator or a recalibrated default
+is generated afresh instead of silently reusing an old set.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.core.atomic import atomic_dir
 from bench.core.paths import bench_home
-from datasets.synthetic import MARKER, SynthConfig, generate
+from bench.core.provenance import stable_hash
+from datasets.synthetic import GENERATOR_VERSION, MARKER, SynthConfig, generate
 
-DEFAULT_NAME = "synthetic-dfc2020-v1"
 DEFAULT_CONFIG = SynthConfig()
+DEFAULT_NAME = f"synthetic-dfc2020-v{GENERATOR_VERSION}-{stable_hash(asdict(DEFAULT_CONFIG))[:8]}"
 
 
 def default_data_root(progress: bool = True) -> Path:

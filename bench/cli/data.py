@@ -25,17 +25,18 @@ _LIST_LIMIT = 10
 def _synth(args: argparse.Namespace) -> int:
     """Generate a synthetic set and show its class pixel counts (warning on classes too rare)."""
     from datasets import DEFAULT_CLASSES
-    from datasets.synthetic import FULL_SIZE, MARKER, SynthConfig, generate
+    from datasets.synthetic import FULL_SIZE, MARKER, SynthConfig, default_workers, generate
 
     base = FULL_SIZE if args.full_size else SynthConfig()
     overrides = {"n_labelled": args.train, "n_test": args.test, "size": args.size, "seed": args.seed}
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
-    out = generate(Path(args.out), config, progress=True)
+    workers = args.workers or (default_workers() if args.full_size else 1)
+    out = generate(Path(args.out), config, progress=True, workers=workers)
     elapsed = time.perf_counter() - start
     print(
         f"wrote {config.n_labelled} labelled + {config.n_test} test patches of {config.size} px "
-        f"to {out} in {elapsed:.1f} s (seed {config.seed})"
+        f"to {out} in {elapsed:.1f} s (seed {config.seed}, {workers} worker(s))"
     )
     pixels = json.loads((out / MARKER).read_text())["dfc_pixels"]
     evaluated = set(DEFAULT_CLASSES.names)
@@ -177,6 +178,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=None, help="generator seed (default 0)")
     synth.add_argument(
         "--full-size", action="store_true", help="real DFC2020 sizes: 986 / 5128 patches of 256 px"
+    )
+    synth.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: all cores with --full-size, else 1); output identical for any",
     )
     synth.set_defaults(func=_synth)
 

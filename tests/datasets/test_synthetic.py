@@ -1,21 +1,25 @@
-"""Physics sanity of the synthetic generator, its file format, and determinism for a seed."""
+"""Physics sanity of the synthetic generator, its domain shift and label noise, its file format, and
+determinism for a seed and for any number of worker processes."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from datasets.synthetic import ENL, make_patch, speckle
+from datasets.synthetic import ENL, SynthConfig, generate, make_patch, patch_scene, regions_of, speckle
 from tests.datasets.conftest import patch_file
+
+#: 60 labelled patches of 64 px from 4 summer (leaf-on) regions: enough pixels of every class.
+CONFIG = SynthConfig(n_labelled=60, n_test=60, size=64, seed=7, pool_seasons=("summer",))
 
 
 @pytest.fixture(scope="module")
 def patches() -> dict[str, np.ndarray]:
-    """60 patches of 64 px: enough pixels of every class for class statistics."""
-    ps = [make_patch(7, "labelled", i, 64, nonfinite=False) for i in range(60)]
+    ps = [make_patch(CONFIG, "labelled", i) for i in range(CONFIG.n_labelled)]
     return {k: np.stack([p[k] for p in ps]) for k in ("s1", "s2", "dfc")}
 
 
@@ -27,18 +31,22 @@ def test_ndvi_ordering(patches: dict[str, np.ndarray]) -> None:
     s2, labels = patches["s2"].astype(np.float64), patches["dfc"][:, 0]
     ndvi = (s2[:, 7] - s2[:, 3]) / (s2[:, 7] + s2[:, 3])
     by_class = {c: _class_mean(ndvi, labels, c) for c in (1, 4, 7, 9, 10)}
-    assert by_class[1] > by_class[4] > by_class[7] > by_class[10]  # forest > grass > urban > water
+    assert min(by_class[1], by_class[4]) > by_class[7] > by_class[10]  # vegetation > urban > water
     assert by_class[9] < by_class[4] and by_class[10] < 0 < by_class[9]
-    assert by_class[1] == pytest.approx(0.6, abs=0.08)
+    # research table 5.2: 0.6 for clear leaf-on forest; haze, thin cloud and boundary pixels lower it
+    assert 0.45 < by_class[1] < 0.7
 
 
-def test_water_darkest_in_sar(patches: dict[str, np.ndarray]) -> None:
+def test_water_darkest_and_urban_brightest_in_sar(patches: dict[str, np.ndarray]) -> None:
     s1, labels = patches["s1"], patches["dfc"][:, 0]
     present = [c for c in range(1, 11) if (labels == c).sum() > 500]
     for band in (0, 1):
-        means = {c: _class_mean(s1[:, band], labels, c) for c in present}
-        assert min(means, key=means.get) == 10
-        assert means[7] == max(means.values())  # urban brightest (double bounce, point targets)
+        medians = {c: float(np.median(s1[:, band][labels == c])) for c in present}
+        assert min(medians, key=medians.get) == 10
+        assert max(medians, key=medians.get) == 7  # double bounce and point targets
+    urban_vv = s1[:, 0][labels == 7]
+    assert float(np.median(urban_vv)) == pytest.approx(-3, abs=2)  # research table 5.3
+    assert np.percentile(urban_vv, 99) - np.median(urban_vv) > 8  # heavy right tail
     assert _class_mean(s1[:, 0], labels, 1) - _class_mean(s1[:, 1], labels, 1) == pytest.approx(6, abs=1)
 
 
@@ -52,7 +60,7 @@ def test_speckle_enl_and_correlation() -> None:
 
 
 def test_enl_on_homogeneous_areas(patches: dict[str, np.ndarray]) -> None:
-    """ENL estimated in 8x8 windows entirely inside forest of the generated S1 is near 4.4."""
+    """ENL in 8x8 windows entirely inside forest: speckle dominates, mixing adds a little variance."""
     power, labels = 10 ** (patches["s1"][:, 0] / 10), patches["dfc"][:, 0]
     enls = []
     for i in range(len(power)):
@@ -62,22 +70,73 @@ def test_enl_on_homogeneous_areas(patches: dict[str, np.ndarray]) -> None:
                     w = power[i, y : y + 8, x : x + 8]
                     enls.append(w.mean() ** 2 / w.var())
     assert len(enls) > 50
-    assert float(np.median(enls)) == pytest.approx(ENL, rel=0.2)
+    assert float(np.median(enls)) == pytest.approx(ENL, rel=0.3)
 
 
-def test_patches_dominated_by_few_classes(patches: dict[str, np.ndarray]) -> None:
-    labels = patches["dfc"][:, 0]
-    for patch in labels:
-        share = np.sort(np.bincount(patch.ravel(), minlength=11))[::-1] / patch.size
+def test_patches_dominated_by_few_classes() -> None:
+    for i in range(30):
+        truth = patch_scene(CONFIG, "test", i)[2].truth
+        share = np.sort(np.bincount(truth.ravel(), minlength=11))[::-1] / truth.size
         assert share[:3].sum() > 0.9
 
 
+def test_regions_differ_between_splits() -> None:
+    """Pool and test come from disjoint regions, the test from more of them, in other seasons."""
+    pool = {patch_scene(CONFIG, "labelled", i)[1] for i in range(CONFIG.n_labelled)}
+    test = {patch_scene(CONFIG, "test", i)[1] for i in range(CONFIG.n_test)}
+    assert not {r.index for r in pool} & {r.index for r in test}
+    assert len(test) > len(pool) == CONFIG.pool_regions
+    assert {r.season for r in pool} <= set(CONFIG.pool_seasons) and {r.season for r in test} > {"winter"}
+    soils = [tuple(r.s2_endmembers[3]) for r in pool | test]
+    assert len(set(soils)) == len(soils)  # every region has its own soil
+    assert np.all(np.diff(regions_of(CONFIG, "test")) >= 0)  # patches clustered by region
+
+
+def test_phenology_shows_in_the_image() -> None:
+    """Broadleaf forest loses NIR in a leaf-off (winter) region: same sub-type, other season."""
+    summer = dataclasses.replace(CONFIG, pool_seasons=("summer",), subtype_concentration=100.0)
+    winter = dataclasses.replace(summer, pool_seasons=("winter",))
+    nir = []
+    for config in (summer, winter):
+        values = []
+        for i in range(30):
+            p = patch_scene(config, "labelled", i)[2]
+            s2 = make_patch(config, "labelled", i)["s2"]
+            values.append(s2[7][p.subtype == 0])  # broadleaf pixels, B8
+        nir.append(float(np.concatenate(values).mean()))
+    assert nir[1] < 0.85 * nir[0]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2])
+def test_label_noise_rate_as_configured(rate: float) -> None:
+    config = dataclasses.replace(CONFIG, mislabel_rate=rate, boundary_shift_px=0.0)
+    wrong = total = 0
+    for i in range(40):
+        p = patch_scene(config, "test", i)[2]
+        wrong += int((p.labels != p.truth).sum())
+        total += p.truth.size
+    assert wrong / total == pytest.approx(rate, abs=0.04)
+    shifted = patch_scene(dataclasses.replace(config, boundary_shift_px=1.0), "test", 0)[2]
+    assert 0 < (shifted.labels != shifted.truth).mean() < rate + 0.15  # boundaries only
+
+
 def test_deterministic_for_a_seed() -> None:
-    a, b = make_patch(3, "test", 5, 32, True), make_patch(3, "test", 5, 32, True)
+    a, b = make_patch(CONFIG, "test", 5, True), make_patch(CONFIG, "test", 5, True)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
-    assert not np.array_equal(a["s2"], make_patch(4, "test", 5, 32, True)["s2"])
+    other = dataclasses.replace(CONFIG, seed=8)
+    assert not np.array_equal(a["s2"], make_patch(other, "test", 5, True)["s2"])
     assert not np.isfinite(a["s1"]).all()
+
+
+def test_identical_bytes_for_one_and_two_workers(tmp_path: Path) -> None:
+    config = SynthConfig(n_labelled=5, n_test=4, size=32, seed=3)
+    one = generate(tmp_path / "one", config, workers=1)
+    two = generate(tmp_path / "two", config, workers=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert len(files) == 4 * 9 + 1
+    for name in files:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
 def test_written_format(tiny_data_root: Path) -> None:
