@@ -2,10 +2,10 @@
 
 A method supplies its trainable modules and a loss function ``(batch, gen) -> (loss, monitors)``;
 :func:`fit` does the rest the same way for every method: data resident on the device when it
-fits, random index batches without a DataLoader, AdamW with warm-up + cosine decay, bf16 autocast
-and channels_last on CUDA (``bench.core.device``), progress (``bench.core.progress``), MLflow
-metrics every ``log_every`` steps, and a :class:`~bench.core.errors.NonFiniteLossError` naming
-the method and the step.
+fits, random index batches without a DataLoader, bf16 autocast and channels_last on CUDA
+(``bench.core.device``), data-parallel gradients under torchrun, and MLflow metrics every
+``log_every`` steps. The optimisation itself (AdamW, warm-up + cosine, the non-finite guard naming
+the method and the step, progress) is :func:`bench.core.loop.run_steps`, which fine-tuning uses too.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from torch import nn
 
 from bench.core.device import as_input, autocast, fits_on_device, to_device
 from bench.core.distributed import average_, broadcast_, world
-from bench.core.errors import BenchError, NonFiniteLossError
-from bench.core.progress import progress_of
-from bench.core.schedule import warmup_cosine
+from bench.core.errors import BenchError
+from bench.core.loop import run_steps
 from methods.registry import PretrainContext
 
 #: A monitor: a tensor, or a zero-argument callable evaluated only at logging points (for costly
@@ -90,11 +89,6 @@ def make_generator(ctx: PretrainContext, salt: int = 0) -> torch.Generator:
     return torch.Generator(device=ctx.device).manual_seed(ctx.seed * 1_000_003 + salt)
 
 
-def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
-    warm = max(1, round(cfg.warmup * cfg.steps))
-    return lambda step: warmup_cosine(step, warm, cfg.steps)
-
-
 def fit(
     label: str,
     modules: Iterable[nn.Module],
@@ -127,38 +121,39 @@ def fit(
             raise BenchError(f"{label}: batch_size {cfg.batch_size} does not split over {ranks} processes")
         # batch indices: the shared generator above; augmentations: one generator per rank
         gen = make_generator(ctx, salt + 7_919 * (rank + 1))
-    optimizer = torch.optim.AdamW(list(params), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
-    broadcast_([p.data for p in trained])  # every rank starts from rank 0's weights
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    history = torch.zeros(cfg.steps, device=ctx.device)
-    checked = 0
-    bar = progress_of(range(cfg.steps), desc=f"pretrain {label}", unit="step", enabled=ctx.progress)
-    for step in bar:
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    broadcast_([p.data for group in groups for p in group["params"]])  # every rank starts from rank 0's
+    monitors: dict[str, Monitor] = {}
+
+    def loss_at(step: int) -> torch.Tensor:
         batch = batches.draw(cfg.batch_size, (rank, ranks))
         with autocast(ctx.device):
-            loss, monitors = loss_fn(batch, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if ranks > 1:  # the mean gradient over ranks = the gradient of the global batch's mean loss
-            average_([p.grad for p in trained if p.grad is not None])
-        optimizer.step()
-        scheduler.step()
-        history[step] = loss.detach().float()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            average_([history[checked : step + 1]])  # the global batch's loss, alike on every rank
-            window = history[checked : step + 1].cpu()
-            bad = (~torch.isfinite(window)).nonzero()
-            if len(bad):
-                first = checked + int(bad[0])
-                raise NonFiniteLossError(
-                    f"{label}: non-finite loss ({float(history[first])}) at step {first}; "
-                    "lower the learning rate or check the input data for NaN/inf"
-                )
-            metrics = {"loss": float(window.mean()), "lr": float(scheduler.get_last_lr()[0])}
-            values = {k: v() if callable(v) else v for k, v in monitors.items()}
-            metrics.update({k: float(v.detach().float()) for k, v in values.items()})
-            ctx.log_metrics({f"{label}/{k}": v for k, v in metrics.items()}, step)
-            bar.note(f"loss {metrics['loss']:.4f}")
-            checked = step + 1
-    return history.cpu().tolist()
+            loss, latest = loss_fn(batch, gen)
+        monitors.clear()
+        monitors.update(latest)  # only the last step's monitors are evaluated, at logging points
+        return loss
+
+    def log(steps_done: int, losses: torch.Tensor, lr: float) -> str:
+        metrics = {"loss": float(losses.mean()), "lr": lr}
+        values = {k: v() if callable(v) else v for k, v in monitors.items()}
+        metrics.update({k: float(v.detach().float()) for k, v in values.items()})
+        ctx.log_metrics({f"{label}/{k}": v for k, v in metrics.items()}, steps_done - 1)
+        return f"loss {metrics['loss']:.4f}"
+
+    def average_gradients(trained: list[nn.Parameter]) -> None:
+        # the mean gradient over ranks = the gradient of the global batch's mean loss
+        average_([p.grad for p in trained if p.grad is not None])
+
+    return run_steps(
+        f"pretrain {label}",
+        groups,
+        cfg,
+        loss_at,
+        device=ctx.device,
+        check_every=cfg.log_every,
+        on_check=log,
+        after_backward=average_gradients if ranks > 1 else None,
+        reduce_losses=lambda losses: average_([losses]),  # the global batch's loss, alike on every rank
+        progress=ctx.progress,
+    )

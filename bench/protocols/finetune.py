@@ -13,6 +13,7 @@ the last step of the fixed schedule instead.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.device import as_input, autocast, fits_on_device, host_tensor, to_device
-from bench.core.errors import NonFiniteLossError
-from bench.core.progress import progress_of
-from bench.core.schedule import warmup_cosine
+from bench.core.loop import run_steps
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
 from bench.protocols.metrics import Scores
@@ -130,11 +129,6 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     return x, y
 
 
-def lr_factor(step: int, cfg: FinetuneConfig) -> float:
-    """Linear warm-up over ``cfg.warmup`` of the steps, then cosine decay to zero at ``cfg.steps``."""
-    return warmup_cosine(step, max(1, round(cfg.warmup * cfg.steps)), cfg.steps)
-
-
 def train_step(
     model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, device: torch.device
 ) -> torch.Tensor:
@@ -160,39 +154,52 @@ def finetune(
     """Train a copy of ``backbone`` + head; return the model at its best validation AA.
 
     Validation AA is measured only at the budget's validation pixels; with no validation pixels
-    (a budget too small to hold any) or ``selection=False`` the last step is returned.
+    (a budget too small to hold any) or ``selection=False`` the last step is returned. The steps
+    run through :func:`bench.core.loop.run_steps`, the loop pretraining uses too.
     """
     torch.manual_seed(seed)
     model = to_device(Segmenter(copy.deepcopy(backbone), ds.classes.num_classes), device)
     data = TrainingPatches.from_budget(ds.labelled.images, budget, device)
     gen = torch.Generator(data.images.device).manual_seed(seed)
     groups = [
-        {"params": model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_factor},
-        {"params": model.head.parameters(), "lr": cfg.lr},
+        {"params": list(model.backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_factor},
+        {"params": list(model.head.parameters()), "lr": cfg.lr},
     ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     select = cfg.selection and has_validation_pixels(budget)
-    k = ds.classes.num_classes
     best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
     history: list[tuple[int, float]] = []
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    for step in progress_of(range(cfg.steps), desc="finetune", unit="step", enabled=progress):
+
+    def loss_at(step: int) -> torch.Tensor:
         model.train()
-        loss = train_step(model, opt, *data.batch(cfg.batch_size, cfg.crop, gen), device)
-        sched.step()
-        bad |= ~torch.isfinite(loss)
-        last = step + 1 == cfg.steps
-        # sync rarely: a NaN still stops the run within 10 steps
-        if ((step + 1) % 10 == 0 or last) and bad.item():
-            raise NonFiniteLossError(f"finetune loss became non-finite at step {step + 1}; no result written")
-        if select and ((step + 1) % cfg.eval_every == 0 or last):
-            aa = Scores.from_confusion(
-                validation_confusion(predictor(model, device), ds.labelled.images, budget, k, device)
-            ).aa
-            history.append((step + 1, aa))
-            if aa > best[0]:
-                best = (aa, {k_: v.detach().clone() for k_, v in model.state_dict().items()})
+        x, y = data.batch(cfg.batch_size, cfg.crop, gen)
+        with autocast(device):
+            logits = model(as_input(x, device))
+        return F.cross_entropy(logits.float(), y.to(device).long(), ignore_index=IGNORE)
+
+    def select_checkpoint(steps_done: int, losses: torch.Tensor, lr: float) -> None:
+        nonlocal best
+        if not select or (steps_done % cfg.eval_every and steps_done != cfg.steps):
+            return
+        cm = validation_confusion(
+            predictor(model, device), ds.labelled.images, budget, model.head.out_channels, device
+        )
+        aa = Scores.from_confusion(cm).aa
+        history.append((steps_done, aa))
+        if aa > best[0]:
+            best = (aa, {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    # NaN checks every 10 steps (one device sync each); selection on its own period inside
+    check = math.gcd(10, cfg.eval_every) if select else 10
+    run_steps(
+        "finetune",
+        groups,
+        cfg,
+        loss_at,
+        device=device,
+        check_every=check,
+        on_check=select_checkpoint,
+        progress=progress,
+    )
     if select:
         model.load_state_dict(best[1])
     model.validation_history = history  # (step, validation AA) of every evaluated checkpoint

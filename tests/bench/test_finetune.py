@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from bench.core.errors import NonFiniteLossError
+from bench.core.loop import lr_factor
 from bench.harness.runner import CellSpec, result_key, run_seed
 from bench.harness.tracking import completed_runs, find_completed
 from bench.models.backbones import build_backbone
 from bench.protocols.budget import LabelBudget
-from bench.protocols.finetune import IGNORE, FinetuneConfig, TrainingPatches, augment, lr_factor
+from bench.protocols.finetune import IGNORE, FinetuneConfig, TrainingPatches, augment
 from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
 
