@@ -10,7 +10,9 @@ characters of half-drawn bars, and nested bars (seeds around finetune steps) int
   :data:`LINE_STEP` of its total and :data:`MIN_GAP_S` have passed, or when :data:`MAX_GAP_S` have
   passed whatever its progress, and one closing line with its count and time. A stage that ends
   within :data:`QUIET_S` prints nothing at all: a fast step is not news, and the command's own
-  summary says what was done.
+  summary says what was done. A stage inside another (feature batches inside the seeds loop)
+  speaks only when it runs past :data:`MAX_GAP_S`: the outer stage's lines already say where the
+  command is.
 - **off**: ``enabled=False`` (a command's ``--no-progress``) or :func:`set_enabled` (``python -m bench
   --no-progress``) shows nothing.
 """
@@ -25,11 +27,11 @@ from typing import IO, Any, Generic, TypeVar
 T = TypeVar("T")
 
 #: Log mode: a progress line per this fraction of the total at most ...
-LINE_STEP = 0.1
+LINE_STEP = 0.25
 #: ... and no more often than this ...
-MIN_GAP_S = 10.0
+MIN_GAP_S = 30.0
 #: ... but at least this often while a stage runs, so a slow stage still shows that it is alive.
-MAX_GAP_S = 30.0
+MAX_GAP_S = 60.0
 #: Log mode: a stage that ends sooner than this leaves no line.
 QUIET_S = 2.0
 #: Terminal mode: how often an inner stage refreshes the outer bar's postfix.
@@ -77,6 +79,7 @@ class Progress(Generic[T]):
         self.mode = "off" if not (enabled and _enabled) else "bar" if _isatty(self.stream) else "log"
         self.start = self.last_line = self.last_refresh = time.monotonic()
         self.last_line_count = 0
+        self.first_update: float | None = None  # end of the first item: the rate is measured from here
         self.bar: Any = None
         self.closed = False
         if self.mode == "off":
@@ -112,6 +115,8 @@ class Progress(Generic[T]):
         if self.mode == "off":
             return
         now = time.monotonic()
+        if self.first_update is None:
+            self.first_update = now
         if self.bar is not None:
             self.bar.update(n)
         elif self.mode == "bar":
@@ -142,7 +147,7 @@ class Progress(Generic[T]):
             self.outer.bar.set_postfix_str(self.outer.notes, refresh=True)
         elif self.mode == "log":
             elapsed = time.monotonic() - self.start
-            if elapsed >= QUIET_S or self.last_line_count:
+            if self.last_line_count or (elapsed >= QUIET_S and self.outer is None):
                 done = f"{self.count}/{self.total}" if self.total is not None else str(self.count)
                 self._write(f"{self.desc}: {done} {self.unit} in {_format_seconds(elapsed)}")
 
@@ -150,7 +155,7 @@ class Progress(Generic[T]):
         since = now - self.last_line
         if since >= MAX_GAP_S:
             return True
-        if not self.total or since < MIN_GAP_S:
+        if not self.total or since < MIN_GAP_S or self.outer is not None:
             return False
         return (self.count - self.last_line_count) / self.total >= LINE_STEP and self.count < self.total
 
@@ -158,7 +163,7 @@ class Progress(Generic[T]):
         elapsed = now - self.start
         text = f"{self.desc}: {self.count}"
         if self.total:
-            left = elapsed / max(self.count, 1) * (self.total - self.count)
+            left = self._seconds_per_item(now) * (self.total - self.count)
             text += (
                 f"/{self.total} {self.unit} ({100 * self.count / self.total:.0f}%), "
                 f"{_format_seconds(elapsed)}, about {_format_seconds(left)} left"
@@ -167,6 +172,13 @@ class Progress(Generic[T]):
             text += f" {self.unit}, {_format_seconds(elapsed)}"
         self._write(text + (f" [{self.notes}]" if self.notes else ""))
         self.last_line, self.last_line_count = now, max(self.count, 1)
+
+    def _seconds_per_item(self, now: float) -> float:
+        """From the second item on, the rate since the first one ended: a stage opened long before its
+        items start (the seeds loop around pretraining) does not count the wait as work."""
+        if self.first_update is not None and self.count > 1:
+            return (now - self.first_update) / (self.count - 1)
+        return (now - self.start) / max(self.count, 1)
 
     def _show_in_outer_bar(self) -> None:
         outer = self.outer

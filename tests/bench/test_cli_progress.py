@@ -29,13 +29,36 @@ def every_step_is_news(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("every_step_is_news")
-def test_a_log_gets_a_line_per_tenth_and_a_closing_line_never_a_carriage_return() -> None:
+def test_a_log_gets_a_line_per_quarter_and_a_closing_line_never_a_carriage_return() -> None:
     log = io.StringIO()
     assert list(progress_of(range(100), desc="finetune", unit="step", stream=log)) == list(range(100))
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    assert lines[0].startswith("finetune: 10/100 step (10%)") and "left" in lines[0]
-    assert len(lines) == 10 and lines[-1].startswith("finetune: 100/100 step in ")
+    assert [line.split(" (")[0] for line in lines[:-1]] == [f"finetune: {n}/100 step" for n in (25, 50, 75)]
+    assert "left" in lines[0] and lines[-1].startswith("finetune: 100/100 step in ")
+
+
+@pytest.mark.usefixtures("every_step_is_news")
+def test_a_stage_inside_another_stays_quiet_in_a_log_until_it_runs_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = io.StringIO()
+    with progress_of(total=2, desc="seeds", unit="seed", stream=log) as seeds:
+        for _ in progress_of(range(8), desc="features", stream=log):
+            pass
+        seeds.update()
+        monkeypatch.setattr(progress_module, "MAX_GAP_S", 0.0)  # now every inner step has run "long"
+        for _ in progress_of(range(2), desc="finetune", stream=log):
+            pass
+        seeds.update()
+    lines = log.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith("features")]
+    assert [line.split(",")[0] for line in lines if line.startswith("finetune")] == [
+        "finetune: 1/2 it (50%)",
+        "finetune: 2/2 it (100%)",
+        "finetune: 2/2 it in 0.0 s",
+    ]
+    assert lines[0].startswith("seeds: 1/2 seed (50%)") and lines[-1].startswith("seeds: 2/2 seed in ")
 
 
 def test_a_fast_stage_leaves_no_line_in_a_log() -> None:
