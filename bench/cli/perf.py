@@ -13,6 +13,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "bench.perf.pretrain",
     "bench.perf.train",
     "bench.perf.backbone",
+    "bench.perf.workers",
     "bench.perf.cli",
 )
 
@@ -24,9 +25,11 @@ def _load_stages() -> None:
 
 def run_perf(args: argparse.Namespace) -> int:
     """Run the chosen stages (all by default) and print one table."""
+    from bench.core.device import use_thread_share
     from bench.core.errors import BenchError
     from bench.perf.stages import format_rows, run_stages
 
+    use_thread_share()
     _load_stages()
     try:
         rows = run_stages(args.stage or [], args)

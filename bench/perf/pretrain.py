@@ -63,6 +63,8 @@ def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
     device = resolve_device(getattr(args, "device", "auto"))
     backbone_name = getattr(args, "backbone", "tiny")
     ctx = PretrainContext(device=device, seed=0, progress=False)
+    sizes = {"crop": getattr(args, "crop", None), "batch_size": getattr(args, "batch", None)}
+    shape = {k: v for k, v in sizes.items() if v is not None}  # --crop/--batch; else each method's
     rows: list[PerfRow] = []
     for name in method_labels():
         cls = get_method(name)
@@ -71,8 +73,8 @@ def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
         forward = cls().bare_forward(backbone, device)
         if forward is None:  # nothing trained (random, imagenet, references) or a composite (sscl)
             continue
-        cls(cls.config_from_dict({"steps": _WARMUP})).pretrain(backbone, ds.labelled.images, ctx)
-        method = cls(cls.config_from_dict({"steps": _STEPS}))
+        cls(cls.config_from_dict({"steps": _WARMUP, **shape})).pretrain(backbone, ds.labelled.images, ctx)
+        method = cls(cls.config_from_dict({"steps": _STEPS, **shape}))
         cfg = method.config
         run = functools.partial(method.pretrain, backbone, ds.labelled.images, ctx)
         harness = _STEPS * cfg.batch_size / _seconds(run, device)

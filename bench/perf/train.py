@@ -5,26 +5,28 @@
   ratio is the share of the limit the harness reaches.
 - linear: one probe fit from cached features against the same fit if every L-BFGS loss evaluation
   (an epoch over the labelled pixels) had to re-run the backbone over the labelled patches. The
-  backbone pass is timed; the epoch count is the one the fit used.
+  backbone pass is timed; the epoch count is the one the fit used. Also the test split streamed
+  through backbone + probe (patches/s), and the disk the budget's feature cache takes against what
+  caching the test split's features would (DESIGN 5: disk grows with the budget, not the test set).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from bench.core.device import host_tensor, resolve_device, to_device
 from bench.models.backbones import build_backbone
 from bench.perf.stages import PerfRow, register_stage
 from bench.protocols.budget import draw_budget
-from bench.protocols.features import cached_features, extract
+from bench.protocols.features import cached_pixel_features, pixel_features
 from bench.protocols.finetune import FinetuneConfig, Segmenter, TrainingPatches, train_step
-from bench.protocols.linear import LinearConfig, fit_linear
+from bench.protocols.linear import LinearConfig, fit_linear, stream_confusion
 
 _WARMUP, _STEPS, _SAMPLES = 3, 20, 200
 
@@ -63,7 +65,8 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
         budget = draw_budget(
             labels, fingerprint=ds.fingerprint, class_names=ds.classes.names, samples=_SAMPLES
         )
-    cfg = FinetuneConfig()
+    sizes = {"crop": getattr(args, "crop", None), "batch_size": getattr(args, "batch", None)}
+    cfg = dataclasses.replace(FinetuneConfig(), **{k: v for k, v in sizes.items() if v is not None})
     model = to_device(Segmenter(backbone, ds.classes.num_classes), device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     data = TrainingPatches.from_budget(ds.labelled.images, budget, device)
@@ -76,21 +79,31 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     harness, bare = cfg.batch_size / harness_s, cfg.batch_size / bare_s
 
     backbone.eval()
-    feats = cached_features(
-        backbone, ds.labelled.images, split_fingerprint=ds.labelled.fingerprint, device=device, progress=False
+    pool = ds.labelled
+    pixels = (budget.patch, budget.row, budget.col)
+    feats = cached_pixel_features(
+        backbone, pool.images, *pixels, split_fingerprint=pool.fingerprint, device=device, progress=False
     )
     targets = torch.from_numpy(budget.label).to(device)
 
     def cached_fit() -> int:
-        x = host_tensor(feats[budget.patch, budget.row, budget.col]).to(device)
-        return fit_linear(x, targets, ds.classes.num_classes, LinearConfig()).evals
+        return fit_linear(
+            host_tensor(feats).to(device), targets, ds.classes.num_classes, LinearConfig()
+        ).evals
 
     cached_s = _timed(cached_fit, device)
     epochs = cached_fit()
     patches = budget.labelled_patches
-    scratch = np.empty((patches.size, *feats.shape[1:]), dtype=np.float16)
-    epoch_s = _timed(lambda: extract(backbone, ds.labelled.images[patches], device, scratch), device)
+    epoch_s = _timed(lambda: pixel_features(backbone, pool.images, *pixels, device), device)
     uncached_s = cached_s + epochs * epoch_s
+    probe = fit_linear(host_tensor(feats).to(device), targets, ds.classes.num_classes, LinearConfig())
+    test = ds.test
+    stream_s = _timed(
+        lambda: stream_confusion(backbone, probe, test.images, test.labels, ds.classes.num_classes, device),
+        device,
+    )
+    n_test, _, h, w = test.images.shape
+    whole_test_mib = n_test * h * w * backbone.out_dim * 2 / 2**20  # what caching the test split would take
     crop = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}"
     return [
         PerfRow("train", f"finetune harness step ({crop}, {device.type})", harness, "images/s"),
@@ -99,4 +112,14 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
         PerfRow("train", f"linear fit, cached features ({epochs} epochs)", cached_s, "s"),
         PerfRow("train", f"linear fit, backbone re-run each epoch ({patches.size} patches)", uncached_s, "s"),
         PerfRow("train", "linear cached-feature speed-up", uncached_s / cached_s, "x"),
+        PerfRow(
+            "train",
+            f"linear test stream, backbone + probe ({n_test} patches)",
+            n_test / stream_s,
+            "patches/s",
+        ),
+        PerfRow(
+            "train", f"linear feature cache ({budget.label.size} budget pixels)", feats.nbytes / 2**20, "MiB"
+        ),
+        PerfRow("train", "test-split features if they were cached (not written)", whole_test_mib, "MiB"),
     ]
