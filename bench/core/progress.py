@@ -152,12 +152,14 @@ class Progress(Generic[T]):
                 self._write(f"{self.desc}: {done} {self.unit} in {_format_seconds(elapsed)}")
 
     def _line_due(self, now: float) -> bool:
+        if self.total and self.count >= self.total:
+            return False  # the closing line says it
         since = now - self.last_line
         if since >= MAX_GAP_S:
             return True
         if not self.total or since < MIN_GAP_S or self.outer is not None:
             return False
-        return (self.count - self.last_line_count) / self.total >= LINE_STEP and self.count < self.total
+        return (self.count - self.last_line_count) / self.total >= LINE_STEP
 
     def _line(self, now: float) -> None:
         elapsed = now - self.start
