@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The protocol names (``bench.harness.runner.PROTOCOLS``), here so that parsing imports no torch.
@@ -164,3 +167,19 @@ def prepare(args: argparse.Namespace) -> None:
     from bench.core.device import use_thread_share
 
     use_thread_share()  # this process's share of the cores when several workers run here
+
+
+@contextlib.contextmanager
+def warnings_once() -> Iterator[None]:
+    """Collect the warnings raised while a command works; print each distinct one once at the end.
+
+    Python repeats a warning per call site and prints it with its source line; a short-class budget
+    warning would come once per seed and cell, though the user can do nothing about it per seed.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                print(f"warning: {message}")

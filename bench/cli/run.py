@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from bench.cli.common import (
     evaluation_overrides,
     prepare,
     preset_overrides,
+    warnings_once,
 )
 from bench.core.errors import BenchError
 
@@ -152,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
     ds = load_dataset(
         args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
+    with warnings_once():
         cells = [
             run_cell(
                 spec,
@@ -165,8 +164,6 @@ def run(args: argparse.Namespace) -> int:
             )
             for spec in specs
         ]
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        print(f"warning: {message}")
     for cell in cells:
         print(report(cell, ds.classes.names))
         print()

@@ -22,6 +22,7 @@ from bench.cli.common import (
     evaluation_overrides,
     prepare,
     preset_overrides,
+    warnings_once,
 )
 
 
@@ -132,14 +133,15 @@ def run(args: argparse.Namespace) -> int:
     for method, reason in unavailable.items():  # so that `bench table` shows the column as n/a
         record_unavailable(method, args.backbone, ds.fingerprint, reason)
     if args.executor == "local":
-        report = run_sweep(
-            units,
-            ds,
-            device,
-            ClaimStore(bench_home() / "claims"),
-            worker=args.worker_id,
-            progress=args.progress,
-        )
+        with warnings_once():  # each distinct warning once, after the units, not once per seed
+            report = run_sweep(
+                units,
+                ds,
+                device,
+                ClaimStore(bench_home() / "claims"),
+                worker=args.worker_id,
+                progress=args.progress,
+            )
     else:
         from bench.harness.executors import RemoteContext, run_ray, run_submitit
 

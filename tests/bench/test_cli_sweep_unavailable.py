@@ -42,8 +42,12 @@ def test_sweep_skips_imagenet_on_tiny_once_and_the_table_keeps_its_column(
 ) -> None:
     argv = [*SWEEP, "--data", str(tiny_data_root), "--no-progress"]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert out.count("skipping imagenet: needs a timm trunk") == 1
+    assert "UserWarning" not in captured.err  # short-class warnings: one plain line each, after the units
+    warned = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert warned and len(warned) == len(set(warned))
     assert out.index("skipping imagenet") < out.index("sweep: 1 done")
     assert "0 failed" in out and "not run (see the first lines): imagenet" in out
 
