@@ -43,7 +43,11 @@ def _sweep_command(data: Path) -> tuple[list[str], dict[str, str]]:
     """A 4-unit ``bench sweep`` (random, 2 budgets x 2 seeds, linear) as a worker subprocess runs it."""
     args = "--methods random --samples 5,10 --seeds 2 --protocol linear --device cpu --no-progress"
     cmd = [sys.executable, "-m", "bench", "sweep", "--data", str(data), *args.split()]
-    return cmd, {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    # the caller's environment passes through (a GPU machine sets PYTHONPATH to its wheels): the repo
+    # goes in front of it, not in its place
+    repo = str(Path(__file__).resolve().parents[2])
+    python_path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    return cmd, os.environ | {"PYTHONPATH": python_path}
 
 
 def test_sweep_resumes_skips_and_reports_failures(store: Path, tiny_dataset: Dataset) -> None:
