@@ -2,8 +2,9 @@
 
 Generation goes into a temporary folder that is renamed into place, so an interrupted or
 concurrent first run never leaves a half-written default behind. The folder is named by the
-generator version and a hash of the default config, so a new generator or a recalibrated default
-is generated afresh instead of silently reusing an old set.
+generator version and a hash of the default config and of the generator's source (its tables are
+constants, not config), so a new generator or a recalibrated default is generated afresh instead
+of silently reusing an old set.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 from bench.core.atomic import atomic_dir
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
+from datasets import synthetic
 from datasets.synthetic import GENERATOR_VERSION, MARKER, SynthConfig, generate
 
 DEFAULT_CONFIG = SynthConfig()
-DEFAULT_NAME = f"synthetic-dfc2020-v{GENERATOR_VERSION}-{stable_hash(asdict(DEFAULT_CONFIG))[:8]}"
+_GENERATOR_KEY = stable_hash([asdict(DEFAULT_CONFIG), Path(synthetic.__file__).read_text()], length=8)
+DEFAULT_NAME = f"synthetic-dfc2020-v{GENERATOR_VERSION}-{_GENERATOR_KEY}"
 
 
 def default_data_root(progress: bool = True) -> Path:

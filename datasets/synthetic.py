@@ -17,11 +17,12 @@ Scene model, per patch:
 * **labels**: 1-3 dominant classes per patch from argmax'ed power-law Gaussian random fields, crop
   parcels, urban blocks and streets, rivers, roads (as version 1), then label noise;
 * **surfaces**: a linear mixing model. Every pixel is a mixture of endmembers (green leaves,
-  needles, dry vegetation, soil, sand, rock, water, roofs, asphalt, snow) whose fractions are drawn
-  around the mean of its class *sub-type* (e.g. broadleaf/needleleaf/open forest, dense/sparse
-  shrub, green/dry/wet grass, green/bare/harvested crops, marsh/swamp/bog wetlands, dense/sparse
-  urban, sand/rock barren, clear/turbid water). Sub-types of shrub, grass, crop and wetlands share
-  endmembers, so their spectra overlap as on the ground;
+  needles, dry vegetation, soil, sand, rock, water, roofs, asphalt, snow, and canopy shade) whose
+  fractions are drawn around the mean of its class *sub-type* (broadleaf/needleleaf/mixed forest,
+  dense/sparse shrub, green/dry/wet grass, green/bare/harvested crops, marsh/swamp/bog wetlands,
+  dense/sparse urban with streets and green blocks, sand/rock/gravel barren, clear/shallow water).
+  Sub-types of shrub, grass, crop and wetlands share endmembers, so their spectra overlap as on
+  the ground, and a region mixes few of a class's sub-types, so the test meets unseen ones;
 * **S2 L1C**: endmember spectra (TOA DN, research table 5.2 as anchors), region phenology and soil,
   scene gain (sun elevation, never per class), haze, thin cloud and cloud shadow in a fraction of
   scenes, a Gaussian sensor PSF on every band, the 20 m and 60 m bands at their resolution;
@@ -33,6 +34,39 @@ Scene model, per patch:
 
 Each patch has its own generator seeded by (seed, split, index), and a region's parameters by
 (seed, region): the output is identical for any order, batching or number of worker processes.
+
+Calibration (method-agnostic). The defaults were tuned with ``bench data difficulty`` alone (and
+its in-memory equivalent over generator seeds 0-4), before any pretraining method or deep model
+ran on version 2; they are not to be retuned after seeing a method's numbers. Targets: logistic
+AA on test 40-60, per-class order like the seed's baseline (water easiest; wetlands, grassland,
+croplands among the hardest), pool-val minus test AA >= 10 points. Steps, from the research
+values: a canopy shade endmember (forest NIR matched table 5.2; unshaded canopies looked like
+green crops); haze mean 0.25 -> 0.1 (green-crop NDVI 0.53 against the table's 0.65); conifer NIR
+raised; then the shift, which first gave a gap of 3-12 points depending on the seed:
+sub-type concentration 1 -> 0.2, pixel fraction spread 0.35 -> 0.15, region canopy spectra
+(pigment sd 0.2, vigour sd 0.15), region SAR spread x1.0 of table 5.3, a pool of 3 summer regions
+(was 4 summer/spring); last, swamps less forest-like, mixed forest instead of open forest, a
+gravel-plain barren, rivers 2-8 px wide, and urban backscatter raised to table 5.3's median
+(roofs +3 dB VV; streets and urban green lifted by layover), which left the AA within 1 point.
+In-memory check before that last step, logistic at 200 px/class, seeds 0/3/4: test AA
+44.8/44.8/45.8, gap 16.4/18.0/9.1. ``python -m bench data difficulty`` on the default
+(fingerprint 405299c0b77e9866; 103 s on 2 busy cores):
+
+    classifier n/class  eval         AA    OA  Forest Shrub Grass Wetl Crop Urban Barren Water
+    logistic       200  test       45.4  42.0    50.7  37.9  24.9  2.6 18.5  61.8   79.5  87.4
+    rf             200  test       50.1  50.2    75.6  21.8  26.1  1.8 41.1  75.5   70.1  89.2
+    logistic       200  pool-val   67.3  61.2    74.4  57.0  41.2 93.0 40.0  79.7   64.4  88.9
+    rf             200  pool-val   71.5  72.1    84.2  54.1  65.4 80.3 55.9  85.4   58.1  88.8
+    logistic      1000  test       46.2  43.3    52.3  39.1  25.5  2.7 23.0  62.3   78.9  86.2
+    rf            1000  test       51.8  52.0    75.5  26.4  29.8  1.7 43.7  78.5   70.2  88.4
+    logistic      1000  pool-val   69.4  64.2    74.5  55.6  52.7 92.6 40.0  81.1   69.5  89.3
+    rf            1000  pool-val   74.7  75.7    85.5  54.2  69.3 78.6 65.1  86.4   71.0  87.6
+    gap (pool-val AA - test AA): logistic 200 +21.9, rf 200 +21.4, logistic 1000 +23.2, rf 1000 +22.9
+
+(Version 1 on the same command: logistic 200 test AA 90.8, pool-val 90.0, gap -0.8.) The
+pool-val estimate rests on 32 patches, so a single rare-class patch moves it by many points (the
+run before the urban step, with another split, had wetlands at 5.4 in pool-val and a gap of 18.5):
+read the gap as a property of the generator over seeds, not to the decimal.
 """
 
 from __future__ import annotations
@@ -114,7 +148,7 @@ S1_ENDMEMBERS = np.array(
         [-20.0, -27.0],  # sand
         [-9.0, -17.0],  # rock
         [-22.0, -28.0],  # water (wind moves it)
-        [1.0, -6.5],  # roof: walls and ground as dihedral corners
+        [3.0, -4.5],  # roof: walls and ground as dihedral corners
         [-16.0, -24.0],  # asphalt
         [-14.0, -22.0],  # snow
         [0.0, 0.0],  # shade: optical only; left out of the SAR mixture
@@ -170,11 +204,13 @@ SUBTYPES: tuple[SubType, ...] = (
     SubType(6, "harvested", {"dry": 0.6, "soil": 0.35, "leaf": 0.05}, 1.0, (-0.5, -0.5)),
     SubType(7, "dense urban", {"roof": 0.6, "asphalt": 0.3, "leaf": 0.1}, 0.5),
     SubType(7, "sparse urban", {"roof": 0.3, "leaf": 0.3, "dry": 0.15, "asphalt": 0.15, "soil": 0.1}, 0.5),
-    SubType(7, "street", {"asphalt": 0.8, "soil": 0.1, "leaf": 0.1}, 0.5, (8.0, 6.0)),
-    SubType(7, "urban green", {"leaf": 0.6, "dry": 0.2, "soil": 0.2}, 0.3, (3.0, 2.0)),
+    # streets between buildings are rarely dark in SAR: layover and multipath of the walls
+    SubType(7, "street", {"asphalt": 0.8, "soil": 0.1, "leaf": 0.1}, 0.5, (10.0, 8.0)),
+    SubType(7, "urban green", {"leaf": 0.6, "dry": 0.2, "soil": 0.2}, 0.3, (5.0, 4.0)),
     SubType(8, "snow", {"snow": 0.9, "rock": 0.1}),
     SubType(9, "sand", {"sand": 0.7, "rock": 0.1, "soil": 0.15, "dry": 0.05}),
     SubType(9, "rock", {"rock": 0.6, "soil": 0.25, "dry": 0.1, "sand": 0.05}),
+    SubType(9, "gravel plain", {"rock": 0.4, "soil": 0.35, "dry": 0.15, "leaf": 0.1}),
     SubType(10, "clear water", {"water": 1.0}),
     SubType(10, "shallow water", {"water": 0.9, "soil": 0.05, "leaf": 0.05}),
 )
@@ -208,8 +244,10 @@ CONFUSED_WITH = {1: 2, 2: 4, 3: 2, 4: 6, 5: 4, 6: 4, 7: 6, 8: 9, 9: 2, 10: 5}
 class SynthConfig:
     """Size, seed and physics of a generated set; written to ``synthetic.json`` beside the data.
 
-    Every effect is a named field. Starting values come from research-data.md and physics; the
-    calibrated ones are marked (calibrated with ``bench data difficulty`` only).
+    Every effect is a named field. Starting values come from research-data.md and physics; these
+    were then set by the calibration with ``bench data difficulty`` (module docstring):
+    ``pool_regions``, ``pool_seasons``, ``subtype_concentration``, ``fraction_spread``,
+    ``vigour_sd``, ``leaf_pigment_sd``, ``region_sar_scale``, ``haze_mean``.
     """
 
     n_labelled: int = 160
@@ -223,27 +261,27 @@ class SynthConfig:
     class_prior: tuple[float, ...] = (0.22, 0.08, 0.015, 0.15, 0.04, 0.22, 0.09, 0.01, 0.04, 0.12)
     #: Regions (ROIs) of the labelled pool and of the test split, disjoint; the test spans more,
     #: as DFC2020's test scenes come from other ROIs than its validation scenes.
-    pool_regions: int = 4
+    pool_regions: int = 3
     test_regions: int = 10
     #: Seasons of the pool's and the test's regions (cycled over the regions): the pool sees the
     #: growing season only, the test every season, so leaf-off canopies and bare fields are new.
-    pool_seasons: tuple[str, ...] = ("summer", "spring")
+    pool_seasons: tuple[str, ...] = ("summer",)
     test_seasons: tuple[str, ...] = ("winter", "spring", "summer", "autumn")
     #: How far a region's class mix departs from the global prior (Dirichlet concentration; a
     #: biome: arid regions hold shrub and barren, humid ones forest and wetlands).
     region_prior_concentration: float = 20.0
     #: How unevenly a region mixes the sub-types of a class (Dirichlet concentration; 1 = any mix:
     #: one region's forests are needleleaf, another's broadleaf).
-    subtype_concentration: float = 0.3
+    subtype_concentration: float = 0.2
     #: Region soil: brightness factor range (dark loam .. bright calcareous soils) and redness
     #: (iron oxides raise red and lower blue), and the spread of vegetation vigour (NIR plateau).
     soil_brightness: tuple[float, float] = (0.7, 1.3)
     soil_redness: tuple[float, float] = (-0.1, 0.25)
-    vigour_sd: float = 0.1
+    vigour_sd: float = 0.15
     #: Canopy spectra differ by region (species, chlorophyll, leaf water content): sd of the
     #: factor on the visible bands (B1-B5) and on SWIR (B11, B12) of leaves and needles; and the
     #: brightness range of dry vegetation (litter, straw) by region.
-    leaf_pigment_sd: float = 0.12
+    leaf_pigment_sd: float = 0.2
     leaf_water_sd: float = 0.12
     litter_brightness: tuple[float, float] = (0.8, 1.2)
     #: Moisture darkens soil (more in SWIR, water absorbs there) and brightens it in SAR (the
@@ -256,13 +294,13 @@ class SynthConfig:
     #: Between-region spread of each class's backscatter, as a factor on research table 5.3's
     #: between-patch spreads (REGION_SAR_SPREAD_DB: forest stable, crops, wetlands, barren and
     #: urban variable with roughness, structure and moisture).
-    region_sar_scale: float = 0.7
+    region_sar_scale: float = 1.0
     #: Wind roughens water: dB added to VV at the windiest region (calm water -22 dB, wind -12).
     wind_db: float = 10.0
     #: Endmember fractions vary per pixel around the sub-type mean (sd of the log of each fraction
     #: before renormalising: tree gaps, soil patches), and canopy cover varies smoothly inside a
     #: stand (sd of its log).
-    fraction_spread: float = 0.25
+    fraction_spread: float = 0.15
     cover_sd: float = 0.25
     #: Patch-level gain (topography, BRDF) on top of the region's sun elevation; never per class.
     gain_sd: float = 0.05
@@ -551,12 +589,12 @@ def _layout(rng: np.random.Generator, size: int, region: Region, config: SynthCo
     subtype = np.where(urban & green, _SUB["urban green"], subtype)
     building = urban & ~is_street & ~green
 
-    if rng.random() < (0.5 if 10 in classes else 0.1):  # meandering river, 1-6 px wide
+    if rng.random() < (0.5 if 10 in classes else 0.1):  # meandering river, 2-8 px wide
         ru, rv = _rotated(size, rng.uniform(0, np.pi))
         walk = np.cumsum(rng.normal(0, 0.15, size=4 * size)).astype(np.float32)
         t = np.clip((rv + 2 * size).astype(np.int64), 0, 4 * size - 1)
         centre = rng.uniform(0.2, 0.8) * size + rng.uniform(2, 8) * np.sin(rv / rng.uniform(8, 30)) + walk[t]
-        river = np.abs(ru - centre) < rng.uniform(0.5, 3.0)
+        river = np.abs(ru - centre) < rng.uniform(1.0, 4.0)
         truth[river] = 10
         subtype[river] = sub_of[0, 10]
         building &= ~river

@@ -111,7 +111,10 @@ def _check(args: argparse.Namespace) -> int:
         from bench.report.plot import patches_figure, save_png
 
         assert ds.labelled.labels is not None  # the labelled pool always has labels
-        fig = patches_figure(ds.labelled.images, ds.labelled.labels, ds.classes.names, ds.band_names)
+        splits = [("pool", ds.labelled.images, ds.labelled.labels)]
+        if ds.test.labels is not None:
+            splits.append(("test", ds.test.images, ds.test.labels))
+        fig = patches_figure(splits, ds.classes.names, ds.band_names)
         print(f"wrote {save_png(fig, args.preview)}")
     return 0
 
@@ -193,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preview",
         type=Path,
         metavar="FILE.png",
-        help="also draw sample patches (S2, S1, labels) to FILE.png",
+        help="also draw sample patches (S2, S1, labels) of the pool and the test split to FILE.png",
     )
     check.set_defaults(func=_check)
 

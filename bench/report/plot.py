@@ -7,6 +7,7 @@ selects one combination first (:func:`single_setting` says which exist when ther
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -155,22 +156,28 @@ _CLASS_COLOURS: dict[str, str] = {
 
 
 def patches_figure(
-    images: np.ndarray,
-    labels: np.ndarray,
+    splits: Sequence[tuple[str, np.ndarray, np.ndarray]],
     class_names: tuple[str, ...],
     band_names: tuple[str, ...],
-    count: int = 6,
+    count: int = 4,
 ) -> Figure:
     """A look at the data: S2 true colour, S2 false colour (NIR), S1 VV and the label map.
 
-    ``count`` patches evenly spaced through the split; ``images`` are the cached normalised
-    patches (N, C, H, W), ``labels`` class indices with 255 for ignored pixels.
+    ``splits`` are (name, images, labels), drawn side by side (the labelled pool beside the test
+    split) so a shift between them shows at a glance; ``count`` patches evenly spaced through
+    each split (patches are often grouped by region, so spacing them spans the regions).
+    ``images`` are the cached normalised patches (N, C, H, W), ``labels`` class indices with 255
+    for ignored pixels.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     band = {name: i for i, name in enumerate(band_names)}
-    picks = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
+    columns = [
+        (name, images, labels, idx)
+        for name, images, labels in splits
+        for idx in np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
+    ]
     tab = plt.get_cmap("tab10")
     colours = [_CLASS_COLOURS.get(name, tab(i % 10)) for i, name in enumerate(class_names)]
     cmap = ListedColormap([*colours, "black"])  # the last colour: ignored pixels
@@ -182,9 +189,9 @@ def patches_figure(
         ("labels", (), 1.0),
     )
     fig, axes = plt.subplots(
-        len(rows), len(picks), figsize=(2.2 * len(picks), 2.2 * len(rows)), squeeze=False
+        len(rows), len(columns), figsize=(2.2 * len(columns), 2.2 * len(rows)), squeeze=False
     )
-    for col, idx in enumerate(picks):
+    for col, (split_name, images, labels, idx) in enumerate(columns):
         patch = np.asarray(images[idx], dtype=np.float32)
         for row, (title, bands, white) in enumerate(rows):
             ax = axes[row, col]
@@ -199,7 +206,7 @@ def patches_figure(
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(title, fontsize=8)
-        axes[0, col].set_title(f"patch {idx}", fontsize=8)
+        axes[0, col].set_title(f"{split_name} {idx}", fontsize=8)
     legend = [Patch(color=c, label=n) for c, n in zip(colours, class_names, strict=True)]
     legend.append(Patch(color="black", label="ignored"))
     fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 5), fontsize=8, frameon=False)
