@@ -24,6 +24,7 @@ import torch.multiprocessing as mp
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from bench.cli import main
 from methods.registry import PretrainContext
 from methods.training import TrainConfig, fit
 
@@ -70,12 +71,14 @@ def test_two_gloo_processes_reproduce_one_process(tmp_path: Path) -> None:
     assert single_history[-1] < single_history[0]  # it trained
 
 
-def _pretrain(home: Path, experiment: str, data: Path, nproc: int) -> subprocess.CompletedProcess[str]:
-    args = ["-m", "bench", "pretrain", "--method", "simsiam", "--data", str(data), "--device", "cpu"]
-    args += ["--set", "steps=20", "--set", "batch_size=8", "--set", "log_every=5", "--no-progress"]
-    if nproc > 1:
-        launcher = ["-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1"]
-        args = [*launcher, f"--master-port={_free_port()}", *args]
+def _pretrain_args(data: Path) -> list[str]:
+    args = ["pretrain", "--method", "simsiam", "--data", str(data), "--device", "cpu", "--no-progress"]
+    return [*args, "--set", "steps=20", "--set", "batch_size=8", "--set", "log_every=5"]
+
+
+def _torchrun(home: Path, experiment: str, data: Path) -> subprocess.CompletedProcess[str]:
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1"]
+    args = [*launcher, f"--master-port={_free_port()}", "-m", "bench", *_pretrain_args(data)]
     python_path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = os.environ | {
         "BENCH_HOME": str(home),
@@ -97,15 +100,15 @@ def _loss_curve(client: MlflowClient, experiment: str) -> list[float]:
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_write_one_cache_and_one_run(
     tmp_path: Path, tiny_data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    single = _pretrain(tmp_path / "home1", "one-process", tiny_data_root, nproc=1)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = _pretrain(tmp_path / "home2", "torchrun", tiny_data_root, nproc=2)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "home1"))
+    monkeypatch.setenv("BENCH_EXPERIMENT", "one-process")
+    assert main(_pretrain_args(tiny_data_root)) == 0  # the same command in this process: no process group
+    ddp = _torchrun(tmp_path / "home2", "torchrun", tiny_data_root)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("weights ") == 1 and "on 2 process(es)" in ddp.stdout  # rank 0 reports
 
