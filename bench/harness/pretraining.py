@@ -25,9 +25,63 @@ from bench.core.errors import BenchError
 from bench.core.integrity import atomic_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
-from bench.harness.tracking import process_tags, retrying
+from bench.harness.tracking import close_dead_runs, process_tags, retrying
 from bench.models.backbones import SegBackbone, build_backbone
 from methods import PretrainContext, PretrainMethod, get_method
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """What identifies pretrained weights, built once per (cell, pretraining seed).
+
+    The weights cache key (:meth:`cache_key`), the pretraining part of every result key
+    (:meth:`identity`, in ``bench.harness.runner``) and the sweep's grouping of units that share
+    weights (the spec itself: frozen and hashable) all come from this one object. Fields a method
+    ignores are blanked (a method that reads no data has no pretraining data), so two cells that
+    load the same weights have equal specs.
+    """
+
+    method: str
+    backbone: str
+    seed: int = 0
+    method_overrides: tuple[tuple[str, Any], ...] = ()
+    pretrain_data: Path | None = None
+    transductive: bool = False
+    weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        needs_data = get_method(self.method).needs_data
+        object.__setattr__(self, "method_overrides", tuple(sorted(dict(self.method_overrides).items())))
+        data = Path(self.pretrain_data).resolve() if needs_data and self.pretrain_data else None
+        object.__setattr__(self, "pretrain_data", data)
+        object.__setattr__(self, "transductive", bool(self.transductive and needs_data))
+        object.__setattr__(self, "weights", Path(self.weights).resolve() if self.weights else None)
+
+    def build_method(self) -> PretrainMethod:
+        """The method with its full config (defaults + overrides); unknown settings raise."""
+        cls = get_method(self.method)
+        return cls(cls.config_from_dict(dict(self.method_overrides)))
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the weights, nothing that does not (device, workers, budgets)."""
+        method = self.build_method()
+        return {
+            "method": self.method,
+            "version": method.version,
+            "config": method.config_dict(),
+            "backbone": self.backbone,
+            "seed": self.seed,
+            "pretrain_data": str(self.pretrain_data) if self.pretrain_data else None,
+            "transductive": self.transductive,
+            "weights": str(self.weights) if self.weights else None,
+        }
+
+    def cache_key(self, backbone_spec: Any, data_fingerprint: str) -> str:
+        """The weights cache key: the identity, the backbone's architecture spec (its version
+        included) and the content fingerprint of the pretraining pool actually read (so a copy of
+        the pool at another path keeps its cached weights)."""
+        ident = {k: v for k, v in self.identity().items() if k != "pretrain_data"}  # content, not path
+        return stable_hash({**ident, "backbone_spec": asdict(backbone_spec), "data": data_fingerprint})
 
 
 @dataclass(frozen=True)
@@ -63,20 +117,6 @@ def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) 
         images = np.concatenate([np.asarray(images), np.asarray(ds.test.images)])
         fingerprint = f"{fingerprint}+test:{ds.test.fingerprint}"
     return images, fingerprint
-
-
-def pretrain_key(method: PretrainMethod, backbone: SegBackbone, data_fingerprint: str, seed: int) -> str:
-    """Cache key: everything that changes the weights, nothing that does not (device, workers)."""
-    return stable_hash(
-        {
-            "method": method.name,
-            "version": method.version,
-            "config": method.config_dict(),
-            "backbone": asdict(backbone.spec),
-            "data": data_fingerprint if method.needs_data else None,
-            "seed": seed,
-        }
-    )
 
 
 def _log_to_mlflow(metrics: dict[str, float], step: int) -> None:
@@ -136,17 +176,24 @@ def pretrained_backbone(
     progress: bool = True,
 ) -> tuple[SegBackbone, PretrainRecord]:
     """The backbone initialised by ``method``: loaded from the cache, or pretrained and cached."""
-    method_cls = get_method(method)
-    runner = method_cls(method_cls.config_from_dict(method_overrides or {}))
+    spec = PretrainSpec(
+        method, backbone, seed, tuple((method_overrides or {}).items()), pretrain_data, transductive, weights
+    )
+    return load_or_pretrain(spec, ds, device, force=force, progress=progress)
+
+
+def load_or_pretrain(
+    spec: PretrainSpec, ds: Any, device: torch.device, *, force: bool = False, progress: bool = True
+) -> tuple[SegBackbone, PretrainRecord]:
+    """The backbone ``spec`` describes: loaded from the cache, or pretrained and cached."""
+    method, backbone, seed, weights = spec.method, spec.backbone, spec.seed, spec.weights
+    runner = spec.build_method()
     torch.manual_seed(seed)
     model = build_backbone(backbone, in_chans=len(ds.band_names))
     images, fingerprint = (None, "none")
     if runner.needs_data:
-        images, fingerprint = pretraining_images(ds, pretrain_data, transductive)
-    key = pretrain_key(runner, model, fingerprint, seed)
-    if weights is not None:
-        # a local checkpoint changes the result: it belongs in the key
-        key = stable_hash({"key": key, "weights": str(Path(weights).resolve())})
+        images, fingerprint = pretraining_images(ds, spec.pretrain_data, spec.transductive)
+    key = spec.cache_key(model.spec, fingerprint)
     path = bench_home() / "weights" / f"{method}-{backbone}-{key}.pt"
     record: dict[str, Any] = {
         "key": key,
@@ -174,6 +221,7 @@ def pretrained_backbone(
         ctx = PretrainContext(
             device=device, seed=seed, log_metrics=_log_to_mlflow, progress=progress, weights=weights
         )
+        close_dead_runs(pretrain_key=key)  # an earlier attempt killed mid-way
         with mlflow.start_run(
             run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None
         ):

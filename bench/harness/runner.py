@@ -33,7 +33,7 @@ from bench.core.progress import progress_of
 from bench.core.provenance import code_version, source_digest, stable_hash
 from bench.core.settings import cast_settings
 from bench.harness import tracking
-from bench.harness.pretraining import PretrainRecord, pretrained_backbone
+from bench.harness.pretraining import PretrainRecord, PretrainSpec, load_or_pretrain
 from bench.models.backbones import SegBackbone
 from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
 from bench.protocols.metrics import Scores
@@ -96,19 +96,28 @@ class CellSpec:
     @property
     def is_reference(self) -> bool:
         """A reference row (``raw``, ``rf``): no backbone, evaluated by its reference protocol."""
-        try:
-            return get_method(self.method).evaluated_by is not None
-        except KeyError as err:
-            raise BenchError(str(err).strip("'\"")) from err
+        return _evaluated_by(self.method) is not None
 
     @property
     def evaluator(self) -> str:
         """The registered protocol that evaluates this cell."""
-        return get_method(self.method).evaluated_by or self.protocol
+        return _evaluated_by(self.method) or self.protocol
 
     def for_seed(self, seed: int) -> CellSpec:
         """The spec of evaluation seed ``seed``: pretraining seed ``seed mod pretrain_seeds``."""
         return dataclasses.replace(self, pretrain_seed=seed % self.pretrain_seeds)
+
+    def pretrain_spec(self) -> PretrainSpec:
+        """The identity of the weights this spec evaluates (its ``pretrain_seed``; see :meth:`for_seed`)."""
+        return PretrainSpec(
+            self.method,
+            self.backbone,
+            self.pretrain_seed,
+            self.method_overrides,
+            self.pretrain_data,
+            self.transductive,
+            self.weights,
+        )
 
     def method_config(self) -> dict[str, Any]:
         """The method's full config (defaults + overrides)."""
@@ -123,12 +132,21 @@ class CellSpec:
         return config_with(get_protocol(self.evaluator).Config, dict(self.protocol_overrides))
 
 
+def _evaluated_by(method: str) -> str | None:
+    """The reference protocol of a reference row; None for a method, or for an unknown name (whose
+    error comes, naming it, when its config is built, so a sweep reports it per unit)."""
+    try:
+        return get_method(method).evaluated_by
+    except KeyError:
+        return None
+
+
 def cell_spec(
     method: str, protocol: str, protocol_overrides: Mapping[str, Mapping[str, Any]], **fields: Any
 ) -> CellSpec:
     """A cell for ``method`` under ``protocol``, with the ``--set`` settings of the protocol that
     really evaluates it (a reference row's own, e.g. ``rf.trees``, whatever ``protocol`` says)."""
-    evaluator = get_method(method).evaluated_by or protocol
+    evaluator = _evaluated_by(method) or protocol
     return CellSpec(
         method=method, protocol=protocol, protocol_overrides=protocol_overrides.get(evaluator, {}), **fields
     )
@@ -136,17 +154,16 @@ def cell_spec(
 
 def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
     """The allow-list of result-affecting fields of one seed's evaluation (the seed is added by
-    :func:`result_key`): ``spec`` is a :meth:`CellSpec.for_seed` spec, its pretraining seed fixed."""
-    needs_data = get_method(spec.method).needs_data
+    :func:`result_key`): ``spec`` is a :meth:`CellSpec.for_seed` spec, its pretraining seed fixed.
+    The weights enter through their one identity, :class:`PretrainSpec` (none for reference rows)."""
+    try:
+        pretraining = None if spec.is_reference else spec.pretrain_spec().identity()
+    except (KeyError, ValueError) as err:
+        raise BenchError(str(err).strip("'\"")) from err
     return {
         "dataset": ds.fingerprint,
         "method": spec.method,
-        "method_version": get_method(spec.method).version,
-        "method_config": spec.method_config(),
-        "pretrain_seed": None if spec.is_reference else spec.pretrain_seed,
-        "pretrain_data": str(spec.pretrain_data.resolve()) if needs_data and spec.pretrain_data else None,
-        "transductive": spec.transductive and needs_data,
-        "weights": str(spec.weights.resolve()) if spec.weights else None,
+        "pretraining": pretraining,
         "backbone": spec.backbone,
         "protocol": spec.evaluator,
         "protocol_config": dataclasses.asdict(spec.protocol_config()),
@@ -158,7 +175,8 @@ def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
 def _cell_identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
     """The cell's identity: how many pretraining seeds instead of which one."""
     ident = _identity(spec, ds)
-    ident.pop("pretrain_seed")
+    if ident["pretraining"] is not None:
+        ident["pretraining"] = {k: v for k, v in ident["pretraining"].items() if k != "seed"}
     return {**ident, "pretrain_seeds": None if spec.is_reference else spec.pretrain_seeds}
 
 
@@ -228,6 +246,8 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
         "code_digest": ident["code_version"],
         **tracking.flatten(config),
     }
+    if seed is not None and not spec.is_reference:  # which of the K pretrainings this seed used
+        params["pretrain_seed"] = str(spec.for_seed(seed).pretrain_seed)
     return tags, params
 
 
@@ -268,19 +288,7 @@ def pretrain(
     if spec.is_reference:
         raise BenchError(f"{spec.method} is a reference row: it has no backbone to pretrain")
     try:
-        return pretrained_backbone(
-            spec.method,
-            backbone=spec.backbone,
-            ds=ds,
-            seed=spec.pretrain_seed,
-            method_overrides=dict(spec.method_overrides),
-            pretrain_data=spec.pretrain_data,
-            transductive=spec.transductive,
-            device=device,
-            weights=spec.weights,
-            force=force,
-            progress=progress,
-        )
+        return load_or_pretrain(spec.pretrain_spec(), ds, device, force=force, progress=progress)
     except (KeyError, ValueError) as err:
         raise BenchError(str(err).strip("'\"")) from err
 

@@ -31,7 +31,6 @@ Scaling beyond one machine, with the same command on every worker:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -45,6 +44,7 @@ from bench.core.errors import BenchError
 from bench.core.progress import progress_of
 from bench.harness import runner, tracking
 from bench.harness.claims import ClaimStore
+from bench.harness.pretraining import PretrainSpec
 from bench.harness.runner import CellSpec
 from bench.models.backbones import SegBackbone
 
@@ -112,11 +112,10 @@ def grid(
     return list(dict.fromkeys(units))
 
 
-def pretrain_identity(spec: CellSpec) -> CellSpec:
-    """The spec with everything the pretrained weights do not depend on blanked out."""
-    return dataclasses.replace(
-        spec, samples=0, protocol="linear", protocol_overrides=(), budget_unit="pixels", pretrain_seeds=1
-    )
+def pretrain_identity(spec: CellSpec, seed: int = 0) -> PretrainSpec:
+    """The weights evaluation seed ``seed`` of ``spec`` needs (pretraining seed ``seed mod K``):
+    units with equal identities share one pretraining."""
+    return spec.for_seed(seed).pretrain_spec()
 
 
 class _Weights:
@@ -125,8 +124,8 @@ class _Weights:
 
     def __init__(self, ds: Any, device: torch.device, progress: bool) -> None:
         self.ds, self.device, self.progress = ds, device, progress
-        self.held: dict[CellSpec, SegBackbone] = {}
-        self.failed: dict[CellSpec, str] = {}
+        self.held: dict[PretrainSpec, SegBackbone] = {}
+        self.failed: dict[PretrainSpec, str] = {}
 
     def get(self, spec: CellSpec, seed: int) -> SegBackbone | None:
         """The weights evaluation seed ``seed`` uses (pretraining seed ``seed mod K``); None for a
@@ -134,7 +133,7 @@ class _Weights:
         if spec.is_reference:
             return None
         seed_spec = spec.for_seed(seed)
-        key = pretrain_identity(seed_spec)
+        key = seed_spec.pretrain_spec()
         if key in self.failed:
             raise BenchError(self.failed[key])
         if key not in self.held:
