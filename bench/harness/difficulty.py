@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.core.errors import BenchError
 from bench.core.provenance import stable_hash
 from bench.protocols.budget import validation_split
 from bench.protocols.metrics import Scores
@@ -69,12 +70,16 @@ def difficulty(
     The pixel draw for (samples, setting) is seeded by (dataset fingerprint, setting, samples,
     seed) and shared by both classifiers, so their rows differ only by the classifier.
     """
-    labelled, test, classes = ds.labelled, ds.test, ds.classes
-    k, ignore = classes.num_classes, classes.ignore_index
-    train_patches, val_patches = validation_split(len(labelled.labels), ds.fingerprint)
+    pool_labels, test_labels = ds.labelled.labels, ds.test.labels
+    if pool_labels is None or test_labels is None:
+        raise BenchError(
+            f"{ds.root}: bench data difficulty needs labels in the labelled pool and the test split"
+        )
+    k, ignore = ds.classes.num_classes, ds.classes.ignore_index
+    train_patches, val_patches = validation_split(len(pool_labels), ds.fingerprint)
     evaluations = {
-        "test": (None, test.images, test.labels, None),
-        "pool-val": (train_patches, labelled.images, labelled.labels, val_patches),
+        "test": (None, ds.test.images, test_labels, None),
+        "pool-val": (train_patches, ds.labelled.images, pool_labels, val_patches),
     }
     rows = []
     for n in samples:
@@ -83,7 +88,7 @@ def difficulty(
             rng = np.random.default_rng(
                 int(stable_hash(["difficulty", ds.fingerprint, setting, n, seed]), 16)
             )
-            x, y = sample_pixels(labelled.images, labelled.labels, n, rng, ignore, patches=fit_on)
+            x, y = sample_pixels(ds.labelled.images, pool_labels, n, rng, ignore, patches=fit_on)
             for name in classifiers:
                 start = time.perf_counter()
                 model = CLASSIFIERS[name](x, y, seed)
