@@ -10,6 +10,15 @@ which the clip would map to -25 dB anyway. The replaced pixels are counted per f
 ``mode="zscore"`` standardises each band after the same fill and clipping with fixed DFC2020
 statistics (GFM-Bench means/stds, see research-data.md 1.4); fixed rather than estimated so that
 the cached values do not depend on which patches a split happens to contain.
+
+**The network input stays ``scaled`` for every method** (decided on validation pixels, issue 8):
+the band-shared stem sees SAR with about 10x the spread of B2 under ``scaled``, so z-scoring the
+input looked attractive, but on the embedded default (v2), random-init baseline, 200 labelled
+pixels per class, 3 budget seeds, validation AA was scaled 45.4 / zscore 39.3 (linear probe) and
+scaled 65.3 / zscore 51.3 (fine-tuning); the test split was never read. Reproduce with
+``python scripts/input_scale_on_validation.py``. The stem's BatchNorm already rescales the
+pooled bands; what per-band equality matters for (CoRe's loss) is handled there, by standardising
+the reconstruction targets with the pool's statistics.
 """
 
 from __future__ import annotations
