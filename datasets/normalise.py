@@ -13,8 +13,8 @@ the cached values do not depend on which patches a split happens to contain.
 
 **The network input stays ``scaled`` for every method** (decided on validation pixels, issue 8):
 the band-shared stem sees SAR with about 10x the spread of B2 under ``scaled``, so z-scoring the
-input looked attractive, but on the embedded default (v2), random-init baseline, 200 labelled
-pixels per class, 3 budget seeds, validation AA was scaled 45.4 / zscore 39.3 (linear probe) and
+input looked attractive, but on the embedded default (v2, first calibration pass), random init,
+200 labelled pixels per class, 3 budget seeds, validation AA was scaled 45.4 / zscore 39.3 (linear probe) and
 scaled 65.3 / zscore 51.3 (fine-tuning); the test split was never read. Reproduce with
 ``python scripts/input_scale_on_validation.py``. The stem's BatchNorm already rescales the
 pooled bands; what per-band equality matters for (CoRe's loss) is handled there, by standardising
