@@ -328,12 +328,16 @@ def _process_gone(tags: Mapping[str, str]) -> bool:
     return False
 
 
-def close_dead_runs(parent_id: str) -> list[str]:
-    """Mark KILLED the children of ``parent_id`` left RUNNING by a process of this host that is gone."""
+def close_dead_runs(parent_id: str | None = None, *, pretrain_key: str | None = None) -> list[str]:
+    """Mark KILLED the runs left RUNNING by a process of this host that is gone: the children of
+    ``parent_id``, or the pretraining runs of ``pretrain_key`` (a sweep's are not nested)."""
     client, exp_id = setup_tracking()
-    running = client.search_runs(
-        [exp_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+    which = (
+        f"tags.`mlflow.parentRunId` = '{parent_id}'"
+        if parent_id
+        else f"tags.`bench.pretrain_key` = '{pretrain_key}'"
     )
+    running = client.search_runs([exp_id], f"{which} and attributes.status = 'RUNNING'")
     killed = [run.info.run_id for run in running if _process_gone(run.data.tags)]
     for run_id in killed:
         client.set_terminated(run_id, "KILLED")

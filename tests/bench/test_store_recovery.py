@@ -92,6 +92,11 @@ def test_runs_of_a_dead_process_are_marked_killed_live_ones_kept() -> None:
     assert tracking.cell_run("cell-a", {}, {}, "cell a") == parent  # the next command of the cell
     assert client.get_run(runs["dead"]).info.status == "KILLED"
     assert client.get_run(runs["alive"]).info.status == "RUNNING"
+    # a sweep's pretraining run is not nested: found by its weights' key before they are trained again
+    tags = {"bench.pretrain_key": "w1", **tracking.process_tags(), "bench.pid": dead_pid}
+    orphan = client.create_run(exp_id, tags=tags).info.run_id
+    assert tracking.close_dead_runs(pretrain_key="w1") == [orphan]
+    assert client.get_run(orphan).info.status == "KILLED"
 
 
 @pytest.mark.usefixtures("mlflow_store")
