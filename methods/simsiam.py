@@ -57,12 +57,13 @@ class SimSiam(PretrainMethod):
     description = "SimSiam via lightly: two multispectral-safe views, pooled backbone features"
     label = "SimSiam"
     Config = SimSiamConfig
+    version = "2"  # v2: pools the coarse features (backbone v2), not their upsampled copy
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """Two views per image through the backbone (the pooled heads cost next to nothing)."""
         cfg: SimSiamConfig = self.config
         x = torch.rand(2 * cfg.batch_size, backbone.spec.in_chans, cfg.crop, cfg.crop, device=device)
-        return lambda: backbone(x)
+        return lambda: backbone.features(x)
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Train the whole backbone with the symmetric SimSiam loss; the heads are discarded."""
@@ -77,7 +78,8 @@ class SimSiam(PretrainMethod):
 
         def loss_fn(batch: torch.Tensor, gen: torch.Generator) -> StepOutput:
             views = torch.cat([augment_view(batch, cfg.crop, cfg.augment, gen) for _ in range(2)])
-            z = heads["projector"](backbone(views).mean(dim=(2, 3)))
+            # pooled coarse features: the mean of their bilinear upsampling, without computing it
+            z = heads["projector"](backbone.features(views).mean(dim=(2, 3)))
             p = heads["predictor"](z)
             z0, z1 = z.detach().chunk(2)
             p0, p1 = p.chunk(2)
