@@ -40,7 +40,7 @@ from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json
 from bench.harness import runner, tracking
 from bench.harness.claims import ClaimStore
-from bench.harness.runner import CellSpec
+from bench.harness.pretraining import PretrainSpec, load_or_pretrain
 from bench.harness.sweep import SweepReport, Unit, pretrain_identity, run_sweep
 
 EXECUTORS = ("local", "ray", "submitit")
@@ -83,14 +83,14 @@ class RemoteContext:
 _LOADED: dict[str, Any] = {}
 
 
-def pretrain_task(spec: CellSpec | None, ctx: RemoteContext) -> str | None:
+def pretrain_task(spec: PretrainSpec | None, ctx: RemoteContext) -> str | None:
     """Pretrain (or find in the cache) the weights ``spec`` names (None: a reference row needs
     none); the failure reason or None."""
     if spec is None:
         return None
     ds, device = ctx.enter()
     try:
-        runner.pretrain(spec, ds, device, progress=False)
+        load_or_pretrain(spec, ds, device, progress=False)
     except tracking.TrackingUnavailable as err:
         return str(err)
     except Exception as err:  # the units report it; the sweep carries on with other methods
@@ -135,12 +135,12 @@ def _pending(units: Sequence[Unit], ds: Any, report: SweepReport) -> list[Unit]:
     return pending
 
 
-def _groups(units: Sequence[Unit]) -> dict[CellSpec | None, list[Unit]]:
-    """Units by the pretrained weights they need (method, its config, pretraining
+def _groups(units: Sequence[Unit]) -> dict[PretrainSpec | None, list[Unit]]:
+    """Units by the pretrained weights they need (``PretrainSpec``: method, its config, pretraining
     seed ``seed mod K`` and data); reference rows need none (key None)."""
-    groups: dict[CellSpec | None, list[Unit]] = {}
+    groups: dict[PretrainSpec | None, list[Unit]] = {}
     for unit in units:
-        key = None if unit.spec.is_reference else pretrain_identity(unit.spec.for_seed(unit.seed))
+        key = None if unit.spec.is_reference else pretrain_identity(unit.spec, unit.seed)
         groups.setdefault(key, []).append(unit)
     return groups
 
@@ -235,7 +235,7 @@ def run_submitit(
     groups = _groups(pending)
     specs = list(groups)
     pretrain_jobs = executor.map_array(pretrain_task, specs, [ctx] * len(specs))
-    failure: dict[CellSpec | None, str | None] = {}
+    failure: dict[PretrainSpec | None, str | None] = {}
     for spec, job in zip(specs, pretrain_jobs, strict=True):
         try:
             failure[spec] = job.result()
