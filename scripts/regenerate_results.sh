@@ -22,7 +22,7 @@ SAMPLES="${SAMPLES:-200,1000}"
 SEEDS="${SEEDS:-3}"
 PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-3}"
 start=$(date +%s)
-echo "commit $(git rev-parse --short=12 HEAD) on $(uname -n) ($(nproc) cores)"
+echo "commit $(git rev-parse --short=12 HEAD) on $(uname -n) ($(getconf _NPROCESSORS_ONLN) cores)"
 $PY -m bench --no-progress data difficulty | tee results/difficulty.txt
 $PY -m bench --no-progress sweep --methods "$METHODS" --samples "$SAMPLES" --seeds "$SEEDS" \
     --pretrain-seeds "$PRETRAIN_SEEDS" --protocol both
