@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from bench.core.errors import BenchError
-from bench.core.progress import progress_of
+from bench.core.progress import Progress, progress_of
 from bench.harness import runner, tracking
 from bench.harness.claims import ClaimStore
 from bench.harness.pretraining import PretrainSpec
@@ -185,6 +185,7 @@ def _share_grid(
     """The claim loop of :func:`run_sweep` (units done, skipped or failed go into ``report``)."""
     units = list(pending)
     tracking.setup_tracking()
+    bar: Progress[int]
     with progress_of(total=len(units), desc=f"sweep [{worker}]", unit="unit", enabled=progress) as bar:
         while pending:
             held_elsewhere = []

@@ -70,21 +70,22 @@ def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
         cls = get_method(name)
         torch.manual_seed(0)
         backbone = to_device(build_backbone(backbone_name, len(ds.band_names)), device).train()
-        forward = cls().bare_forward(backbone, device)
-        if forward is None:  # nothing trained (random, imagenet, references) or a composite (sscl)
+        if cls().bare_forward(backbone, device) is None:  # nothing trained, or a composite (sscl)
             continue
-        cls(cls.config_from_dict({"steps": _WARMUP, **shape})).pretrain(backbone, ds.labelled.images, ctx)
         method = cls(cls.config_from_dict({"steps": _STEPS, **shape}))
+        forward = method.bare_forward(backbone, device)  # the same batch and crop as the harness step
+        assert forward is not None
+        cls(cls.config_from_dict({"steps": _WARMUP, **shape})).pretrain(backbone, ds.labelled.images, ctx)
         cfg = method.config
         run = functools.partial(method.pretrain, backbone, ds.labelled.images, ctx)
         harness = _STEPS * cfg.batch_size / _seconds(run, device)
         bare_steps = _bare(forward, device)
         _seconds(bare_steps, device)  # warm-up
         bare = _STEPS * cfg.batch_size / _seconds(bare_steps, device)
-        shape = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}, {backbone_name}, {device.type}"
+        size = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}, {backbone_name}, {device.type}"
         rows += [
-            PerfRow("pretrain", f"{name} harness step ({shape})", harness, "images/s"),
-            PerfRow("pretrain", f"{name} bare fwd+bwd ({shape})", bare, "images/s"),
+            PerfRow("pretrain", f"{name} harness step ({size})", harness, "images/s"),
+            PerfRow("pretrain", f"{name} bare fwd+bwd ({size})", bare, "images/s"),
             PerfRow("pretrain", f"{name} harness / bare", harness / bare, "ratio"),
         ]
     return rows

@@ -97,12 +97,13 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     epoch_s = _timed(lambda: pixel_features(backbone, pool.images, *pixels, device), device)
     uncached_s = cached_s + epochs * epoch_s
     probe = fit_linear(host_tensor(feats).to(device), targets, ds.classes.num_classes, LinearConfig())
-    test = ds.test
+    test_images, test_labels = ds.test.images, ds.test.labels
+    assert test_labels is not None  # the test split always has labels
     stream_s = _timed(
-        lambda: stream_confusion(backbone, probe, test.images, test.labels, ds.classes.num_classes, device),
+        lambda: stream_confusion(backbone, probe, test_images, test_labels, ds.classes.num_classes, device),
         device,
     )
-    n_test, _, h, w = test.images.shape
+    n_test, _, h, w = test_images.shape
     whole_test_mib = n_test * h * w * backbone.out_dim * 2 / 2**20  # what caching the test split would take
     crop = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}"
     return [
