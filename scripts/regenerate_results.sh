@@ -23,9 +23,13 @@ SEEDS="${SEEDS:-3}"
 PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-3}"
 start=$(date +%s)
 echo "commit $(git rev-parse --short=12 HEAD) on $(uname -n) ($(getconf _NPROCESSORS_ONLN) cores)"
-$PY -m bench --no-progress data difficulty | tee results/difficulty.txt
+# written into results/ only after the sweep: a tracked file changed while the sweep starts would
+# mark its runs +dirty (the code version is read from git when the first run is recorded)
+difficulty=$(mktemp)
+$PY -m bench --no-progress data difficulty | tee "$difficulty"
 $PY -m bench --no-progress sweep --methods "$METHODS" --samples "$SAMPLES" --seeds "$SEEDS" \
     --pretrain-seeds "$PRETRAIN_SEEDS" --protocol both
+mv "$difficulty" results/difficulty.txt
 $PY -m bench table --format md --out results/table.md --long-csv results/runs_long.csv
 $PY -m bench table --format csv --out results/table.csv
 $PY -m bench table --format latex --out results/table.tex
