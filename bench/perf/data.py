@@ -12,9 +12,8 @@ import time
 import numpy as np
 import torch
 
-from bench.perf.stages import PerfRow, register_stage
-from datasets.layouts import DEFAULT_SPLIT_SCHEME, detect_layout
-from datasets.loader import load_dataset
+from bench.perf.stages import PerfRow, register_stage, stage_dataset
+from datasets.layouts import detect_layout
 from datasets.reader import read_patch
 
 _BATCH = 32
@@ -34,12 +33,7 @@ def _cache_epoch(images: np.memmap, labels: np.memmap) -> int:
 @register_stage("data")
 def data_stage(args: argparse.Namespace) -> list[PerfRow]:
     """Patches/s of a cached epoch (best of 3) and of a GeoTIFF epoch, and their ratio."""
-    ds = load_dataset(
-        args.data,
-        skip_bad=getattr(args, "skip_bad", False),
-        progress=False,
-        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
-    )
+    ds = stage_dataset(args)
     split = ds.labelled
     keep = set(split.patch_ids)
     sources = detect_layout(ds.root).splits(ds.root, ds.split_scheme)["labelled"]

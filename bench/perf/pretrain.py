@@ -18,7 +18,7 @@ import torch
 
 from bench.core.device import autocast, resolve_device, to_device
 from bench.models.backbones import build_backbone
-from bench.perf.stages import PerfRow, register_stage
+from bench.perf.stages import PerfRow, register_stage, stage_dataset
 from methods import PretrainContext, get_method
 from methods.registry import method_labels
 
@@ -52,14 +52,7 @@ def _bare(forward: Callable[[], torch.Tensor], device: torch.device) -> Callable
 def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
     """images/s of every trained method's step (default config) against its bare model; the
     methods contribute the bare model (``PretrainMethod.bare_forward``), none is named here."""
-    from datasets import DEFAULT_SPLIT_SCHEME, load_dataset
-
-    ds = load_dataset(
-        args.data,
-        skip_bad=getattr(args, "skip_bad", False),
-        progress=False,
-        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
-    )
+    ds = stage_dataset(args)
     device = resolve_device(getattr(args, "device", "auto"))
     backbone_name = getattr(args, "backbone", "tiny")
     ctx = PretrainContext(device=device, seed=0, progress=False)

@@ -10,6 +10,7 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,16 @@ def format_rows(rows: Sequence[PerfRow]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def stage_dataset(args: argparse.Namespace) -> Any:
+    """The dataset ``--data``/``--skip-bad``/``--split-scheme`` name, opened quietly: every stage
+    measures the same data, opened the same way (stages added by other tools may lack the options)."""
+    from datasets import DEFAULT_SPLIT_SCHEME, load_dataset
+
+    return load_dataset(
+        args.data,
+        skip_bad=getattr(args, "skip_bad", False),
+        progress=False,
+        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
+    )

@@ -22,7 +22,7 @@ import torch
 
 from bench.core.device import host_tensor, resolve_device, to_device
 from bench.models.backbones import build_backbone
-from bench.perf.stages import PerfRow, register_stage
+from bench.perf.stages import PerfRow, register_stage, stage_dataset
 from bench.protocols.budget import draw_budget
 from bench.protocols.features import cached_pixel_features, pixel_features
 from bench.protocols.finetune import FinetuneConfig, Segmenter, TrainingPatches, train_step
@@ -47,14 +47,7 @@ def _timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> f
 @register_stage("train")
 def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     """Finetune images/s (harness vs bare model) and the linear probe's cached-feature speed-up."""
-    from datasets import DEFAULT_SPLIT_SCHEME, load_dataset
-
-    ds = load_dataset(
-        args.data,
-        skip_bad=getattr(args, "skip_bad", False),
-        progress=False,
-        split_scheme=getattr(args, "split_scheme", DEFAULT_SPLIT_SCHEME),
-    )
+    ds = stage_dataset(args)
     labels = ds.labelled.labels
     assert labels is not None  # the labelled pool always has labels
     device = resolve_device(getattr(args, "device", "auto"))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.core.device import LOCAL_WORKERS_ENV, usable_cores
 from bench.core.paths import bench_home
-from bench.perf.stages import PerfRow, register_stage
+from bench.perf.stages import PerfRow, register_stage, stage_dataset
 
 _GRID = "--methods random --protocol linear --samples 20,50 --seeds 2 --device cpu --no-progress"
 
@@ -67,9 +67,7 @@ def _sweep(data: Path | None, workers: int, share: bool, store: Path) -> float:
 @register_stage("workers")
 def workers_stage(args: argparse.Namespace) -> list[PerfRow]:
     """Grid wall time: 1 worker, 2 workers with their thread share, 2 workers without it."""
-    from datasets import load_dataset
-
-    load_dataset(args.data, skip_bad=getattr(args, "skip_bad", False), progress=False)  # decode once
+    stage_dataset(args)  # decode once
     cores = usable_cores()
     with tempfile.TemporaryDirectory(prefix="bench-perf-workers-") as tmp:
         stores = [Path(tmp) / name for name in ("one", "two", "two-unshared")]
