@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]  # bench/core/provenance.py -> the repository
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -75,3 +76,11 @@ def test_atomic_dir_keeps_the_first_complete_folder(tmp_path: Path) -> None:
             (second / "done").write_text("second")
     assert (target / "done").read_text() == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_source_digest_reads_the_real_packages() -> None:
+    """The digest hashes this repository's sources: an empty walk (a wrong root after a move)
+    would key every result to the same digest and never invalidate a completed cell."""
+    assert (provenance._REPO / "bench" / "harness" / "runner.py").is_file()
+    provenance.source_digest.cache_clear()
+    assert provenance.source_digest() != hashlib.sha256().hexdigest()[:12]
