@@ -148,7 +148,15 @@ class SegBackbone(nn.Module):
                 f"backbone {self.spec.name!r} was built for {self.spec.in_chans} bands, "
                 f"got input with {x.shape[1]}"
             )
-        return self.trunk(self.fusion(self.band_features(x).flatten(1, 2)))
+        return self.features_from_bands(self.band_features(x))
+
+    def features_from_bands(self, band_feats: torch.Tensor) -> torch.Tensor:
+        """Fusion + trunk on band features (B, C, stem_width, h, w) -> (B, out_dim, h', w').
+
+        What :meth:`features` does after the stem, for callers that change the stem's output first
+        (CoRe puts a learned mask embedding at missing band-pixels, ``methods.core``).
+        """
+        return self.trunk(self.fusion(band_feats.flatten(1, 2)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> per-pixel features (B, out_dim, H, W)."""
