@@ -21,6 +21,8 @@ from bench.core.settings import cast_settings
 from bench.models.backbones import SegBackbone
 
 _METHODS: dict[str, type[PretrainMethod]] = {}
+#: Method roles in table column order (``PretrainMethod.role``).
+ROLES: tuple[str, ...] = ("competitor", "ablation", "reference", "control")
 
 M = TypeVar("M", bound="type[PretrainMethod]")
 
@@ -62,6 +64,11 @@ class PretrainMethod(ABC):
     #: Set on reference rows (``raw``, ``rf``): the reference protocol that evaluates them on the raw
     #: bands instead of a pretrained backbone. None for every pretraining method.
     evaluated_by: ClassVar[str | None] = None
+    #: Where the method's column sits in tables (one of :data:`ROLES`): the competitors (the seed's
+    #: Baseline, ImageNet, SimSiam, SSCL), then ablations (one stage of a method), then reference
+    #: rows and controls (compared against, never competitors). Reference rows default to
+    #: ``"reference"``, every other method to ``"competitor"``.
+    role: ClassVar[str]
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -143,6 +150,10 @@ def register_method(name: str) -> Callable[[M], M]:
         cls.name = name
         if "label" not in vars(cls):
             cls.label = name
+        if "role" not in vars(cls):
+            cls.role = "reference" if cls.evaluated_by is not None else "competitor"
+        if cls.role not in ROLES:
+            raise ValueError(f"method {name!r}: role {cls.role!r} is not one of {', '.join(ROLES)}")
         _METHODS[name] = cls
         return cls
 
@@ -160,16 +171,27 @@ def get_method(name: str) -> type[PretrainMethod]:
 
 
 def method_labels() -> dict[str, str]:
-    """Registered method names with their display labels: the baseline, the others by label, then
-    the reference rows (``evaluated_by`` set), which are compared against, not ranked among them."""
+    """Registered method names with their display labels in table column order: the baseline, then
+    by role (:data:`ROLES`: competitors, ablations, reference rows, controls), by label within one."""
     from methods import discover
 
     discover()
-    order = sorted(
-        _METHODS.values(),
-        key=lambda cls: (not cls.baseline, cls.evaluated_by is not None, cls.label.casefold()),
+    return {cls.name: cls.label for cls in _in_table_order()}
+
+
+def method_roles() -> dict[str, str]:
+    """Registered method names with their roles (:data:`ROLES`), in table column order."""
+    from methods import discover
+
+    discover()
+    return {cls.name: cls.role for cls in _in_table_order()}
+
+
+def _in_table_order() -> list[type[PretrainMethod]]:
+    rank = {role: i for i, role in enumerate(ROLES)}
+    return sorted(
+        _METHODS.values(), key=lambda cls: (not cls.baseline, rank[cls.role], cls.label.casefold())
     )
-    return {cls.name: cls.label for cls in order}
 
 
 def baseline_method() -> str:

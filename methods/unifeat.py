@@ -153,6 +153,7 @@ class UniFeat(PretrainMethod):
     version = "2"  # v2: the two branches are the two bands of the same image (v1 mis-paired them)
     description = "SSCL stage 1 only (ablation): cross-band pixel-wise SimSiam on the band-shared stem"
     label = "UniFeat"
+    role = "ablation"
     Config = UniFeatConfig
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
