@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from bench.core.names import match_name
 from bench.core.settings import cast_settings
 from bench.models.backbones import SegBackbone
 
@@ -161,13 +162,22 @@ def register_method(name: str) -> Callable[[M], M]:
 
 
 def get_method(name: str) -> type[PretrainMethod]:
-    """The registered method class for ``name``, with a helpful error for typos."""
+    """The registered method class for ``name`` (any case when unambiguous: ``SSCL``).
+
+    An unknown name raises :class:`bench.core.names.UnknownName` (a ``KeyError``) with the closest
+    registered names.
+    """
     from methods import discover
 
     discover()
-    if name not in _METHODS:
-        raise KeyError(f"unknown method {name!r}; registered: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name]
+    return _METHODS[match_name(name, _METHODS)]
+
+
+def adopt_plugin(name: str, obj: Any) -> None:
+    """Register a ``bench.methods`` entry point's object under the entry point's name, unless its
+    own ``@register_method`` did (an entry point naming a module registers through its decorators)."""
+    if isinstance(obj, type) and issubclass(obj, PretrainMethod) and obj not in _METHODS.values():
+        register_method(name)(obj)
 
 
 def method_labels() -> dict[str, str]:

@@ -48,12 +48,35 @@ def register_backbone(
 
 
 def list_backbones() -> dict[str, str]:
-    """Registered backbone names with their one-line descriptions."""
+    """Registered backbone names with their one-line descriptions (plugins' included)."""
+    _load_plugins()
     return {name: desc for name, (_, desc) in sorted(_BACKBONES.items())}
+
+
+def backbone_module(name: str) -> str:
+    """The module that registered backbone ``name`` (its code is part of a result's identity)."""
+    _load_plugins()
+    return _BACKBONES[name][0].__module__ if name in _BACKBONES else __name__
+
+
+def _load_plugins() -> None:
+    """Import the ``bench.backbones`` plugins (bench.core.plugins); an entry point naming a factory
+    without ``@register_backbone`` is registered under its name, described by its docstring."""
+    from types import ModuleType
+
+    from bench.core.plugins import load_plugins
+
+    def adopt(name: str, obj: Any) -> None:
+        known = [fn for fn, _ in _BACKBONES.values()]
+        if callable(obj) and not isinstance(obj, ModuleType) and all(fn is not obj for fn in known):
+            _BACKBONES.setdefault(name, (obj, (obj.__doc__ or name).strip().splitlines()[0]))
+
+    load_plugins("backbones", adopt=adopt)
 
 
 def build_backbone(name: str, in_chans: int = 15) -> SegBackbone:
     """Build the backbone ``name`` for ``in_chans`` input bands, randomly initialised."""
+    _load_plugins()
     if name not in _BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(sorted(_BACKBONES))}")
     return _BACKBONES[name][0](in_chans)

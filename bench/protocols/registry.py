@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.names import match_name
+from bench.core.plugins import load_plugins
 from bench.protocols.validation import Predict, confusion_on_split, validation_confusion
 
 if TYPE_CHECKING:
@@ -108,14 +110,19 @@ def discover() -> None:
 
     for info in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"bench.protocols.{info.name}")
+    load_plugins("protocols", adopt=_adopt_plugin)
+
+
+def _adopt_plugin(name: str, obj: Any) -> None:
+    """Register a ``bench.protocols`` entry point's class unless its decorator did (bench.core.plugins)."""
+    if isinstance(obj, type) and issubclass(obj, EvalProtocol) and obj not in _PROTOCOLS.values():
+        register_protocol(name)(obj)
 
 
 def get_protocol(name: str) -> EvalProtocol:
     """The protocol registered as ``name``, with a one-line error listing the known ones."""
     discover()
-    if name not in _PROTOCOLS:
-        raise BenchError(f"unknown protocol {name!r}; registered: {', '.join(sorted(_PROTOCOLS))}")
-    return _PROTOCOLS[name]()
+    return _PROTOCOLS[match_name(name, _PROTOCOLS, "protocol")]()
 
 
 def list_protocols(reference: bool | None = None) -> dict[str, str]:
