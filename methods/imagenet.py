@@ -1,22 +1,28 @@
-"""``imagenet``: timm ImageNet weights in the trunk.
+"""``imagenet``: ImageNet (or any other ResNet) weights in the trunk.
 
 The weights come from the Hugging Face hub cache (``timm.create_model(..., pretrained=True)``) or,
 with ``--weights FILE``, from the file a user has: torchvision's ``resnet18-f37072fd.pth``, timm's
-``pytorch_model.bin`` / ``model.safetensors``, or a Lightning ``.ckpt`` (weights under
-``state_dict``, a prefix such as ``model.`` or ``backbone.`` stripped). The file's keys are checked
-strictly against the timm model (classifier keys may be dropped): a file of another architecture is
-a one-line error listing what is missing or unexpected, never a half-loaded trunk (timm's own file
-loading skips keys it cannot place). Nothing is trained (``needs_data = False``). A sweep asks
-:meth:`ImageNet.unavailable_reason` first, so a backbone without a timm trunk or a machine without
-weights skips the method once instead of failing every unit.
+``pytorch_model.bin`` / ``model.safetensors``, a Lightning ``.ckpt`` (weights under ``state_dict``,
+a prefix such as ``model.`` or ``backbone.`` stripped), or this field's multispectral checkpoints
+(torchgeo / SSL4EO-S12 style, a ``conv1`` of 13 or any number of bands, MoCo's ``encoder_q.``).
+Everything that maps onto the trunk by name and shape is loaded, and one line (a warning, printed
+once by the command) says what was left out and why: the ResNet's first stage always (the
+band-shared stem and fusion replace ``conv1``/``bn1``, so the band count of ``conv1`` does not
+matter), heads (``fc``), and any trunk tensor the file lacks or has in another shape (kept at
+random init). A file of another architecture (fewer than 90 % of the trunk's tensors map) is a
+one-line error listing what differs. Run such weights as a row of their own with a label:
+``bench run --method imagenet --weights ssl4eo.pth --label SSL4EO``. Nothing is trained
+(``needs_data = False``). A sweep asks :meth:`ImageNet.unavailable_reason` first, so a backbone
+without a timm trunk or a machine without weights skips the method once instead of failing every unit.
 
 How the pieces are initialised:
 
 - Trunk encoder: the checkpoint, less the ResNet's first stage (``conv1``/``bn1``), which the
   band-shared stem and the fusion replace in the trunk (``bench.models.timm_resnet``).
-- Band-shared stem, first conv (``width`` 3x3 filters on one band): from the ImageNet first
-  conv (64 filters of 7x7 on RGB), averaged over RGB (a band is treated as a grey image); the
-  central 3x3 of each, and of those the ``width`` filters with the most energy in that 3x3
+- Band-shared stem, first conv (``width`` 3x3 filters on one band): from the file's first
+  conv (64 filters of 7x7 on RGB, or on 13 bands), averaged over its bands (a band is treated as
+  a grey image); the central 3x3 of each, and of those the ``width`` filters with the most
+  energy in that 3x3
   (colour-opponent filters average to about zero over RGB and would give dead filters).
   Each is rescaled to the L2 norm of its full 7x7 mean filter, so the crop keeps the filter's
   response scale; the BatchNorm that follows makes the exact scale matter little. Off with
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import functools
 import urllib.request
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +46,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.models.backbones import SegBackbone, TimmDenseTrunk, build_backbone
+from bench.models.timm_resnet import RESNET_FIRST_STAGE
 from methods.registry import PretrainContext, PretrainMethod, register_method
 
 
@@ -106,43 +115,99 @@ def _reference_state(timm_name: str) -> tuple[dict[str, torch.Size], str, str]:
     return shapes, str(cfg["first_conv"]), f"{cfg['classifier']}."
 
 
-def _network_prefix(keys: list[str], anchor: str) -> str:
-    """The prefix a framework put before the network's own keys (``model.``, ``backbone.``, ...):
-    the one under which the ``anchor`` key (the first conv) is found; ``""`` for a plain file."""
-    candidates = [k[: -len(anchor)] for k in keys if k.endswith(anchor)]
-    candidates = [c for c in candidates if c == "" or c.endswith(".")]
-    return min(candidates, key=len) if candidates else ""
+def _network_prefix(keys: list[str], anchors: Sequence[str]) -> str:
+    """The prefix a framework put before the network's own keys (``model.``, ``backbone.``,
+    ``module.encoder_q.``, ...): the shortest one under which an ``anchor`` key (the first conv,
+    else the trunk's first tensor) is found; ``""`` for a plain file."""
+    for anchor in anchors:
+        candidates = [k[: -len(anchor)] for k in keys if k.endswith(anchor)]
+        candidates = [c for c in candidates if c == "" or c.endswith(".")]
+        if candidates:
+            return min(candidates, key=len)
+    return ""
 
 
-def checkpoint_state(path: Path, timm_name: str) -> dict[str, torch.Tensor]:
-    """The ImageNet weights of ``timm_name`` from ``path`` under timm's key names, checked strictly.
+#: Below this fraction of the trunk's tensors mapping by name and shape, a file is another network.
+MIN_MAPPED = 0.9
 
-    The network's keys are found under a common prefix (stripped); classifier keys (``fc.``) may
-    be there or not; anything else missing, unexpected or of another shape is a one-line error
-    that lists it. BatchNorm's ``num_batches_tracked`` is optional (older torchvision files lack it).
+
+@dataclass(frozen=True)
+class MappedCheckpoint:
+    """What a ``--weights`` file gives the harness, under timm's key names.
+
+    ``trunk``: the trunk tensors that map by name and shape; ``first_conv``: the file's first conv
+    (any number of input bands), whose band mean initialises the stem, or None; ``note``: one line
+    saying what was left out and why.
+    """
+
+    trunk: dict[str, torch.Tensor]
+    first_conv: torch.Tensor | None
+    note: str
+
+
+def _listed(keys: Sequence[str]) -> str:
+    return f"{', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+
+
+def checkpoint_state(path: Path, timm_name: str) -> MappedCheckpoint:
+    """The tensors of ``path`` that map onto the trunk of ``timm_name`` (timm's key names), and one
+    line on what was left out.
+
+    Whatever framework wrote it (timm, torchvision, Lightning, torchgeo, MoCo's ``encoder_q``), the
+    network's keys are found under a common prefix. The ResNet's first stage (``conv1``, ``bn1``) is
+    always left out: the band-shared stem and the fusion replace it, so a ``conv1`` of 3, 13 or any
+    number of bands is fine (its band mean initialises the stem). Classifier or projection heads
+    (``fc.*``) are left out: the harness has none. Trunk tensors missing from the file or of another
+    shape keep their random initialisation and are named; tensors the trunk does not have are named
+    too. A file where fewer than :data:`MIN_MAPPED` of the trunk's tensors map is another
+    architecture: a one-line error listing what differs (never a trunk loaded at random in parts).
     """
     shapes, first_conv, classifier = _reference_state(timm_name)
     raw = read_checkpoint(path)
-    prefix = _network_prefix(list(raw), f"{first_conv}.weight")
+    stage = tuple(f"{name}." for name in RESNET_FIRST_STAGE)
+    trunk_keys = [k for k in shapes if not k.startswith((*stage, classifier))]
+    prefix = _network_prefix(list(raw), [f"{first_conv}.weight", trunk_keys[0]])
     state = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
-    state = {k: v for k, v in state.items() if not k.startswith(classifier)}
-    wanted = {k for k in shapes if not k.startswith(classifier) and not k.endswith("num_batches_tracked")}
-    missing = sorted(wanted - set(state))
-    unexpected = sorted(set(state) - set(shapes))
-    wrong = sorted(k for k in wanted & set(state) if state[k].shape != shapes[k])
-    if missing or unexpected or wrong:
-        problems = [
-            f"{len(keys)} {what} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong))
-            if keys
-        ]
-        where = f" under prefix {prefix!r}" if prefix else ""
+    wanted = [k for k in trunk_keys if not k.endswith("num_batches_tracked")]
+    mapped = {k: state[k] for k in trunk_keys if k in state and state[k].shape == shapes[k]}
+    missing = [k for k in wanted if k not in state]
+    wrong = [k for k in wanted if k in state and state[k].shape != shapes[k]]
+    unexpected = sorted(k for k in state if k not in shapes and not k.startswith((*stage, classifier)))
+    where = f" under prefix {prefix!r}" if prefix else ""
+    problems = [
+        f"{len(keys)} {what} ({_listed(keys)})"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong))
+        if keys
+    ]
+    n_mapped = sum(k in mapped for k in wanted)
+    if n_mapped < MIN_MAPPED * len(wanted):
         raise BenchError(
-            f"--weights {path} is not a {timm_name} ImageNet checkpoint{where}: tensors "
-            + "; ".join(problems)
-            + f"; {_how_to_provide(timm_name)}"
+            f"--weights {path} is not a {timm_name} checkpoint{where}: only {n_mapped} of {len(wanted)} "
+            f"trunk tensors map; tensors " + "; ".join(problems) + f"; {_how_to_provide(timm_name)}"
         )
-    return state
+    conv = state.get(f"{first_conv}.weight")
+    conv = conv if conv is not None and conv.ndim == 4 else None
+    stem = (
+        f"{first_conv} ({conv.shape[1]} band{'s' if conv.shape[1] != 1 else ''}) and "
+        if conv is not None
+        else f"{first_conv} (not in the file: the stem keeps its random init) and "
+    )
+    heads = sorted({k.split(".")[0] for k in state if k.startswith(classifier)})
+    left = [
+        stem
+        + "bn1: the band-shared stem and fusion replace the ResNet's first stage"
+        + ("; the stem starts from conv1's band-mean filters" if conv is not None else "")
+    ]
+    left += [f"{', '.join(heads)}: no classifier in the harness"] if heads else []
+    left += [
+        f"{p}, kept at random init" if "unexpected" not in p else f"{p}, not in timm's {timm_name}"
+        for p in problems
+    ]
+    note = (
+        f"--weights {path.name}{where}: loaded {n_mapped} of {len(wanted)} {timm_name} trunk tensors; "
+        f"left out: {'; '.join(left)}"
+    )
+    return MappedCheckpoint(mapped, conv, note)
 
 
 def hub_weights(timm_name: str) -> Path | None:
@@ -205,23 +270,28 @@ def weights_status(backbone: str) -> str:
     return f"timm {timm_name}: none (offline, not in the hub cache); use --weights FILE"
 
 
-def imagenet_state(trunk: TimmDenseTrunk, weights: Path | None) -> dict[str, torch.Tensor]:
-    """ImageNet weights for ``trunk``'s timm model under timm's key names, first conv included:
-    from ``weights`` (checked strictly) or through timm's pretrained loading (the hub cache)."""
+def imagenet_state(trunk: TimmDenseTrunk, weights: Path | None) -> MappedCheckpoint:
+    """Weights for ``trunk``'s timm model under timm's key names: from ``weights`` (what maps, see
+    :func:`checkpoint_state`) or through timm's pretrained loading (the hub cache)."""
     name = trunk.timm_name
     if weights is not None:
         if not weights.is_file():
             raise BenchError(f"--weights {weights}: no such file; {_how_to_provide(name)}")
         return checkpoint_state(weights, name)
     try:
-        return trunk.create_encoder(pretrained=True, in_chans=3).state_dict()
+        state = trunk.create_encoder(pretrained=True, in_chans=3).state_dict()
     except (OSError, RuntimeError) as exc:
         detail = f"no ImageNet weights for {name} from the Hugging Face hub (offline, or not in the cache)"
         raise BenchError(f"{detail}: {exc}; {_how_to_provide(name)}") from exc
+    import timm.models
+
+    first_conv = f"{timm.models.get_pretrained_cfg(name).first_conv}.weight"
+    return MappedCheckpoint(state, state[first_conv], "")
 
 
 def stem_filters_from_rgb(rgb: torch.Tensor, width: int, kernel: int) -> torch.Tensor:
-    """(out, 3, k, k) RGB filters -> (width, 1, kernel, kernel) single-band filters (see module doc)."""
+    """(out, bands, k, k) first-conv filters (RGB or any band count) -> (width, 1, kernel, kernel)
+    single-band filters: their band mean, cropped and rescaled (see module doc)."""
     mean = rgb.float().mean(dim=1, keepdim=True)
     k = mean.shape[-1]
     lo = (k - kernel) // 2
@@ -264,14 +334,15 @@ class ImageNet(PretrainMethod):
             raise BenchError(
                 f"imagenet needs a timm trunk: --backbone resnet18|resnet50 (got {backbone.spec.name!r})"
             )
-        import timm.models
-
-        state = imagenet_state(trunk, ctx.weights)
-        rgb = state[f"{timm.models.get_pretrained_cfg(trunk.timm_name).first_conv}.weight"]
+        loaded = imagenet_state(trunk, ctx.weights)
         own = trunk.encoder.state_dict()
-        # every tensor the trunk keeps is in ``state`` (checked), but for num_batches_tracked in old files
-        trunk.encoder.load_state_dict({k: state.get(k, v) for k, v in own.items()})
-        if self.config.stem_from_rgb:
+        # what the file lacks (named in the note) keeps the seeded random initialisation
+        trunk.encoder.load_state_dict({k: loaded.trunk.get(k, v) for k, v in own.items()})
+        if loaded.note:
+            warnings.warn(loaded.note, UserWarning, stacklevel=2)
+        if self.config.stem_from_rgb and loaded.first_conv is not None:
             conv = backbone.stem.first_conv
             with torch.no_grad():
-                conv.weight.copy_(stem_filters_from_rgb(rgb, conv.out_channels, conv.kernel_size[0]))
+                conv.weight.copy_(
+                    stem_filters_from_rgb(loaded.first_conv, conv.out_channels, conv.kernel_size[0])
+                )

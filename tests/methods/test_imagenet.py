@@ -67,7 +67,7 @@ def test_imagenet_rejects_a_missing_or_wrong_file(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(
-        BenchError, match=r"is not a resnet18 ImageNet checkpoint: tensors 100 missing \(bn1.bias"
+        BenchError, match=r"is not a resnet18 checkpoint: only 0 of 95 trunk tensors map; tensors 95 missing"
     ):
         get_method("imagenet")().pretrain(model, None, PretrainContext(weights=wrong))
 
@@ -130,26 +130,72 @@ def test_imagenet_reads_every_usual_checkpoint_format(write, tmp_path: Path) -> 
     torch.testing.assert_close(model.stem.first_conv.weight, expected)
 
 
-def test_imagenet_names_what_is_missing_unexpected_or_misshapen(tmp_path: Path) -> None:
+def test_what_does_not_map_stays_random_and_is_named_in_one_line(tmp_path: Path) -> None:
+    torch.manual_seed(0)
     model = build_backbone("resnet18", 15)
+    before = model.trunk.encoder.layer1[0].conv1.weight.detach().clone()
     state = _random_resnet18(seed=4)
     del state["layer3.1.bn2.weight"]
     state["layer5.0.conv1.weight"] = torch.zeros(1)
     state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
     path = _torchvision_pth(state, tmp_path)
-    with pytest.raises(BenchError) as err:
+    with pytest.warns(UserWarning) as caught:
         get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
-    message = str(err.value)
-    assert "\n" not in message
-    assert "1 missing (layer3.1.bn2.weight)" in message
-    assert "1 unexpected (layer5.0.conv1.weight)" in message
-    assert "1 of another shape (layer1.0.conv1.weight)" in message
+    (note,) = [str(w.message) for w in caught]
+    assert "\n" not in note
+    assert "loaded 93 of 95 resnet18 trunk tensors" in note
+    assert "1 missing (layer3.1.bn2.weight), kept at random init" in note
+    assert "1 unexpected (layer5.0.conv1.weight), not in timm's resnet18" in note
+    assert "1 of another shape (layer1.0.conv1.weight), kept at random init" in note
+    assert "conv1 (3 bands) and bn1: the band-shared stem and fusion replace" in note
+    torch.testing.assert_close(model.trunk.encoder.layer1[0].conv1.weight, before)  # not loaded
+    torch.testing.assert_close(model.trunk.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+
+
+def _multispectral_resnet18(bands: int, seed: int) -> dict[str, torch.Tensor]:
+    """A torchgeo / SSL4EO-S12 style state dict: timm's resnet18 with a ``bands``-band conv1."""
+    torch.manual_seed(seed)
+    return timm.create_model("resnet18", in_chans=bands, num_classes=0).state_dict()
+
+
+@pytest.mark.parametrize("bands", [13, 2, 3])
+def test_a_multispectral_conv1_is_replaced_by_the_stem_and_the_rest_loads(bands: int, tmp_path: Path) -> None:
+    state = _multispectral_resnet18(bands, seed=6)
+    assert state["conv1.weight"].shape[1] == bands
+    path = tmp_path / "ssl4eo.pth"
+    torch.save(state, path)
+    model = build_backbone("resnet18", 15)
+    with pytest.warns(UserWarning, match=rf"loaded 95 of 95 .*conv1 \({bands} bands?\) and bn1"):
+        get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
+    torch.testing.assert_close(
+        model.trunk.encoder.layer2[1].bn1.running_var, state["layer2.1.bn1.running_var"]
+    )
+    expected = stem_filters_from_rgb(state["conv1.weight"], model.spec.stem_width, 3)
+    torch.testing.assert_close(model.stem.first_conv.weight, expected)
+
+
+def test_a_moco_checkpoint_loads_its_query_encoder_without_heads(tmp_path: Path) -> None:
+    """SSL4EO-S12's MoCo files: ``module.encoder_q.*`` and a key encoder, MLP heads under ``fc``."""
+    query, key = _multispectral_resnet18(13, seed=7), _multispectral_resnet18(13, seed=8)
+    wrapped = {f"module.encoder_q.{k}": v for k, v in query.items()}
+    wrapped |= {f"module.encoder_k.{k}": v for k, v in key.items()}
+    wrapped |= {"module.encoder_q.fc.0.weight": torch.zeros(512, 512), "module.queue": torch.zeros(128, 4)}
+    path = tmp_path / "B13_rn18_moco_0099.pth"
+    torch.save({"epoch": 99, "state_dict": wrapped}, path)
+    model = build_backbone("resnet18", 15)
+    with pytest.warns(
+        UserWarning, match=r"under prefix 'module.encoder_q.': loaded 95 of 95.*fc: no classifier"
+    ):
+        get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
+    torch.testing.assert_close(model.trunk.encoder.layer4[0].conv1.weight, query["layer4.0.conv1.weight"])
 
 
 def test_imagenet_refuses_a_resnet50_file_for_resnet18(tmp_path: Path) -> None:
     path = tmp_path / "resnet50.pth"
     torch.save(timm.create_model("resnet50").state_dict(), path)
-    with pytest.raises(BenchError, match=r"not a resnet18 ImageNet checkpoint: tensors \d+ unexpected"):
+    with pytest.raises(
+        BenchError, match=r"not a resnet18 checkpoint: only 72 of 95 trunk tensors map; tensors"
+    ):
         get_method("imagenet")().pretrain(build_backbone("resnet18", 15), None, PretrainContext(weights=path))
 
 
