@@ -11,11 +11,25 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "sweep", "pretrain", "table", "plot", "tune", "data", "list", "perf", "doctor", "cache")
+COMMANDS = (
+    "run",
+    "sweep",
+    "pretrain",
+    "export",
+    "table",
+    "plot",
+    "tune",
+    "data",
+    "list",
+    "perf",
+    "doctor",
+    "cache",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_enabled(args.global_progress)
     # MLflow's INFO lines ("Creating initial MLflow database tables...") say nothing a user acts on
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # MLflow logs every database error with its traceback before raising it; the raised error
+    # reaches the handlers below (one line for a full disk), so the log would only repeat it
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args) or 0)
     except BenchError as err:
@@ -52,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as err:
         if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise
+            line = _resource_line(err)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            return 2
         from bench.core.paths import bench_home
 
         print(
@@ -61,6 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except Exception as err:  # out of memory, a full disk wrapped by torch or MLflow, a symlink loop
+        line = _resource_line(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; re-run the same command to resume", file=sys.stderr)
         return 130
+
+
+def _resource_line(err: BaseException) -> str | None:
+    """The one line for a machine-level failure (disk, memory, open files, symlink loop), else None."""
+    from bench.core.errors import resource_problem
+
+    try:
+        from bench.core.paths import bench_home
+
+        home = bench_home()
+    except (OSError, RuntimeError):  # BENCH_HOME itself may be the loop
+        home = None
+    store = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(os.getcwd(), 'mlflow.db')}"
+    return resource_problem(err, home=home, store=store)

@@ -11,7 +11,16 @@ from pathlib import Path
 #: The protocol names (``bench.harness.runner.PROTOCOLS``), here so that parsing imports no torch.
 PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune")
 #: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
-TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex")
+TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "summary")
+#: Default ``--seeds`` of ``run`` and ``sweep``: the fewest paired seeds at which the tables'
+#: corrected test can mark a cell (``bench.report.statistics``: exact two-sided sign-flip test,
+#: Holm across the columns of a row). All n differences of one sign give the smallest p, 2 / 2^n;
+#: after Holm across m comparisons, 2m / 2^n, which must be < 0.05. A typical table compares m = 8
+#: columns with the Baseline (ImageNet, SimSiam, SSCL, UniFeat, CoRe, Raw bands, Random forest,
+#: the supervised control): n = 8 gives 16 / 256 = 0.0625 (never significant), n = 9 gives
+#: 16 / 512 = 0.031, and 9 serves up to m = 12 (24 / 512 = 0.047). Uncorrected, n >= 6 is needed
+#: (2 / 64 = 0.031; 2 / 32 = 0.0625). ``statistics.min_seeds(8) == DEFAULT_SEEDS`` is tested.
+DEFAULT_SEEDS = 9
 #: The presets (``bench.harness.presets.PRESETS``), here so that parsing imports no torch.
 PRESET_NAMES: tuple[str, ...] = ("cpu", "paper")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.cli.common import (
+    DEFAULT_SEEDS,
     PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
@@ -37,7 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples", type=int, required=True, help="labelled pixels per class (or images, see unit)"
     )
-    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 (default 5)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        help=f"evaluation seeds 0..N-1 (default {DEFAULT_SEEDS}: the fewest at which the tables' corrected "
+        "paired test can mark a difference)",
+    )
     p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="linear", help="default: linear")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)

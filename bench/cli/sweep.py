@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from bench.cli.common import (
+    DEFAULT_SEEDS,
     PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
@@ -43,7 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[200, 400, 600, 800, 1000],
         help="comma list of label budgets (default 200,400,600,800,1000)",
     )
-    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0..N-1 per cell (default 5)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        help=f"evaluation seeds 0..N-1 per cell (default {DEFAULT_SEEDS}: the fewest at which the tables' "
+        "corrected paired test can mark a difference)",
+    )
     p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="both", help="default: both")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)
