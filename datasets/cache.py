@@ -99,14 +99,20 @@ def _handle_bad(bad: list[BadFile], skip_bad: bool) -> None:
         report_bad(b)
 
 
+def _memmap(file: Path, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+    """``np.memmap`` of ``file``; a refused mapping (``ulimit -v``: ENOMEM, no file name) names it."""
+    try:
+        return np.memmap(file, dtype=dtype, mode="r", shape=shape)
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(file)) from err
+        raise
+
+
 def _open(path: Path, manifest: dict) -> CachedSplit:
     n, h, w = manifest["n"], manifest["height"], manifest["width"]
-    images = np.memmap(path / "images.f16", dtype=np.float16, mode="r", shape=(n, len(BAND_NAMES), h, w))
-    labels = (
-        np.memmap(path / "labels.u8", dtype=np.uint8, mode="r", shape=(n, h, w))
-        if manifest["labelled"]
-        else None
-    )
+    images = _memmap(path / "images.f16", np.float16, (n, len(BAND_NAMES), h, w))
+    labels = _memmap(path / "labels.u8", np.uint8, (n, h, w)) if manifest["labelled"] else None
     return CachedSplit(
         name=manifest["split"],
         path=path,

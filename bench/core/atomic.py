@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader never sees a half-written cache, index or result file."""
+"""Atomic file writes: a reader never sees a half-written cache, index or result file.
+
+A write that fails (a full disk included) removes its temporary, so nothing half-written is left;
+a full disk reported without a file name (torch's zip writer, a buffered ``write``) is re-raised
+as ``OSError(ENOSPC)`` naming the target, so the user's one line says where space ran out.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench.core.errors import disk_full, enospc, filename_of
 
 
 def _umask() -> int:
@@ -28,6 +35,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets the usual mode
         os.replace(tmp, target)
+    except Exception as err:
+        if disk_full(err) and filename_of(err) in (None, str(tmp)):
+            raise enospc(target, err) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -56,5 +67,10 @@ def atomic_dir(target: Path, marker: str) -> Iterator[Path]:
         except OSError:
             if not (target / marker).is_file():
                 raise
+    except Exception as err:
+        named = filename_of(err)
+        if disk_full(err) and (named is None or named.startswith(str(tmp))):
+            raise enospc(target, err) from err
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
