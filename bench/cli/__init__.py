@@ -44,9 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="no progress bars or progress lines in any command",
     )
+    plugin_help = "import MODULE first: its methods, protocols and backbones register (repeatable)"
+    parser.add_argument(
+        "--plugin", dest="global_plugins", action="append", default=[], metavar="MODULE", help=plugin_help
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"bench.cli.{name}").register(sub)
+    for command in sub.choices.values():  # `bench run --plugin m` as well as `bench --plugin m run`
+        command.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE", help=plugin_help)
     return parser
 
 
@@ -63,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # reaches the handlers below (one line for a full disk), so the log would only repeat it
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
+        from bench.cli.startup import check_environment, request_plugins, resolve_methods
+
+        check_environment()  # before anything imports `datasets` or `methods`
+        request_plugins(args)
+        resolve_methods(args)
         return int(args.func(args) or 0)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)

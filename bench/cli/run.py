@@ -97,6 +97,11 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     pretraining = (
         "not needed (all seeds done)" if pre is None else "cached" if pre.cached else f"{pre.seconds:.1f} s"
     )
+    from bench.harness.runner import capped_range
+
+    capped = capped_range(spec.samples, spec.budget_unit, [(s.realised, s.realised_val) for s in cell.seeds])
+    if capped:  # a budget above what a class has: say what was realised, not what was asked
+        unit += f" (capped: {capped} realised)"
     lines = [
         f"== {spec.protocol} | {spec.samples} {unit} | backbone {spec.backbone} | "
         f"seeds {', '.join(str(s.seed) for s in cell.seeds)}",

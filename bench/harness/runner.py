@@ -30,11 +30,12 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.core.progress import progress_of
-from bench.core.provenance import code_version, source_digest, stable_hash
+from bench.core.provenance import code_digest, code_version, stable_hash
 from bench.core.settings import cast_settings
 from bench.harness import tracking
 from bench.harness.pretraining import PretrainRecord, PretrainSpec, load_or_pretrain
 from bench.models.backbones import SegBackbone
+from bench.models.base import backbone_module
 from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
 from bench.protocols.metrics import Scores
 from bench.protocols.registry import get_protocol, list_protocols
@@ -141,6 +142,17 @@ def _evaluated_by(method: str) -> str | None:
         return None
 
 
+def code_modules(spec: CellSpec) -> tuple[str, ...]:
+    """The modules whose code a result of ``spec`` depends on beyond the shared part: the method's,
+    the evaluating protocol's and the backbone's (a plugin's, or a repository file), for
+    :func:`bench.core.provenance.code_digest`. Another method's file is not among them."""
+    try:
+        method = get_method(spec.method).__module__
+    except KeyError as err:
+        raise BenchError(str(err).strip("'\"")) from err
+    return (method, type(get_protocol(spec.evaluator)).__module__, backbone_module(spec.backbone))
+
+
 def cell_spec(
     method: str, protocol: str, protocol_overrides: Mapping[str, Mapping[str, Any]], **fields: Any
 ) -> CellSpec:
@@ -168,7 +180,7 @@ def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
         "protocol": spec.evaluator,
         "protocol_config": dataclasses.asdict(spec.protocol_config()),
         "budget": {"samples": spec.samples, "unit": spec.budget_unit, "val_fraction": VAL_FRACTION},
-        "code_version": source_digest(),
+        "code_version": code_digest(code_modules(spec)),
     }
 
 
@@ -242,7 +254,7 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
     config = {k: v for k, v in ident.items() if k not in ("dataset", "code_version")}
     params = {
         "config_hash": stable_hash(config),
-        "code_version": code_version(),
+        "code_version": code_version(code_modules(spec)),
         "code_digest": ident["code_version"],
         **tracking.flatten(config),
     }
@@ -264,6 +276,28 @@ def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -
     scores = Scores(per_class, m["AA"], m["OA"])
     wall = m.get("wall_time_s", 0.0)
     return SeedResult(seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val)
+
+
+#: Seed-run tag, ``"true"`` when some class had fewer labelled pixels than ``--samples`` (all it had
+#: were drawn), else ``"false"``; tables and titles mark such budgets as capped (``--samples 100000``
+#: is not "100000 pixels per class"). :data:`REALISED_TAG` then holds the realised range.
+CAPPED_TAG = "bench.budget_capped"
+#: ``"lo-hi"``: the fewest and most labelled pixels per class realised (training + validation).
+REALISED_TAG = "bench.budget_realised"
+
+
+def capped_range(
+    samples: int, unit: str, draws: Sequence[tuple[Mapping[str, int], Mapping[str, int]]]
+) -> str | None:
+    """``"lo-hi"`` labelled pixels per class realised over ``draws`` ((training, validation) counts per
+    class, one pair per seed) when a class got fewer than ``samples``; None when every class got
+    its budget, or for an image budget (whole images: never capped, refused when too large)."""
+    if unit != "pixels":
+        return None
+    totals = [n + val.get(name, 0) for train, val in draws for name, n in train.items()]
+    if not totals or min(totals) >= samples:
+        return None
+    return f"{min(totals)}-{max(totals)}"
 
 
 def budget_for(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
@@ -334,9 +368,13 @@ def run_seed(
     metrics["wall_time_s"] = wall
     metrics |= {f"realised.{tracking.metric_name(n)}": float(c) for n, c in budget.realised.items()}
     metrics |= {f"realised_val.{tracking.metric_name(n)}": float(c) for n, c in budget.realised_val.items()}
+    capped = capped_range(spec.samples, spec.budget_unit, [(budget.realised, budget.realised_val)])
+    tags[CAPPED_TAG] = "true" if capped else "false"
+    if capped:
+        tags[REALISED_TAG] = capped
     run_id = tracking.record_seed(
         parent_run_id,
-        run_name=f"{_run_name(spec)} seed {seed}",
+        run_name=f"{_run_name(spec)} seed {seed}" + (f" (capped: {capped} realised)" if capped else ""),
         tags={**tags, "bench.result_key": key, "bench.seed": str(seed)},
         params={**params, "seed": str(seed), "budget_file": budget.path.name},
         metrics=metrics,
