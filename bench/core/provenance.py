@@ -91,9 +91,16 @@ def _file_of(module: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(path: Path, root: Path) -> set[str]:
+def _imports(path: Path, root: Path) -> frozenset[str]:
     """Modules ``path`` imports (lazy ones and relative ones included, ``from pkg import mod`` as
     ``pkg.mod`` too), with every package above each."""
+    stat = path.stat()
+    return _parsed_imports(path, root, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_imports(path: Path, root: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """:func:`_imports`, parsed once per file version (a sweep asks for every unit's key)."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     own, is_package = _module_of(path, root)
     found: set[str] = set()
@@ -113,11 +120,14 @@ def _imports(path: Path, root: Path) -> set[str]:
     for name in found:
         parts = name.split(".")
         with_parents |= {".".join(parts[: i + 1]) for i in range(len(parts))}
-    return with_parents
+    return frozenset(with_parents)
 
 
-def _closure(seeds: Sequence[Path], root: Path, follow: Callable[[str], bool]) -> set[Path]:
-    """``seeds`` and every file under ``root`` they import, transitively, through modules ``follow`` accepts."""
+def _closure(
+    seeds: Sequence[Path], root: Path, follow: Callable[[str], bool], closed: frozenset[Path] = frozenset()
+) -> set[Path]:
+    """``seeds`` and every file under ``root`` they import, transitively, through modules ``follow``
+    accepts; files in ``closed`` (a closure already) are kept but not walked again."""
     seen: set[Path] = set()
     todo = list(seeds)
     while todo:
@@ -125,6 +135,8 @@ def _closure(seeds: Sequence[Path], root: Path, follow: Callable[[str], bool]) -
         if path in seen:
             continue
         seen.add(path)
+        if path in closed:
+            continue
         for module in _imports(path, root):
             target = _file_of(module, root) if follow(module) else None
             if target is not None and target not in seen:
@@ -148,11 +160,12 @@ def dependency_files(modules: Sequence[str] = ()) -> list[Path]:
     models, protocols, datasets, the runner and pretraining, with what they import) and every file
     each module imports, transitively (``methods/sscl.py`` -> unifeat, core, augment, training,
     monitors, registry). Modules outside the repository (plugins) contribute no file here."""
-    files = set(_shared_files())
+    shared = _shared_files()
+    files = set(shared)
     for module in modules:
         path = _file_of(module, _REPO)
         if path is not None:
-            files |= _closure([path], _REPO, _followed)
+            files |= _closure([path], _REPO, _followed, closed=shared)
     return sorted(files)
 
 

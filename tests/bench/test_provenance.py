@@ -51,9 +51,9 @@ def test_source_digest_covers_result_code_only(tmp_path: Path, monkeypatch: pyte
     digests = []
     for name in ("bench/report/table.py", "bench/cli/run.py", "bench/harness/runner.py"):
         (tmp_path / name).write_text("x = 2\n")
-        provenance.source_digest.cache_clear()
+        provenance.clear_cache()
         digests.append(provenance.source_digest())
-    provenance.source_digest.cache_clear()
+    provenance.clear_cache()
     assert digests[0] == digests[1] != digests[2]
 
 
@@ -82,5 +82,105 @@ def test_source_digest_reads_the_real_packages() -> None:
     """The digest hashes this repository's sources: an empty walk (a wrong root after a move)
     would key every result to the same digest and never invalidate a completed cell."""
     assert (provenance._REPO / "bench" / "harness" / "runner.py").is_file()
-    provenance.source_digest.cache_clear()
+    provenance.clear_cache()
     assert provenance.source_digest() != hashlib.sha256().hexdigest()[:12]
+
+
+# --- result identity scoped to what a result depends on (issue 22) -------------------------------
+
+NEW_METHOD = '''"""A method a user is writing: nothing else depends on it."""
+from methods.registry import PretrainMethod, register_method
+
+
+@register_method("zz_new")
+class New(PretrainMethod):
+    description = "new"
+
+    def pretrain(self, backbone, images, ctx):
+        pass
+'''
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The repository's sources copied to a temp folder that provenance takes as the repository."""
+    import shutil
+
+    root = tmp_path / "repo"
+    for package in ("bench", "methods", "datasets"):
+        shutil.copytree(
+            provenance._REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    monkeypatch.setattr(provenance, "_REPO", root)
+    provenance.clear_cache()
+    yield root
+    provenance.clear_cache()
+
+
+def _keys(methods: tuple[str, ...]) -> dict[str, str]:
+    from types import SimpleNamespace
+
+    from bench.harness.runner import CellSpec, result_key
+
+    provenance.clear_cache()
+    ds = SimpleNamespace(fingerprint="fp")
+    return {m: result_key(CellSpec(m, 100), 0, ds) for m in methods}
+
+
+METHODS = ("random", "simsiam", "core", "sscl", "unifeat")
+
+
+def test_adding_a_method_file_keeps_every_other_result_key(repo_copy: Path) -> None:
+    before = _keys(METHODS)
+    (repo_copy / "methods" / "zz_new.py").write_text(NEW_METHOD)
+    assert _keys(METHODS) == before
+    # reporting code is no dependency either
+    (repo_copy / "bench" / "report" / "table.py").write_text("# rewritten\n")
+    assert _keys(METHODS) == before
+
+
+def test_editing_a_module_changes_the_keys_of_the_methods_built_on_it(repo_copy: Path) -> None:
+    before = _keys(METHODS)
+    core = repo_copy / "methods" / "core.py"
+    core.write_text(core.read_text() + "\nCHANGED = 1\n")
+    after = _keys(METHODS)
+    assert after["core"] != before["core"] and after["sscl"] != before["sscl"]
+    assert after["simsiam"] == before["simsiam"] and after["random"] == before["random"]
+    assert after["unifeat"] == before["unifeat"]
+    # the shared part (a protocol) is a dependency of every result
+    linear = repo_copy / "bench" / "protocols" / "linear.py"
+    linear.write_text(linear.read_text() + "\nCHANGED = 1\n")
+    assert all(v != after[k] for k, v in _keys(METHODS).items())
+
+
+def test_sscl_depends_on_the_modules_it_imports(repo_copy: Path) -> None:
+    files = {p.relative_to(repo_copy).as_posix() for p in provenance.dependency_files(["methods.sscl"])}
+    for name in ("unifeat", "core", "augment", "training", "monitors", "registry", "sscl"):
+        assert f"methods/{name}.py" in files
+    assert "methods/simsiam.py" not in files and "bench/report/table.py" not in files
+    assert "bench/harness/runner.py" in files and "bench/harness/tracking.py" not in files
+
+
+def test_an_untracked_file_marks_only_the_results_that_depend_on_it_dirty(repo_copy: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo_copy), *args],
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "copy")
+    provenance.clear_cache()
+    assert not provenance.code_version(["methods.random_init"]).endswith("+dirty")
+    (repo_copy / "methods" / "zz_new.py").write_text(NEW_METHOD)
+    provenance.clear_cache()
+    assert provenance.code_version(["methods.zz_new"]).endswith("+dirty")
+    assert not provenance.code_version(["methods.random_init"]).endswith("+dirty")
+    (repo_copy / "methods" / "training.py").write_text("# edited\n")
+    provenance.clear_cache()
+    assert provenance.code_version(["methods.simsiam"]).endswith("+dirty")
+    assert not provenance.code_version(["methods.random_init"]).endswith("+dirty")
