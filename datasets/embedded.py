@@ -4,7 +4,8 @@ Generation goes into a temporary folder that is renamed into place, so an interr
 concurrent first run never leaves a half-written default behind. The folder is named by the
 generator version and a hash of the default config and of the generator's source (its tables are
 constants, not config), so a new generator or a recalibrated default is generated afresh instead
-of silently reusing an old set.
+of silently reusing an old set. Version 3 adds the unlabelled SEN12MS-layout pretraining pool
+(``sen12ms/``), the default pretraining data of every method that reads data.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from bench.core.atomic import atomic_dir
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
 from datasets import synthetic
-from datasets.synthetic import GENERATOR_VERSION, MARKER, SynthConfig, generate
+from datasets.synthetic import GENERATOR_VERSION, MARKER, SynthConfig, default_workers, generate
 
 DEFAULT_CONFIG = SynthConfig()
 _GENERATOR_KEY = stable_hash([asdict(DEFAULT_CONFIG), Path(synthetic.__file__).read_text()], length=8)
@@ -24,10 +25,11 @@ DEFAULT_NAME = f"synthetic-dfc2020-v{GENERATOR_VERSION}-{_GENERATOR_KEY}"
 
 
 def default_data_root(progress: bool = True) -> Path:
-    """Folder of the embedded synthetic set, generating it first if needed."""
+    """Folder of the embedded synthetic set, generating it first if needed (in one process per
+    core: the main command's cold start includes it, and every patch is seeded on its own)."""
     target = bench_home() / "data" / DEFAULT_NAME
     if (target / MARKER).is_file():
         return target
     with atomic_dir(target, MARKER) as tmp:
-        generate(tmp, DEFAULT_CONFIG, progress=progress)
+        generate(tmp, DEFAULT_CONFIG, progress=progress, workers=default_workers())
     return target

@@ -39,7 +39,8 @@ class RasterSpec:
 
 @dataclass(frozen=True)
 class PatchFiles:
-    """The files of one patch; ``dfc`` is None in an unlabelled pool."""
+    """The files of one patch; ``dfc`` is its label file: DFC ids in DFC2020; in a SEN12MS pool its
+    MODIS ``lc`` (read through the IGBP lookup, ``datasets.loader.IGBPAsDFC``), or None without one."""
 
     patch_id: str
     s1: Path
@@ -161,6 +162,18 @@ class Layout:
         """Every unlabelled patch, for pretraining (``dfc`` None)."""
         raise DataError(f"{root}: a pretraining pool must be a SEN12MS folder, found the {cls.name} layout")
 
+    @classmethod
+    def default_pool(cls, root: Path) -> Path | None:
+        """The SEN12MS pretraining pool that comes with a dataset in this layout, or None (then the
+        user's ``--pretrain-data``, else the labelled pool's inputs, DESIGN 2.4)."""
+        return None
+
+    @classmethod
+    def pool_identity(cls, root: Path) -> str | None:
+        """Text that determines the content of :meth:`default_pool` (cheap: no decoding), or None;
+        it enters result keys, as the pool's decoded content enters the weights key."""
+        return None
+
 
 _LAYOUTS: dict[str, type[Layout]] = {}
 
@@ -269,12 +282,27 @@ class ReleasedDFC2020(DFC2020Files):
 class SyntheticDFC2020(ReleasedDFC2020):
     """The generated default: the released layout plus the generator's marker file."""
 
-    description = "the embedded default: a generated DFC2020-like set in the dfc2020 layout (data synth)"
+    description = (
+        "the embedded default: a generated DFC2020-like set in the dfc2020 layout, with its "
+        "unlabelled pretraining pool in the SEN12MS layout under sen12ms/ (data synth)"
+    )
     marker: ClassVar[str] = "synthetic.json"
+    #: The generated SEN12MS-like pretraining pool (generator version 3), inside the set's folder.
+    pool_folder: ClassVar[str] = "sen12ms"
 
     @classmethod
     def detect(cls, root: Path) -> bool:
         return super().detect(root) and (root / cls.marker).is_file()
+
+    @classmethod
+    def default_pool(cls, root: Path) -> Path | None:
+        pool = root / cls.pool_folder
+        return pool if pool.is_dir() else None
+
+    @classmethod
+    def pool_identity(cls, root: Path) -> str | None:
+        """The generator's record (config, version, counts): it determines the pool's content."""
+        return (root / cls.marker).read_text() if cls.default_pool(root) else None
 
 
 @register_layout("copernicus")
@@ -348,13 +376,31 @@ class CopernicusBenchDFC2020(DFC2020Files):
         return split_ids
 
 
+#: SEN12MS's formats: DFC2020's s1 and s2, and its MODIS ``lc`` (4 layers, IGBP first) as the label file.
+SEN12MS_RASTERS: dict[str, RasterSpec] = {
+    "s1": DFC2020_RASTERS["s1"],
+    "s2": DFC2020_RASTERS["s2"],
+    "dfc": RasterSpec(4, "ui", "integer MODIS lc layers (IGBP, LCCS-LC, LCCS-LU, LCCS-SH)"),
+}
+
+
 @register_layout("sen12ms")
 class SEN12MS(Layout):
-    """SEN12MS: an unlabelled pretraining pool (its ``lc`` labels are not DFC2020's)."""
+    """SEN12MS: an unlabelled pretraining pool; its coarse MODIS ``lc`` (not DFC2020's labels) is
+    read where every patch has one, for the ``supervised`` control (DESIGN 2.1's IGBP lookup)."""
 
-    description = "SEN12MS (unlabelled pretraining pool): ROIs1158_spring/s1_<scene>/..._s1_<scene>_p<k>.tif"
+    description = (
+        "SEN12MS (unlabelled pretraining pool; lc read when present): "
+        "ROIs1158_spring/{s1,s2,lc}_<scene>/..._s1_<scene>_p<k>.tif"
+    )
     modalities = ("s1", "s2")
+    rasters = SEN12MS_RASTERS
     season: ClassVar[re.Pattern[str]] = re.compile(r"^ROIs\d{4}_(spring|summer|fall|winter)$")
+
+    @classmethod
+    def patch_path(cls, season_folder: str, scene: int | str, mod: str, k: int) -> Path:
+        """``ROIs1158_spring/s1_7/ROIs1158_spring_s1_7_p3.tif``, relative to the pool's root."""
+        return Path(season_folder, f"{mod}_{scene}", f"{season_folder}_{mod}_{scene}_p{k}.tif")
 
     @classmethod
     def detect(cls, root: Path) -> bool:
@@ -377,4 +423,22 @@ class SEN12MS(Layout):
             season_dir = root if in_season else root / prefix
             return season_dir / f"{mod}_{rest.split('_p')[0]}" / f"{prefix}_{mod}_{rest}.tif"
 
-        return pair_patches("pretrain", ids, path_of, cls.modalities, cls.rasters)
+        sources = pair_patches("pretrain", ids, path_of, cls.modalities, cls.rasters)
+        return cls._with_lc(sources)
+
+    @classmethod
+    def _with_lc(cls, sources: SplitSources) -> SplitSources:
+        """The pool with each patch's ``lc`` as its label file when every patch has one; else unchanged
+        (a copy without the lc archives is still a pool for self-supervision)."""
+
+        def lc_of(patch: PatchFiles) -> Path:
+            s1 = patch.s1
+            return s1.parent.parent / f"lc{s1.parent.name[2:]}" / s1.name.replace("_s1_", "_lc_", 1)
+
+        lc = [lc_of(p) for p in sources.patches]
+        if not lc or not all(path.is_file() for path in lc):
+            return sources
+        patches = tuple(
+            PatchFiles(p.patch_id, p.s1, p.s2, path) for p, path in zip(sources.patches, lc, strict=True)
+        )
+        return SplitSources(sources.name, patches, sources.bad, sources.rasters)

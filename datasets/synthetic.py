@@ -1,4 +1,21 @@
-"""Synthetic DFC2020-like S1+S2 patches, written as GeoTIFFs in the released DFC2020 layout (version 2).
+"""Synthetic DFC2020-like S1+S2 patches, written as GeoTIFFs in the released DFC2020 layout, with an
+unlabelled SEN12MS-like pretraining pool (version 3).
+
+Version 3 adds the pool and nothing else: the labelled pool's and the test's patches are byte for
+byte version 2's (same seeds; only their unused ``lc`` layer is now the MODIS model below), so the
+raw-band calibration of version 2 (below) still holds. The pool (``sen12ms/``, SEN12MS's layout
+``ROIs1868_summer/s1_<scene>/ROIs1868_summer_s1_<scene>_p<k>.tif`` with s1, s2 and lc, no fine
+labels) holds ``n_pretrain`` = 640 patches, 4x the labelled pool, from ``pretrain_regions`` = 32
+regions (8 per season, SEN12MS's four season folders), disjoint from the labelled pool's 3 and the
+test's 10 and drawn from the same region model: it covers the kinds of variation the test has
+(leaf-off canopies, bare fields, other soils and SAR geometry) without its scenes, as SEN12MS
+does for DFC2020. Why 640: pretraining sees a fixed number of crops (the CPU schedules draw
+2,400-6,400), so a pool this size is seen a few times per run rather than memorised, while its
+generation (about 30 s of one core) keeps the main command's cold start under 2.5 minutes on 2
+cores; SEN12MS is 183x DFC2020's labelled pool, which no CPU default can match. Its ``lc`` is
+MODIS MCD12Q1-like IGBP at 500 m (:func:`_lc`): map-aligned 50 px blocks classified from the
+true cover fractions by IGBP's rules, a systematic error in 30% of the regions and a confusable
+class in 20% of the blocks; it agrees with the fine labels at about 67% of the pool's pixels.
 
 The embedded default of the harness: the reader cannot tell it from the real set (same folders,
 bands, dtypes, UTM CRS, 10 m transform), so every code path runs without a download. Version 1 was
@@ -86,16 +103,26 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from bench.core.progress import progress_of
-from datasets.classes import DFC_NAMES
-from datasets.layouts import ReleasedDFC2020, SyntheticDFC2020
+from datasets.classes import DFC_NAMES, igbp_to_dfc
+from datasets.layouts import SEN12MS, ReleasedDFC2020, SyntheticDFC2020
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 MARKER = SyntheticDFC2020.marker
 CRS_EPSG = 32632
 ENL = 4.4
 
 #: Released-layout folders per split: (split folder, modality folder suffix).
 SPLIT_FOLDERS: dict[str, tuple[str, str]] = ReleasedDFC2020.split_folders
+#: Every generated split, in seed order: ``labelled`` and ``test`` keep version 2's seeds (so their
+#: patches are unchanged), ``pretrain`` is version 3's unlabelled pool in the SEN12MS layout.
+SPLITS: tuple[str, ...] = ("labelled", "test", "pretrain")
+#: SEN12MS's season folder of each generator season (SEN12MS says "fall").
+SEN12MS_SEASON_FOLDERS: dict[str, str] = {
+    "spring": "ROIs1158_spring",
+    "summer": "ROIs1868_summer",
+    "autumn": "ROIs1970_fall",
+    "winter": "ROIs2017_winter",
+}
 
 #: Endmembers of the linear mixing model.
 ENDMEMBERS = ("leaf", "needle", "dry", "soil", "sand", "rock", "water", "roof", "asphalt", "snow", "shade")
@@ -325,10 +352,27 @@ class SynthConfig:
     point_target_db: tuple[float, float] = (8.0, 18.0)
     #: Order of the generated regions' parameters; not physics: changes the whole set.
     region_seed_offset: int = 0
+    #: Version 3, the unlabelled pretraining pool (SEN12MS layout: s1, s2, lc; no fine labels):
+    #: patches, regions (disjoint from the labelled pool's and the test's, drawn by the same
+    #: region model) and their seasons (cycled over the regions, as SEN12MS's four season folders).
+    n_pretrain: int = 640
+    pretrain_regions: int = 32
+    pretrain_seasons: tuple[str, ...] = ("winter", "spring", "summer", "autumn")
+    #: The ``lc`` layer as SEN12MS ships it: MODIS MCD12Q1 IGBP at 500 m (``modis_px`` pixels of
+    #: 10 m, on a map-aligned grid, so blocks straddle patches), each block one IGBP class decided
+    #: from its true cover fractions by IGBP's own rules (forest above 60% tree cover, woody
+    #: savanna 30-60%, cropland/natural mosaic), then wrong in ``modis_error_rate`` of the blocks
+    #: (a confusable class; MCD12Q1's overall accuracy is about 75%), and in a region with
+    #: probability ``modis_region_bias`` one class is systematically given its confusable class
+    #: (MODIS errors cluster by biome, they are not independent per block).
+    modis_px: int = 50
+    modis_error_rate: float = 0.2
+    modis_region_bias: float = 0.3
 
 
-#: The real DFC2020 proportions (``--full-size``).
-FULL_SIZE = SynthConfig(n_labelled=986, n_test=5128, size=256)
+#: The real DFC2020 proportions (``--full-size``), with a pool of 4x the labelled pool (the default's
+#: ratio) from 128 regions, 32 per season.
+FULL_SIZE = SynthConfig(n_labelled=986, n_test=5128, size=256, n_pretrain=3944, pretrain_regions=128)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,12 +491,28 @@ class Region:
     haze: float
 
 
-@functools.lru_cache(maxsize=64)
+def split_size(config: SynthConfig, split: str) -> tuple[int, int, tuple[str, ...]]:
+    """(patches, regions, seasons) of ``split``."""
+    return {
+        "labelled": (config.n_labelled, config.pool_regions, config.pool_seasons),
+        "test": (config.n_test, config.test_regions, config.test_seasons),
+        "pretrain": (config.n_pretrain, config.pretrain_regions, config.pretrain_seasons),
+    }[split]
+
+
+def region_index(config: SynthConfig, split: str, r: int) -> int:
+    """The set-wide index of region ``r`` of ``split``: the labelled pool's regions first, then the
+    test's, then the pretraining pool's, so no region (ROI) belongs to two splits."""
+    before = {"labelled": 0, "test": config.pool_regions}
+    return before.get(split, config.pool_regions + config.test_regions) + r
+
+
+@functools.lru_cache(maxsize=256)
 def _region(config: SynthConfig, split: str, r: int) -> Region:
-    """Region ``r`` of ``split``; pool regions and test regions are different regions."""
-    index = r if split == "labelled" else config.pool_regions + r
+    """Region ``r`` of ``split``; every split's regions are different regions of one region model."""
+    index = region_index(config, split, r)
     rng = np.random.default_rng([config.seed, 5, index + config.region_seed_offset])
-    seasons = config.pool_seasons if split == "labelled" else config.test_seasons
+    seasons = split_size(config, split)[2]
     season = seasons[r % len(seasons)]
     base_green, states, sun = SEASONS[season]
     greenness = float(np.clip(base_green + rng.normal(0, 0.08), 0, 1))
@@ -512,12 +572,16 @@ def _region(config: SynthConfig, split: str, r: int) -> Region:
 @functools.lru_cache(maxsize=8)
 def regions_of(config: SynthConfig, split: str) -> np.ndarray:
     """Region of every patch of ``split`` (contiguous runs: patches are clustered by region)."""
-    n = config.n_labelled if split == "labelled" else config.n_test
-    k = config.pool_regions if split == "labelled" else config.test_regions
-    rng = np.random.default_rng([config.seed, 7, list(SPLIT_FOLDERS).index(split)])
+    n, k, _ = split_size(config, split)
+    rng = np.random.default_rng([config.seed, 7, SPLITS.index(split)])
     share = rng.dirichlet(np.full(k, 4.0))
     bounds = np.round(np.cumsum(share) * n).astype(int)
     return np.searchsorted(bounds, np.arange(n), side="right").clip(0, k - 1)
+
+
+def first_of_region(config: SynthConfig, split: str, region: int) -> int:
+    """Index of the first patch of ``region`` in ``split`` (its patches are contiguous)."""
+    return int(np.searchsorted(regions_of(config, split), region))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -704,36 +768,103 @@ def _add_nonfinite(rng: np.random.Generator, s1: np.ndarray) -> None:
         s1[1].ravel()[darkest] = -np.inf
 
 
-def _lc(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-    """(4, H, W) uint16 MODIS-like layers: blocky 500 m IGBP from the labels, LCCS layers at fill 255."""
-    to_igbp = np.array([0, 5, 7, 9, 10, 11, 12, 13, 15, 16, 17], dtype=np.uint16)
-    size = labels.shape[0]
-    igbp = np.zeros((size, size), dtype=np.uint16)
-    for y in range(0, size, 50):
-        for x in range(0, size, 50):
-            block = labels[y : y + 50, x : x + 50]
-            values = np.unique(block)
-            mode = np.bincount(block.ravel()).argmax() if rng.random() > 0.15 else rng.choice(values)
-            igbp[y : y + 50, x : x + 50] = to_igbp[mode]
-    return np.stack([igbp] + [np.full_like(igbp, 255)] * 3)
+#: IGBP code (MODIS MCD12Q1 band 1) of each DFC class as IGBP's rules see a homogeneous block;
+#: Forest and Shrubland take their sub-type's code (:data:`_IGBP_OF_SUBTYPE`).
+_IGBP_OF_DFC = np.array([0, 5, 7, 9, 10, 11, 12, 13, 15, 16, 17], dtype=np.int64)
+_IGBP_OF_SUBTYPE = {"broadleaf": 4, "needleleaf": 1, "mixed forest": 5, "dense shrub": 6, "sparse shrub": 7}
+#: What MODIS confuses each IGBP class with (Friedl et al. 2010's confusions, roughly): forest
+#: with woody savanna, shrub with grass, grass with crops and savanna, wetlands with grass, urban
+#: with the mosaic class. Several keep the DFC class (4 -> 5 are both Forest), as on the ground.
+MODIS_CONFUSED: dict[int, tuple[int, ...]] = {
+    1: (5, 8), 2: (8, 5), 3: (1, 8), 4: (5, 8), 5: (4, 8), 6: (7, 10), 7: (6, 10, 16), 8: (5, 9),
+    9: (10, 8), 10: (12, 9, 7), 11: (10, 5, 17), 12: (14, 10), 13: (14, 12), 14: (12, 10),
+    15: (16,), 16: (7, 10), 17: (11,),
+}  # fmt: skip
+
+
+def _modis_bias(config: SynthConfig, region: Region) -> tuple[int, int] | None:
+    """(IGBP class, the class MODIS gives it instead) in every block of the region, or None.
+
+    Drawn from the region's own generator (not the patch's, not the region model's), so the
+    systematic error is one per region and version 2's regions are unchanged."""
+    rng = np.random.default_rng([config.seed, 11, region.index + config.region_seed_offset])
+    if rng.random() >= config.modis_region_bias:
+        return None
+    wrong = int(rng.choice([4, 6, 7, 10, 11, 12, 14]))
+    return wrong, MODIS_CONFUSED[wrong][0]
+
+
+def _lc(
+    rng: np.random.Generator, p: _Patch, region: Region, origin: tuple[float, float], config: SynthConfig
+) -> np.ndarray:
+    """(4, H, W) uint16 MODIS-like layers: IGBP at 500 m from the true cover, LCCS layers at fill 255.
+
+    Blocks are ``modis_px`` pixels on the map grid (``origin``: the patch's upper-left x, y in
+    metres), so a patch sees parts of blocks as SEN12MS's upsampled MCD12Q1 does. A block's class
+    follows IGBP's rules on its true class fractions: tree cover >= 60% is forest (the code of
+    its commonest forest sub-type), 30-60% woody savanna, a crop-dominated block with >= 25%
+    natural vegetation is the cropland/natural mosaic, grass or shrub with 10-30% trees savanna
+    (Savanna maps to DFC 3, ignored by the default classes, as in SEN12MS); then the region's
+    systematic error (:func:`_modis_bias`) and a confusable class in ``modis_error_rate`` of the blocks.
+    """
+    size, px = p.truth.shape[0], config.modis_px
+    bx = (round(origin[0] / 10) + np.arange(size)) // px
+    by = (round(-origin[1] / 10) + np.arange(size)) // px
+    bx, by = bx - bx[0], by - by[0]
+    block = by[:, None] * (bx[-1] + 1) + bx[None, :]
+    n_blocks = int(block.max()) + 1
+    frac = np.zeros((n_blocks, 11))
+    np.add.at(frac, (block.ravel(), p.truth.ravel().astype(np.int64)), 1.0)
+    frac /= frac.sum(axis=1, keepdims=True)
+    sub_names = [s.name for s in SUBTYPES]
+    bias = _modis_bias(config, region)
+    igbp = np.zeros(n_blocks, dtype=np.int64)
+    for b in range(n_blocks):
+        f = frac[b]
+        tree, dom = f[1], int(np.argmax(f[1:]) + 1)
+        if tree >= 0.6 or dom == 1:
+            code = 8  # woody savanna
+            if tree >= 0.6:
+                subs = p.subtype[(block == b) & (p.truth == 1)]
+                code = _IGBP_OF_SUBTYPE.get(sub_names[int(np.bincount(subs).argmax())], 5)
+        elif dom == 6 and f[6] < 0.6 and f[1] + f[2] + f[4] >= 0.25:
+            code = 14  # cropland / natural vegetation mosaic
+        elif dom in (2, 4) and 0.1 <= tree < 0.3:
+            code = 9  # savanna
+        elif dom == 2:
+            subs = p.subtype[(block == b) & (p.truth == 2)]
+            code = _IGBP_OF_SUBTYPE.get(sub_names[int(np.bincount(subs).argmax())], 7)
+        else:
+            code = int(_IGBP_OF_DFC[dom])
+        if bias is not None and code == bias[0]:
+            code = bias[1]
+        if rng.random() < config.modis_error_rate:
+            code = int(rng.choice(MODIS_CONFUSED[code]))
+        igbp[b] = code
+    layer = igbp[block].astype(np.uint16)
+    return np.stack([layer] + [np.full_like(layer, 255)] * 3)
 
 
 def patch_scene(config: SynthConfig, split: str, index: int) -> tuple[np.random.Generator, Region, _Patch]:
     """The region and layout (true and written labels) of one patch, and its generator to go on with."""
-    rng = np.random.default_rng([config.seed, list(SPLIT_FOLDERS).index(split), index])
+    rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
     region = _region(config, split, int(regions_of(config, split)[index]))
     return rng, region, _layout(rng, config.size, region, config)
 
 
 def make_patch(config: SynthConfig, split: str, index: int, nonfinite: bool = False) -> dict[str, np.ndarray]:
-    """Arrays of one patch (s1, s2, dfc, lc), determined by (config, split, index)."""
+    """Arrays of one patch (s1, s2, dfc, lc), determined by (config, split, index).
+
+    ``dfc`` (the fine labels) is returned for every split; the pretraining pool never writes it.
+    """
     rng, region, p = patch_scene(config, split, index)
     f = _fractions(rng, p, region, config)
     s1 = _render_s1(rng, f, p, region, config)
     if nonfinite:
         _add_nonfinite(rng, s1)
     s2 = _render_s2(rng, f, region, config)
-    return {"s1": s1, "s2": s2, "dfc": p.labels[None], "lc": _lc(rng, p.labels)}
+    t = patch_transform(config, split, index)
+    return {"s1": s1, "s2": s2, "dfc": p.labels[None], "lc": _lc(rng, p, region, (t.c, t.f), config)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,55 +885,92 @@ def _write(path: Path, data: np.ndarray, transform: Affine) -> None:
         dst.write(data)
 
 
-def _transform(config: SynthConfig, split: str, index: int, region: int) -> Affine:
+def patch_transform(config: SynthConfig, split: str, index: int) -> Affine:
     """Patches of a region lie together (a 10-column grid), regions 60 km apart: clustered ROIs."""
-    first = int(np.searchsorted(regions_of(config, split), region))
-    k = index - first
-    r = region if split == "labelled" else config.pool_regions + region
+    region = int(regions_of(config, split)[index])
+    k = index - first_of_region(config, split, region)
+    r = region_index(config, split, region)
     pixel, step = 10.0, config.size * 10.0 * 1.2
     x0 = 300_000.0 + (r % 8) * 60_000.0 + (k % 10) * step
     y0 = 5_500_000.0 - (r // 8) * 60_000.0 - (k // 10) * step
     return Affine(pixel, 0.0, x0, 0.0, -pixel, y0)
 
 
+def pool_patch_path(config: SynthConfig, index: int, mod: str) -> Path:
+    """Where pool patch ``index`` keeps ``mod``, relative to the set's root, as SEN12MS names it:
+    ``sen12ms/ROIs1868_summer/s1_<scene>/ROIs1868_summer_s1_<scene>_p<k>.tif``; a scene is one of
+    the pool's regions (set-wide region index), ``k`` the patch's number within it."""
+    r = int(regions_of(config, "pretrain")[index])
+    season = SEN12MS_SEASON_FOLDERS[_region(config, "pretrain", r).season]
+    k = index - first_of_region(config, "pretrain", r)
+    scene = region_index(config, "pretrain", r)
+    return Path(SyntheticDFC2020.pool_folder) / SEN12MS.patch_path(season, scene, mod, k)
+
+
 def _write_patch(job: tuple[Path, SynthConfig, str, int, bool]) -> np.ndarray:
-    """Generate and write one patch (a worker's unit of work); returns its DFC pixel counts."""
+    """Generate and write one patch (a worker's unit of work).
+
+    Returns the DFC pixel counts of its fine labels (11) and, for the pretraining pool, those of its
+    ``lc`` through the IGBP lookup (11) and the pixels where the two agree (1).
+    """
     out, config, split, index, nonfinite = job
     arrays = make_patch(config, split, index, nonfinite)
-    transform = _transform(config, split, index, int(regions_of(config, split)[index]))
+    transform = patch_transform(config, split, index)
+    dfc = arrays["dfc"].ravel()
+    if split == "pretrain":  # SEN12MS: s1, s2 and lc only; the fine labels stay unwritten
+        for mod in ("s1", "s2", "lc"):
+            _write(out / pool_patch_path(config, index, mod), arrays[mod], transform)
+        lc = igbp_to_dfc(arrays["lc"][0]).ravel()
+        agree = np.array([np.count_nonzero(lc == dfc)])
+        return np.concatenate([np.bincount(dfc, minlength=11), np.bincount(lc, minlength=11), agree])
     for mod, data in arrays.items():
         _write(out / ReleasedDFC2020.patch_path(split, mod, index), data, transform)
-    return np.bincount(arrays["dfc"].ravel(), minlength=11)
+    return np.bincount(dfc, minlength=11)
 
 
 def generate(
     out: Path, config: SynthConfig = SynthConfig(), progress: bool = False, workers: int = 1
 ) -> Path:
-    """Write a synthetic set in the released DFC2020 layout under ``out``; returns ``out``.
+    """Write a synthetic set under ``out``: the labelled pool and the test split in the released
+    DFC2020 layout, the pretraining pool (``n_pretrain`` patches) in the SEN12MS layout under
+    ``sen12ms/``; returns ``out``.
 
     ``workers`` > 1 generates patches in that many processes; every patch is seeded on its own,
     so the files are byte-identical for any worker count.
     """
     out = Path(out)
     dfc_pixels: dict[str, dict[str, int]] = {}
+    pool: dict[str, object] = {}
     executor = None
     if workers > 1:
         executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
     try:
-        for split, n in (("labelled", config.n_labelled), ("test", config.n_test)):
-            for mod in ("s1", "s2", "dfc", "lc"):
-                (out / ReleasedDFC2020.patch_path(split, mod, 0)).parent.mkdir(parents=True, exist_ok=True)
-            pick = np.random.default_rng([config.seed, 99, list(SPLIT_FOLDERS).index(split)])
+        for split in SPLITS:
+            n = split_size(config, split)[0]
+            if n == 0 and split == "pretrain":
+                continue
+            if split == "pretrain":
+                for i in range(n):
+                    for mod in ("s1", "s2", "lc"):
+                        (out / pool_patch_path(config, i, mod)).parent.mkdir(parents=True, exist_ok=True)
+            else:
+                for mod in ("s1", "s2", "dfc", "lc"):
+                    folder = (out / ReleasedDFC2020.patch_path(split, mod, 0)).parent
+                    folder.mkdir(parents=True, exist_ok=True)
+            pick = np.random.default_rng([config.seed, 99, SPLITS.index(split)])
             n_bad = max(1, round(config.nonfinite_fraction * n)) if config.nonfinite_fraction > 0 else 0
             with_nonfinite = set(pick.choice(n, size=min(n, n_bad), replace=False).tolist()) if n else set()
             jobs = [(out, config, split, i, i in with_nonfinite) for i in range(n)]
             results = executor.map(_write_patch, jobs, chunksize=4) if executor else map(_write_patch, jobs)
-            counts = np.zeros(11, dtype=np.int64)
+            counts = np.zeros(23 if split == "pretrain" else 11, dtype=np.int64)
             for c in progress_of(
                 results, total=n, desc=f"generating {split}", unit="patch", enabled=progress
             ):
                 counts += c
-            dfc_pixels[split] = {DFC_NAMES[c]: int(counts[c]) for c in DFC_NAMES}
+            if split == "pretrain":
+                pool = _pool_summary(config, counts)
+            else:
+                dfc_pixels[split] = {DFC_NAMES[c]: int(counts[c]) for c in DFC_NAMES}
     finally:
         if executor is not None:
             executor.shutdown()
@@ -811,9 +979,27 @@ def generate(
         "version": GENERATOR_VERSION,
         **asdict(config),
         "dfc_pixels": dfc_pixels,
+        "pretrain_pool": pool,
     }
     (out / MARKER).write_text(json.dumps(meta, indent=1))
     return out
+
+
+def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:
+    """What ``synthetic.json`` says about the pool: where, its regions by season, its lc's classes
+    and how often the lc (through the IGBP lookup) agrees with the fine labels nobody sees."""
+    seasons: dict[str, int] = {}
+    for r in range(config.pretrain_regions):
+        folder = SEN12MS_SEASON_FOLDERS[_region(config, "pretrain", r).season]
+        seasons[folder] = seasons.get(folder, 0) + 1
+    return {
+        "folder": SyntheticDFC2020.pool_folder,
+        "patches": config.n_pretrain,
+        "regions_per_season": seasons,
+        "fine_pixels": {DFC_NAMES[c]: int(counts[c]) for c in DFC_NAMES},
+        "lc_pixels": {DFC_NAMES[c]: int(counts[11 + c]) for c in DFC_NAMES},
+        "lc_agreement": float(counts[22] / max(1, counts[:11].sum())),
+    }
 
 
 def default_workers() -> int:

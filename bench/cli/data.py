@@ -28,14 +28,21 @@ def _synth(args: argparse.Namespace) -> int:
     from datasets.synthetic import FULL_SIZE, MARKER, SynthConfig, default_workers, generate
 
     base = FULL_SIZE if args.full_size else SynthConfig()
-    overrides = {"n_labelled": args.train, "n_test": args.test, "size": args.size, "seed": args.seed}
+    overrides = {
+        "n_labelled": args.train,
+        "n_test": args.test,
+        "n_pretrain": args.pretrain,
+        "size": args.size,
+        "seed": args.seed,
+    }
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
-    workers = args.workers or (default_workers() if args.full_size else 1)
+    workers = args.workers or default_workers()
     out = generate(Path(args.out), config, progress=True, workers=workers)
     elapsed = time.perf_counter() - start
     print(
-        f"wrote {config.n_labelled} labelled + {config.n_test} test patches of {config.size} px "
+        f"wrote {config.n_labelled} labelled + {config.n_test} test + {config.n_pretrain} pool patches "
+        f"of {config.size} px "
         f"to {out} in {elapsed:.1f} s (seed {config.seed}, {workers} worker(s))"
     )
     pixels = json.loads((out / MARKER).read_text())["dfc_pixels"]
@@ -47,6 +54,14 @@ def _synth(args: argparse.Namespace) -> int:
     rare = [n for n in DEFAULT_CLASSES.names if pixels["labelled"][n] < MIN_CLASS_PIXELS]
     if rare:
         print(f"warning: fewer than {MIN_CLASS_PIXELS} labelled pixels for {', '.join(rare)}")
+    pool = json.loads((out / MARKER).read_text())["pretrain_pool"]
+    if pool:
+        seasons = ", ".join(f"{folder} {n}" for folder, n in pool["regions_per_season"].items())
+        print(
+            f"pretraining pool: {pool['patches']} unlabelled patches in the SEN12MS layout under "
+            f"{out / pool['folder']} (s1, s2, MODIS-like lc at 500 m); scenes per season: {seasons}; "
+            f"lc agrees with the fine labels at {100 * pool['lc_agreement']:.1f}% of pixels"
+        )
     return 0
 
 
@@ -107,6 +122,12 @@ def _check(args: argparse.Namespace) -> int:
     print(f"bands: {' '.join(ds.band_names)}")
     for split in (ds.labelled, ds.test):
         _print_split(split)
+    if ds.pretrain_pool is not None:
+        from datasets import load_pretrain_pool
+
+        pool = load_pretrain_pool(ds.pretrain_pool, classes=ds.classes, skip_bad=args.skip_bad)
+        print(f"\npretraining pool {ds.pretrain_pool} (SEN12MS layout; class pixels of its lc, coarse)")
+        _print_split(pool)
     if args.preview is not None:
         from bench.report.plot import patches_figure, save_png
 
@@ -177,16 +198,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--train", type=int, default=None, help="labelled patches (default 160)")
     synth.add_argument("--test", type=int, default=None, help="test patches (default 160)")
+    synth.add_argument(
+        "--pretrain",
+        type=int,
+        default=None,
+        help="unlabelled pretraining-pool patches, SEN12MS layout under sen12ms/ (default 640; 0: none)",
+    )
     synth.add_argument("--size", type=int, default=None, help="patch size in px (default 64)")
     synth.add_argument("--seed", type=int, default=None, help="generator seed (default 0)")
     synth.add_argument(
-        "--full-size", action="store_true", help="real DFC2020 sizes: 986 / 5128 patches of 256 px"
+        "--full-size",
+        action="store_true",
+        help="real DFC2020 sizes: 986 / 5128 patches of 256 px, a pool of 3944 (4x the labelled pool)",
     )
     synth.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="worker processes (default: all cores with --full-size, else 1); output identical for any",
+        help="worker processes (default: every core); the output is identical for any number",
     )
     synth.set_defaults(func=_synth)
 

@@ -102,9 +102,13 @@ class PretrainRecord:
 def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) -> tuple[np.ndarray, str]:
     """The unlabelled pool and its fingerprint (DESIGN 2.4).
 
-    Default: the labelled pool's inputs (labels unseen). ``pretrain_data``: a SEN12MS copy.
+    ``pretrain_data``: a SEN12MS copy; without it the dataset's own SEN12MS-layout pool
+    (``ds.pretrain_pool``: the embedded default's, generator version 3), else the labelled pool's
+    inputs (labels unseen). The fingerprint is the pool's content, so it enters the weights key.
     Test inputs join only with ``transductive=True``, the user's explicit request.
     """
+    if pretrain_data is None:
+        pretrain_data = getattr(ds, "pretrain_pool", None)
     if pretrain_data is not None:
         from datasets import load_pretrain_pool
 

@@ -172,6 +172,10 @@ def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
         pretraining = None if spec.is_reference else spec.pretrain_spec().identity()
     except (KeyError, ValueError) as err:
         raise BenchError(str(err).strip("'\"")) from err
+    pool = getattr(ds, "pretrain_pool_id", None)  # the dataset's own pretraining pool, if any
+    own_pool = pool is not None and get_method(spec.method).needs_data
+    if own_pool and pretraining is not None and pretraining["pretrain_data"] is None:
+        pretraining["pool"] = pool  # pretrained on that pool (no --pretrain-data)
     return {
         "dataset": ds.fingerprint,
         "method": spec.method,

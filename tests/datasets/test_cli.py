@@ -17,11 +17,15 @@ from tests.datasets.conftest import patch_file, rewrite
 
 def test_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "synth"
-    argv = ["data", "synth", "--out", str(out), "--train", "6", "--test", "4", "--size", "32", "--seed", "1"]
-    assert main(argv) == 0
+    argv = ["data", "synth", "--out", str(out), "--train", "6", "--test", "4", "--pretrain", "5"]
+    assert main([*argv, "--size", "32", "--seed", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "wrote 6 labelled + 4 test patches of 32 px" in printed and "Savanna" in printed
+    assert "wrote 6 labelled + 4 test + 5 pool patches of 32 px" in printed and "Savanna" in printed
+    assert "pretraining pool: 5 unlabelled patches in the SEN12MS layout" in printed
     assert len(list((out / "ROIs0000_test" / "s2_0").glob("*.tif"))) == 4
+    for mod in ("s1", "s2", "lc"):
+        assert len(list((out / "sen12ms").glob(f"ROIs*_*/{mod}_*/ROIs*_{mod}_*_p*.tif"))) == 5
+    assert not list((out / "sen12ms").rglob("*dfc*"))  # the pool has no fine labels
     assert json.loads((out / "synthetic.json").read_text())["seed"] == 1
 
 

@@ -163,11 +163,11 @@ def test_deterministic_for_a_seed() -> None:
 
 
 def test_identical_bytes_for_one_and_two_workers(tmp_path: Path) -> None:
-    config = SynthConfig(n_labelled=5, n_test=4, size=32, seed=3)
+    config = SynthConfig(n_labelled=5, n_test=4, size=32, seed=3, n_pretrain=6, pretrain_regions=3)
     one = generate(tmp_path / "one", config, workers=1)
     two = generate(tmp_path / "two", config, workers=2)
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
-    assert len(files) == 4 * 9 + 1
+    assert len(files) == 4 * 9 + 3 * 6 + 1  # s1 s2 dfc lc of 9 patches, s1 s2 lc of 6, the marker
     for name in files:
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
