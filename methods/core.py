@@ -52,10 +52,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.device import as_input, autocast
-from bench.models.backbones import SegBackbone
+from bench.models.backbones import SegBackbone, upsample
 from methods.augment import SAR_BANDS, cutout, random_blur, random_crop, random_dihedral
+from methods.health import HealthCheck
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit
+
+#: The ways of telling the network what is missing (``CoReConfig.marker``).
+MARKERS = ("embedding", "value")
 
 
 @dataclass
@@ -72,11 +76,16 @@ class CoReConfig(TrainConfig):
     blur_p: float = 0.3
     blur_sigma: tuple[float, float] = (0.5, 2.0)
     loss_all_pixels: bool = True
+    marker: str = "embedding"
     missing_value: float = -1.0
     head_hidden: int = 32
     stem_lr_factor: float = 1.0
     stats_patches: int = 64
     holdout_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.marker not in MARKERS:
+            raise ValueError(f"core: marker {self.marker!r} is not one of {', '.join(MARKERS)}")
 
 
 @dataclass
@@ -107,10 +116,11 @@ class BandStatistics:
 
 @dataclass
 class Degraded:
-    """A degraded batch and what was done to it (the masks drive the optional masked loss)."""
+    """A degraded batch and what was done to it (the masks drive the feature-space marker and the
+    optional masked loss)."""
 
     x: torch.Tensor
-    dropped: torch.Tensor  # (B, C) bands marked missing
+    dropped: torch.Tensor  # (B, C) bands missing
     cut: torch.Tensor  # (B, 1, H, W) cutout pixels, missing in every band
     blurred: torch.Tensor  # (B,) samples that were blurred
 
@@ -121,8 +131,17 @@ class Degraded:
         return self.dropped.view(b, c, 1, 1) | self.cut | self.blurred.view(b, 1, 1, 1)
 
 
-def drop_bands(x: torch.Tensor, cfg: CoReConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Band and whole-modality dropout; returns (x with dropped bands missing, (B, C) dropped)."""
+def _fill(x: torch.Tensor, where: torch.Tensor, fill: torch.Tensor | float) -> torch.Tensor:
+    """``x`` with ``where`` (broadcastable) set to ``fill``: a scalar, or one value per band (C,)."""
+    if isinstance(fill, torch.Tensor):
+        return torch.where(where, fill.to(x.dtype).view(1, -1, 1, 1), x)
+    return x.masked_fill(where, fill)
+
+
+def drop_bands(
+    x: torch.Tensor, cfg: CoReConfig, gen: torch.Generator, fill: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Band and whole-modality dropout; returns (x with dropped bands set to ``fill``, (B, C) dropped)."""
     b, c = x.shape[:2]
     device = x.device
     is_sar = (torch.arange(c, device=device) < SAR_BANDS).view(1, c)
@@ -131,15 +150,23 @@ def drop_bands(x: torch.Tensor, cfg: CoReConfig, gen: torch.Generator) -> tuple[
     dropped_modality = modality & (is_sar == drop_sar)
     dropped = dropped_modality | (torch.rand(b, c, generator=gen, device=device) < cfg.p_band)
     dropped = torch.where(dropped.all(dim=1, keepdim=True), dropped_modality, dropped)
-    return x.masked_fill(dropped.view(b, c, 1, 1), cfg.missing_value), dropped
+    return _fill(x, dropped.view(b, c, 1, 1), fill), dropped
 
 
-def degrade(x: torch.Tensor, cfg: CoReConfig, gen: torch.Generator) -> Degraded:
-    """Blur, then band and modality dropout, then cutout; all batched, on the batch's device."""
+def degrade(
+    x: torch.Tensor, cfg: CoReConfig, gen: torch.Generator, fill: torch.Tensor | float | None = None
+) -> Degraded:
+    """Blur, then band and modality dropout, then cutout; all batched, on the batch's device.
+
+    Missing elements are set to ``fill``: the pool's per-band mean (``marker="embedding"``, an
+    in-range value whatever the normalisation; the stem never reads dropped bands and the mask
+    embedding replaces its output at cut pixels) or ``cfg.missing_value`` (``marker="value"``).
+    """
+    fill = cfg.missing_value if fill is None else fill
     x, blurred = random_blur(x, cfg.blur_p, cfg.blur_sigma, gen)
-    x, dropped = drop_bands(x, cfg, gen)
-    x, cut = cutout(x, cfg.cutout_boxes, cfg.cutout_max_frac, gen, fill=cfg.missing_value)
-    return Degraded(x, dropped, cut, blurred)
+    x, dropped = drop_bands(x, cfg, gen, fill)
+    _, cut = cutout(x, cfg.cutout_boxes, cfg.cutout_max_frac, gen)
+    return Degraded(_fill(x, cut, fill), dropped, cut, blurred)
 
 
 class RestoreHead(nn.Sequential):
@@ -151,21 +178,69 @@ class RestoreHead(nn.Sequential):
         )
 
 
+class CoReHead(nn.Module):
+    """CoRe's pretraining head, discarded after pretraining: the mask embedding and the decoder.
+
+    ``mask_embedding`` (stem_width,) stands in for the stem's output at every missing band-pixel
+    (MAE's mask token, per band-pixel instead of per patch). It is trained here and never part of
+    the transferred backbone: downstream inputs have no missing bands.
+    """
+
+    def __init__(self, backbone: SegBackbone, hidden: int) -> None:
+        super().__init__()
+        self.mask_embedding = nn.Parameter(0.02 * torch.randn(backbone.spec.stem_width))
+        self.decoder = RestoreHead(backbone.out_dim, hidden, backbone.spec.in_chans)
+
+
+def masked_band_features(
+    backbone: SegBackbone, x: torch.Tensor, dropped: torch.Tensor, cut: torch.Tensor, embedding: torch.Tensor
+) -> torch.Tensor:
+    """Stem features (B, C, stem_width, h, w) with missing band-pixels marked in feature space.
+
+    The stem runs on the present bands only (a dropped band is not even in the stem's batch, so
+    its BatchNorm statistics are those of real data); at dropped bands, and at stem pixels that
+    cover a cut-out input pixel, the output is ``embedding``.
+    """
+    b, c, h, w = x.shape
+    keep = (~dropped).reshape(-1).nonzero().squeeze(1)
+    present = backbone.stem(x.reshape(b * c, 1, h, w).index_select(0, keep))
+    feats = present.new_zeros((b * c, *present.shape[1:])).index_copy(0, keep, present)
+    feats = feats.view(b, c, *present.shape[1:])
+    cut_at_stem = F.adaptive_max_pool2d(cut.float(), present.shape[-2:]) > 0  # any input pixel cut
+    missing = dropped.view(b, c, 1, 1) | cut_at_stem  # (B, C, h, w)
+    return torch.where(missing.unsqueeze(2), embedding.to(feats.dtype).view(1, 1, -1, 1, 1), feats)
+
+
+def restore(backbone: SegBackbone, head: CoReHead, degraded: Degraded, cfg: CoReConfig) -> torch.Tensor:
+    """The restored bands (B, C, H, W), standardised units, from a degraded batch."""
+    x = degraded.x
+    if cfg.marker == "embedding":
+        feats = masked_band_features(backbone, x, degraded.dropped, degraded.cut, head.mask_embedding)
+        features = upsample(backbone.features_from_bands(feats), x.shape[-2:])
+    else:  # "value": the v2 marker, kept for the A/B in the module docstring
+        features = backbone(x)
+    return head.decoder(features)
+
+
 @torch.no_grad()
 def reconstruction_skill(
     backbone: SegBackbone,
-    head: nn.Module,
+    head: CoReHead,
     holdout: np.ndarray,
     stats: BandStatistics,
     cfg: CoReConfig,
     device: torch.device,
     chunk: int = 8,
 ) -> dict[str, float]:
-    """Skill at restoring dropped bands of held-out patches, against a per-band mean fill.
+    """Skill at restoring dropped bands of held-out patches, against a per-band mean fill, and the
+    spread of the restored output on clean held-out input.
 
     ``1 - MSE(restored) / MSE(mean fill)`` over the dropped elements, in standardised units (where
     the mean fill is 0), for all bands and separately for optical and SAR bands. A fixed
-    generator makes the drops the same for every checkpoint compared.
+    generator makes the drops the same for every checkpoint compared. ``restored_std``: the std of
+    the restored output on the clean patches, per band, averaged over bands (``target_std`` the
+    same of the targets, about 1; ``restored_std_ratio`` the one over the other): a network that
+    settled at predicting the mean has about 0.
     """
     modules = (backbone, head)
     was_training = [m.training for m in modules]
@@ -174,21 +249,33 @@ def reconstruction_skill(
     gen = torch.Generator(device=device).manual_seed(12345)
     is_sar = torch.arange(holdout.shape[1], device=device) < SAR_BANDS
     sums = {key: torch.zeros(2, device=device) for key in ("all", "optical", "sar")}
+    moments = torch.zeros(2, 3, holdout.shape[1], device=device, dtype=torch.float64)  # restored, target
+    fill = stats.mean if cfg.marker == "embedding" else cfg.missing_value
     for start in range(0, len(holdout), chunk):
         clean = as_input(torch.from_numpy(np.asarray(holdout[start : start + chunk], np.float32)), device)
-        x, dropped = drop_bands(clean, cfg, gen)
-        with autocast(device):
-            restored = head(backbone(x)).float()
-        target = stats.standardise(clean)
+        x, dropped = drop_bands(clean, cfg, gen, fill)
         b, c = dropped.shape
+        none_cut = torch.zeros(b, 1, *clean.shape[-2:], dtype=torch.bool, device=device)
+        nothing = torch.zeros(b, c, dtype=torch.bool, device=device)
+        target = stats.standardise(clean)
+        with autocast(device):
+            restored = restore(backbone, head, Degraded(x, dropped, none_cut, nothing[:, 0]), cfg).float()
+            on_clean = restore(backbone, head, Degraded(clean, nothing, none_cut, nothing[:, 0]), cfg).float()
         for key, bands in (("all", torch.ones_like(is_sar)), ("optical", ~is_sar), ("sar", is_sar)):
             mask = (dropped & bands.view(1, c)).view(b, c, 1, 1).expand_as(target)
             sums[key][0] += ((restored - target) ** 2)[mask].sum()
             sums[key][1] += (target**2)[mask].sum()
+        for i, values in enumerate((on_clean, target)):
+            v = values.double().transpose(0, 1).reshape(c, -1)
+            moments[i] += torch.stack([torch.full_like(v[:, 0], v.shape[1]), v.sum(1), (v * v).sum(1)])
     for m, mode in zip(modules, was_training, strict=True):
         m.train(mode)
     suffix = {"all": "", "optical": "_optical", "sar": "_sar"}
-    return {f"recon_skill{suffix[k]}": float(1 - err / fill) for k, (err, fill) in sums.items() if fill > 0}
+    skill = {f"recon_skill{suffix[k]}": float(1 - err / fill) for k, (err, fill) in sums.items() if fill > 0}
+    n, total, squares = moments[:, 0], moments[:, 1], moments[:, 2]
+    std = ((squares - total**2 / n) / (n - 1).clamp(min=1)).clamp(min=0).sqrt().mean(dim=1)
+    ratio = float(std[0] / std[1].clamp(min=1e-12))
+    return {**skill, "restored_std": float(std[0]), "target_std": float(std[1]), "restored_std_ratio": ratio}
 
 
 def split_holdout(images: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -205,12 +292,13 @@ def train_core(
     """Run the CoRe stage on the whole backbone in place; returns the per-step losses."""
     train_images, holdout = split_holdout(images, cfg.holdout_fraction)
     stats = BandStatistics.of_pool(train_images, cfg.stats_patches).to(ctx.device)
-    head = RestoreHead(backbone.out_dim, cfg.head_hidden, backbone.spec.in_chans)
+    head = CoReHead(backbone, cfg.head_hidden)
+    fill = stats.mean if cfg.marker == "embedding" else cfg.missing_value
 
     def loss_fn(batch: torch.Tensor, gen: torch.Generator) -> StepOutput:
         clean = random_dihedral(random_crop(batch, cfg.crop, gen), gen)
-        degraded = degrade(clean, cfg, gen)
-        restored = head(backbone(degraded.x)).float()
+        degraded = degrade(clean, cfg, gen, fill)
+        restored = restore(backbone, head, degraded, cfg).float()
         target = stats.standardise(clean)
         if cfg.loss_all_pixels:
             return F.mse_loss(restored, target), {}
@@ -232,6 +320,28 @@ def train_core(
     return losses
 
 
+#: CoRe's health gate (``methods.health``), judged on the figures of :func:`reconstruction_skill`.
+CORE_HEALTH = (
+    HealthCheck(
+        "recon_skill",
+        "a run no better than the per-band mean fill on held-out dropped bands has learnt nothing "
+        "cross-band; healthy runs score 0.3-0.4, the dead v2 runs -0.01-0.00",
+        minimum=0.1,
+    ),
+    HealthCheck(
+        "recon_skill_optical",
+        "the optical spectrum must be restored too, not only SAR speckle (DESIGN 4)",
+        minimum=0.1,
+    ),
+    HealthCheck(
+        "restored_std_ratio",
+        "on clean held-out input the restored bands must vary like the targets: a run that settled "
+        "at the per-band mean gives a constant (the dead v2 run: std 0.013 against 1)",
+        minimum=0.3,
+    ),
+)
+
+
 @register_method("core")
 class CoRe(PretrainMethod):
     """SSCL stage 2 alone: restore clean bands from degraded input, from a random stem."""
@@ -240,16 +350,19 @@ class CoRe(PretrainMethod):
     label = "CoRe"
     role = "ablation"
     Config = CoReConfig
-    version = "2"  # v2: standardised per-band loss, missing marker, conv decoder, stem lr factor
+    #: v2: standardised per-band loss, missing marker, conv decoder, stem lr factor.
+    #: v3: missing data marked in feature space (mask embedding), health gate.
+    version = "3"
+    health = CORE_HEALTH
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """One input per image through the backbone and the reconstruction decoder."""
         cfg: CoReConfig = self.config
         bands = backbone.spec.in_chans
-        head = RestoreHead(backbone.out_dim, cfg.head_hidden, bands).to(device)
+        head = CoReHead(backbone, cfg.head_hidden).to(device)
         x = torch.rand(cfg.batch_size, bands, cfg.crop, cfg.crop, device=device)
-        return lambda: head(backbone(x))
+        return lambda: head.decoder(backbone(x))
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
-        """Train stem + fusion + trunk; the reconstruction decoder is discarded."""
+        """Train stem + fusion + trunk; the mask embedding and the decoder are discarded."""
         train_core(backbone, images, ctx, self.config, self.name)

@@ -18,10 +18,13 @@ evaluates them only at logging points: an SVD per step would cost time and, on a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from lightly.utils.debug import std_of_l2_normalized
+
+from methods.health import HealthCheck
 
 #: A representation whose effective rank is below this has collapsed to (about) one direction.
 COLLAPSED_BELOW_RANK = 2.0
@@ -55,6 +58,26 @@ def collapse_monitors(z: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
         "effective_rank": rank,
         "collapsed": lambda: (rank() < COLLAPSED_BELOW_RANK).float(),
     }
+
+
+def collapse_checks(what: str, dim_field: str, min_rank: float) -> tuple[HealthCheck, HealthCheck]:
+    """The health gate of a joint-embedding method (``methods.health``) on the monitors above:
+    effective rank at least ``min_rank`` and std of the normalised outputs at least a quarter of
+    the healthy 1/sqrt(d), with d the config's ``dim_field`` (the projection width)."""
+    return (
+        HealthCheck(
+            "effective_rank",
+            f"the {what} must span more than a few directions: below {COLLAPSED_BELOW_RANK} is "
+            "collapse to about one direction, and a handful is dimensional collapse",
+            minimum=min_rank,
+        ),
+        HealthCheck(
+            "collapse_std",
+            f"the std of the L2-normalised {what} is about 1/sqrt(d) when healthy and 0 when every "
+            "input gets the same output (SimSiam, section 4.1); a quarter of 1/sqrt(d) is a collapse",
+            minimum=lambda cfg: 0.25 / math.sqrt(getattr(cfg, dim_field)),
+        ),
+    )
 
 
 def pixels_as_rows(z: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,9 @@ class PretrainMethod(ABC):
     #: Set on reference rows (``raw``, ``rf``): the reference protocol that evaluates them on the raw
     #: bands instead of a pretrained backbone. None for every pretraining method.
     evaluated_by: ClassVar[str | None] = None
+    #: The health gate of every run (``methods.health.HealthCheck`` each, DESIGN 4.1): figures the
+    #: method logs, with thresholds and reasons; a run that fails one is never cached as good.
+    health: ClassVar[tuple[Any, ...]] = ()
     #: Where the method's column sits in tables (one of :data:`ROLES`): the competitors (the seed's
     #: Baseline, ImageNet, SimSiam, SSCL), then ablations (one stage of a method), then reference
     #: rows and controls (compared against, never competitors). Reference rows default to

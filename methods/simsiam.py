@@ -33,7 +33,7 @@ from torch import nn
 
 from bench.models.backbones import SegBackbone
 from methods.augment import AugmentConfig, augment_view
-from methods.monitors import collapse_monitors
+from methods.monitors import collapse_checks, collapse_monitors
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit
 
@@ -57,6 +57,9 @@ class SimSiam(PretrainMethod):
     description = "SimSiam via lightly: two multispectral-safe views, pooled backbone features"
     label = "SimSiam"
     Config = SimSiamConfig
+    #: The projections of one batch of images (rank at most the batch size, 16 on the cpu preset):
+    #: 2, the collapse flag's own threshold (``methods.monitors.COLLAPSED_BELOW_RANK``).
+    health = collapse_checks("image projections", "proj_dim", min_rank=2.0)
     version = "2"  # v2: pools the coarse features (backbone v2), not their upsampled copy
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:

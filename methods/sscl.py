@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.models.backbones import SegBackbone
-from methods.core import CoReConfig, train_core
+from methods.core import CORE_HEALTH, CoReConfig, train_core
+from methods.health import prefixed
 from methods.registry import PretrainContext, PretrainMethod, register_method
-from methods.unifeat import UniFeatConfig, train_unifeat
+from methods.unifeat import UNIFEAT_HEALTH, UniFeatConfig, train_unifeat
 
 
 @dataclass
@@ -30,12 +31,16 @@ class SSCLConfig:
 
 @register_method("sscl")
 class SSCL(PretrainMethod):
-    """Self-supervised cross-modal learning: UniFeat (stem) then CoRe (whole backbone)."""
+    """Spatial-Spectral Context Learning: UniFeat (stem) then CoRe (whole backbone)."""
 
     description = "SSCL: UniFeat (cross-band pixel SimSiam on the stem) then CoRe (restore degraded S1+S2)"
     label = "SSCL"
     Config = SSCLConfig
-    version = "2"  # v2: UniFeat pairs the bands of one image; CoRe v2 (standardised loss, missing marker)
+    #: v2: UniFeat pairs the bands of one image; CoRe v2 (standardised loss, missing marker).
+    #: v3: CoRe v3 (missing data marked in feature space), health gate of both stages.
+    version = "3"
+    #: Both stages' gates, on the figures each stage logs (``sscl/unifeat/...``, ``sscl/core/...``).
+    health = (*prefixed(UNIFEAT_HEALTH, "unifeat"), *prefixed(CORE_HEALTH, "core"))
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Both stages in sequence; CoRe's stem is UniFeat's result."""

@@ -41,7 +41,7 @@ from torch import nn
 
 from bench.models.backbones import SegBackbone
 from methods.augment import SAR_BANDS, random_crop, random_dihedral
-from methods.monitors import collapse_monitors, pixels_as_rows
+from methods.monitors import collapse_checks, collapse_monitors, pixels_as_rows
 from methods.registry import PretrainContext, PretrainMethod, register_method
 from methods.training import StepOutput, TrainConfig, fit
 
@@ -56,6 +56,12 @@ class UniFeatConfig(TrainConfig):
     p_cross: float = 0.5
     proj_dim: int = 64
     augment: bool = True
+
+
+#: UniFeat's health gate: no (dimensional) collapse of the pixel projections. Healthy runs on the
+#: embedded default have an effective rank of 18-21 of 64 (issue 20); 4 leaves room for variation
+#: and still catches a run whose pixels are left with a handful of directions.
+UNIFEAT_HEALTH = collapse_checks("pixel projections", "proj_dim", min_rank=4.0)
 
 
 def pixel_mlp(cin: int, hidden: int, cout: int, out_bn: bool) -> nn.Sequential:
@@ -155,6 +161,7 @@ class UniFeat(PretrainMethod):
     label = "UniFeat"
     role = "ablation"
     Config = UniFeatConfig
+    health = UNIFEAT_HEALTH
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """Two single-band crops per image through the stem and the per-pixel heads."""

@@ -61,6 +61,16 @@ def add_pretrain_data_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_health_arg(parser: argparse.ArgumentParser) -> None:
+    """``--allow-unhealthy``: evaluate weights whose pretraining failed its health gate, marked."""
+    parser.add_argument(
+        "--allow-unhealthy",
+        action="store_true",
+        help="use pretrained weights that failed their method's health gate instead of stopping; every "
+        "seed run on them is tagged bench.pretrain_health=failed: <reason> and tables mark it",
+    )
+
+
 def add_set_arg(parser: argparse.ArgumentParser, help: str) -> None:
     """Repeatable ``--set KEY=VALUE`` settings, collected in ``args.overrides``."""
     parser.add_argument(

@@ -14,6 +14,7 @@ import argparse
 
 from bench.cli.common import (
     add_data_args,
+    add_health_arg,
     add_model_args,
     add_pretrain_data_arg,
     add_progress_arg,
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights_arg(p)
     add_pretrain_data_arg(p)
     add_set_arg(p, "method setting (e.g. steps=500, batch_size=256); repeatable")
+    add_health_arg(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         transductive=args.transductive,
         pretrain_data=args.pretrain_data,
         weights=args.weights,
+        allow_unhealthy=args.allow_unhealthy,
     )
     spec.method_config()  # settings checked before any process group or data
     device = distributed.init_from_env(args.device)
@@ -79,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
         how = (
             "cached already" if record.cached else f"trained in {record.seconds:.0f} s on {ranks} process(es)"
         )
-        print(f"{args.method}: weights {record.path} ({how}); key {record.key}")
+        print(f"{args.method}: weights {record.path} ({how}); key {record.key}; health {record.health}")
     return 0

@@ -16,6 +16,7 @@ from bench.cli.common import (
     PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
+    add_health_arg,
     add_model_args,
     add_pretrain_data_arg,
     add_progress_arg,
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--transductive", action="store_true", help="also pretrain on the test inputs (explicit opt-in)"
     )
+    add_health_arg(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -97,6 +99,8 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     pretraining = (
         "not needed (all seeds done)" if pre is None else "cached" if pre.cached else f"{pre.seconds:.1f} s"
     )
+    if pre is not None and pre.health != "passed":  # --allow-unhealthy: say so under the table
+        pretraining += f"; UNHEALTHY, evaluated anyway and tagged ({pre.health})"
     from bench.harness.runner import capped_range
 
     capped = capped_range(spec.samples, spec.budget_unit, [(s.realised, s.realised_val) for s in cell.seeds])
@@ -149,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             transductive=args.transductive,
             pretrain_data=args.pretrain_data,
             weights=args.weights,
+            allow_unhealthy=args.allow_unhealthy,
         )
         for protocol in protocols
     ]

@@ -15,6 +15,7 @@ from bench.cli.common import (
     PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
+    add_health_arg,
     add_model_args,
     add_pretrain_data_arg,
     add_progress_arg,
@@ -87,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="GPUs per task/job (default: 1 on a Ray cluster with GPUs, else 0)",
     )
     add_evaluation_args(p)
+    add_health_arg(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             method_overrides=method_overrides,
             protocol_overrides=protocol_overrides,
             pretrain_seeds=args.pretrain_seeds,
+            allow_unhealthy=args.allow_unhealthy,
         )
     from bench.harness.availability import record_unavailable, screen
 

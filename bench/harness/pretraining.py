@@ -5,12 +5,25 @@ pays for pretraining once. The cache file is written atomically with its digest 
 file lock, so two workers that need the same weights train them once. A cached file is used only
 when it matches its digest and loads (else it is reported, moved aside and trained again), and a
 verified hit takes no lock, so a fully cached run works on a read-only ``BENCH_HOME``.
+
+Every run passes its method's health gate (``PretrainMethod.health``, :mod:`methods.health`,
+DESIGN 4.1) before its weights are cached as good. A run that fails it is recorded in MLflow as
+FAILED with tag ``bench.pretrain_health`` = ``failed: <one line naming method, seed and figure>``,
+its weights go to ``<entry>.unhealthy.pt`` beside the good ones (never read as good), and
+:class:`UnhealthyPretraining` stops whatever needed it; a later command needing the same weights
+stops with the same line at once (no silent retraining, no retry with another seed;
+``--force-pretrain`` trains again). With ``allow_unhealthy`` (``--allow-unhealthy``) the unhealthy
+weights are used, and :func:`health_of` tells the runner to tag every seed run that uses them.
+A pretraining run is FINISHED only once its weights are safely in the cache; a failed save, or
+any error before it, leaves it FAILED.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import asdict, dataclass
+import weakref
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +38,18 @@ from bench.core.errors import BenchError
 from bench.core.integrity import atomic_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
+from bench.harness.export import log_pretrained
 from bench.harness.tracking import close_dead_runs, process_tags, retrying
 from bench.models.backbones import SegBackbone, build_backbone
 from methods import PretrainContext, PretrainMethod, get_method
+from methods.health import Verdict, judge
+
+#: The MLflow tag of a pretraining run, and of every seed run evaluated on its weights.
+HEALTH_TAG = "bench.pretrain_health"
+
+
+class UnhealthyPretraining(BenchError):
+    """A pretraining run failed its method's health gate (and ``--allow-unhealthy`` was not given)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,8 @@ class PretrainSpec:
     pretrain_data: Path | None = None
     transductive: bool = False
     weights: Path | None = None
+    #: Use weights that failed the health gate (marked) instead of stopping: not part of the identity.
+    allow_unhealthy: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         needs_data = get_method(self.method).needs_data
@@ -97,6 +121,8 @@ class PretrainRecord:
     cached: bool
     seconds: float
     path: str
+    #: ``passed`` or ``failed: <line>`` (the ``bench.pretrain_health`` tag).
+    health: str = "passed"
 
 
 def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) -> tuple[np.ndarray, str]:
@@ -138,8 +164,8 @@ def _follow_rank0(
 ) -> tuple[SegBackbone, PretrainRecord]:
     """A ``torchrun`` rank other than 0: load what rank 0 found in the cache, or train alongside it
     (same steps, its share of each batch) and write nothing; rank 0 writes the cache and the run."""
-    if broadcast_flag(False):  # rank 0 found the weights cached
-        if not _load_cached(model, path):
+    if broadcast_flag(False):  # rank 0 found the weights cached (or unhealthy ones, allowed)
+        if not (_load_cached(model, path) or _load_cached(model, unhealthy_entry(path))):
             raise BenchError(f"{path}: rank 0 found these weights cached, this rank cannot load them")
         return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
     start = time.perf_counter()
@@ -147,6 +173,37 @@ def _follow_rank0(
     runner.pretrain(model, images if images is not None else np.empty((0,)), PretrainContext(**ctx_args))
     barrier()  # rank 0 has written the cache and closed its run
     return model, PretrainRecord(cached=False, seconds=time.perf_counter() - start, **record)
+
+
+#: The health tag of every backbone this process loaded or pretrained (for the seed runs' tag).
+_HEALTH: weakref.WeakKeyDictionary[SegBackbone, str] = weakref.WeakKeyDictionary()
+
+
+def health_of(backbone: SegBackbone | None) -> str | None:
+    """``passed`` or ``failed: <line>`` for a backbone from :func:`load_or_pretrain`, else None."""
+    return None if backbone is None else _HEALTH.get(backbone)
+
+
+def unhealthy_entry(path: Path) -> Path:
+    """Where the weights of a run that failed its gate are kept: beside the good entry, never it."""
+    return path.with_name(f"{path.stem}.unhealthy.pt")
+
+
+def _recorded_health(path: Path) -> str | None:
+    """The health tag written beside a cache entry, or None when there is none (yet)."""
+    try:
+        health = json.loads(path.with_suffix(".json").read_text()).get("health")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return health if isinstance(health, str) else None
+
+
+def _load_good(model: SegBackbone, path: Path, gated: bool) -> bool:
+    """Load a good cache entry: one that loads and, for a gated method, passed its gate (an entry
+    written before the gate existed has no verdict and is trained again)."""
+    if gated and _recorded_health(path) != "passed" and path.exists():
+        return False
+    return _load_cached(model, path)
 
 
 def _load_cached(model: SegBackbone, path: Path) -> bool:
@@ -211,29 +268,39 @@ def load_or_pretrain(
     if not is_main():  # under torchrun only rank 0 reads and writes the cache and MLflow
         ctx_args = {"device": device, "seed": seed, "progress": False, "weights": weights}
         return _follow_rank0(runner, model, images, path, record, device, ctx_args)
-    if not force and _load_cached(model, path):  # no lock needed to read a verified entry
-        broadcast_flag(True)
-        return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
+    gated = bool(runner.health)
+    if not force and _load_good(model, path, gated):  # no lock needed to read a verified entry
+        return _cached(model, device, record, "passed")
+    if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
+        return found
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if not force and _load_cached(model, path):  # another worker trained it meanwhile
-            broadcast_flag(True)
-            return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
+        if not force and _load_good(model, path, gated):  # another worker trained it meanwhile
+            return _cached(model, device, record, "passed")
+        if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
+            return found
         broadcast_flag(False)  # the other ranks train with this one
         start = time.perf_counter()
         model.to(device)
+        logged: dict[str, float] = {}
+
+        def log_metrics(metrics: dict[str, float], step: int) -> None:
+            logged.update(metrics)  # the last value of every figure, for the health gate
+            _log_to_mlflow(metrics, step)
+
         ctx = PretrainContext(
-            device=device, seed=seed, log_metrics=_log_to_mlflow, progress=progress, weights=weights
+            device=device, seed=seed, log_metrics=log_metrics, progress=progress, weights=weights
         )
         close_dead_runs(pretrain_key=key)  # an earlier attempt killed mid-way
-        with mlflow.start_run(
-            run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None
-        ):
+        mlflow.start_run(run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None)
+        status = "FAILED"
+        try:
             mlflow.set_tags(
                 {
                     "bench.kind": "pretrain",
                     "bench.pretrain_key": key,
                     "bench.method": method,
+                    "bench.pretrain_seed": str(seed),
                     **process_tags(),
                 }
             )
@@ -248,8 +315,54 @@ def load_or_pretrain(
             runner.pretrain(model, images if images is not None else np.empty((0,)), ctx)
             seconds = time.perf_counter() - start
             mlflow.log_metric("pretrain.seconds", seconds)
-        with atomic_entry(path) as tmp:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        atomic_write_text(path.with_suffix(".json"), canonical_json({**record, "seconds": seconds}))
+            verdict = judge(method, seed, runner.health, runner.config, logged) if gated else Verdict(True)
+            mlflow.set_tag(HEALTH_TAG, verdict.tag)
+            log_pretrained(model, record, ds, version=runner.version)  # `bench export`'s files, as artifacts
+            entry = path if verdict.passed else unhealthy_entry(path)
+            with atomic_entry(entry) as tmp:
+                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+            sidecar = {**record, "path": str(entry), "seconds": seconds, "health": verdict.tag}
+            atomic_write_text(entry.with_suffix(".json"), canonical_json(sidecar))
+            status = "FINISHED" if verdict.passed else "FAILED"  # weights safely in the cache
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            mlflow.end_run(status)
     barrier()  # the other ranks return once the cache is written
-    return model, PretrainRecord(cached=False, seconds=seconds, **record)
+    if not verdict.passed and not spec.allow_unhealthy:
+        raise UnhealthyPretraining(_stop_line(verdict))
+    _HEALTH[model] = verdict.tag
+    return model, PretrainRecord(cached=False, seconds=seconds, health=verdict.tag, **record)
+
+
+def _stop_line(verdict: Verdict) -> str:
+    return (
+        f"{verdict.line}; its weights are not used (`--allow-unhealthy` evaluates them, marked; "
+        "`--force-pretrain` trains again)"
+    )
+
+
+def _cached(
+    model: SegBackbone, device: torch.device, record: dict[str, Any], health: str
+) -> tuple[SegBackbone, PretrainRecord]:
+    broadcast_flag(True)  # the other ranks load it too
+    _HEALTH[model] = health
+    return model.to(device), PretrainRecord(cached=True, seconds=0.0, health=health, **record)
+
+
+def _unhealthy_cached(
+    model: SegBackbone, path: Path, spec: PretrainSpec, device: torch.device, record: dict[str, Any]
+) -> tuple[SegBackbone, PretrainRecord] | None:
+    """These weights failed their gate before: stop with the recorded line, or (``allow_unhealthy``)
+    use them, marked; None when there is no such verdict (or its weights no longer load)."""
+    entry = unhealthy_entry(path)
+    health = _recorded_health(entry)
+    if health is None or health == "passed":
+        return None
+    if not spec.allow_unhealthy:
+        broadcast_flag(True)  # under torchrun the other ranks must not wait for a training
+        raise UnhealthyPretraining(_stop_line(Verdict(False, health.removeprefix("failed: "))))
+    if not _load_cached(model, entry):
+        return None
+    return _cached(model, device, {**record, "path": str(entry)}, health)

@@ -33,7 +33,14 @@ from bench.core.progress import progress_of
 from bench.core.provenance import code_digest, code_version, stable_hash
 from bench.core.settings import cast_settings
 from bench.harness import tracking
-from bench.harness.pretraining import PretrainRecord, PretrainSpec, load_or_pretrain
+from bench.harness.pretraining import (
+    HEALTH_TAG,
+    PretrainRecord,
+    PretrainSpec,
+    UnhealthyPretraining,
+    health_of,
+    load_or_pretrain,
+)
 from bench.models.backbones import SegBackbone
 from bench.models.base import backbone_module
 from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
@@ -78,6 +85,9 @@ class CellSpec:
     transductive: bool = False
     pretrain_data: Path | None = None
     weights: Path | None = None
+    #: Evaluate weights that failed their health gate (``--allow-unhealthy``), tagging every seed run
+    #: ``bench.pretrain_health=failed: ...``; not part of any key (the weights are the same).
+    allow_unhealthy: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method_overrides", _frozen(self.method_overrides))
@@ -118,6 +128,7 @@ class CellSpec:
             self.pretrain_data,
             self.transductive,
             self.weights,
+            allow_unhealthy=self.allow_unhealthy,
         )
 
     def method_config(self) -> dict[str, Any]:
@@ -304,6 +315,18 @@ def capped_range(
     return f"{min(totals)}-{max(totals)}"
 
 
+def _stop_if_unhealthy(run_id: str) -> None:
+    """A seed recorded earlier (with ``--allow-unhealthy``) on weights that failed their health gate
+    is not reused silently: without the flag its cell stops with the gate's line."""
+    client, _ = tracking.setup_tracking()
+    health = client.get_run(run_id).data.tags.get(HEALTH_TAG, "")
+    if health.startswith("failed: "):
+        raise UnhealthyPretraining(
+            f"{health.removeprefix('failed: ')}; recorded seeds use these weights "
+            "(`--allow-unhealthy` reports them, marked)"
+        )
+
+
 def budget_for(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
     """The labelled pixels (or images) of evaluation seed ``seed``: the same for every method."""
     return draw_budget(
@@ -350,10 +373,15 @@ def run_seed(
     key = result_key(spec, seed, ds)
     done = None if force else tracking.find_completed(key)
     if done is not None:
+        if not spec.allow_unhealthy:
+            _stop_if_unhealthy(done)
         return _from_mlflow(done, seed, key, ds.classes.names)
     if backbone is None and not spec.is_reference:
         backbone, _ = pretrain(spec.for_seed(seed), ds, device, progress=progress)
     tags, params = _records(spec, ds, seed)
+    health = health_of(backbone)
+    if health is not None:  # how the weights fared at their health gate (tables mark failed ones)
+        tags[HEALTH_TAG] = health
     if parent_run_id is None:
         parent_tags, parent_params = _records(spec, ds)
         parent_run_id = tracking.cell_run(tags["bench.cell_key"], parent_tags, parent_params, _run_name(spec))
