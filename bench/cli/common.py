@@ -169,7 +169,7 @@ def prepare(args: argparse.Namespace) -> None:
     from bench.core.errors import BenchError
     from bench.core.integrity import clean_stale_temporaries
 
-    for key in ("seeds", "samples", "trials", "budget_seeds", "pretrain_seeds"):
+    for key in ("seeds", "samples", "trials", "study_trials", "budget_seeds", "pretrain_seeds"):
         value = getattr(args, key, None)
         for count in value if isinstance(value, list) else [value]:
             if count is not None and count < 1:

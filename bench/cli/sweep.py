@@ -102,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
     from bench.harness.tune import load_config
     from datasets import load_dataset
 
+    from bench.core.errors import BenchError
+
+    for option, given in (("--methods", args.methods), ("--samples", args.samples)):
+        if given is not None and not given:  # "" would mean "every method" or "no cell" silently
+            raise BenchError(f"{option} is empty; it expects a comma list (leave it out for the default)")
     prepare(args)
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     configs = [load_config(path) for path in args.config]

@@ -1,6 +1,7 @@
 """``python -m bench tune``: optuna search on the validation split; writes the best settings as JSON.
 
-The JSON (``bench_home()/tuned/<method>-<protocol>.json``) is a settings file for ``--config``:
+The JSON (``bench_home()/tuned/<method>-<protocol>-<budget><unit>-<backbone>-<dataset>.json``, one
+per budget and dataset) is a settings file for ``--config``:
 ``python -m bench sweep --config FILE`` applies it to the cells of its method, and ``run`` takes the
 same file (its settings become ``--set`` pairs, so an explicit ``--set`` still wins).
 """
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--study-trials",
         type=int,
-        help="stop once the study has this many trials, counting every worker's (for shared storage)",
+        help="stop once the study has this many completed trials, counting every worker's (shared "
+        "storage); a killed run's trial is failed and asked again when the study is resumed",
     )
     p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="linear", help="default: linear")
     p.add_argument("--samples", type=int, default=800, help="label budget of every trial (default 800)")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.core.errors import BenchError
     from bench.harness.runner import cell_spec, parse_overrides
-    from bench.harness.tune import default_study_name, load_config, tune
+    from bench.harness.tune import trial_states, completed, default_study_name, load_config, tune
     from datasets import load_dataset
 
     prepare(args)
@@ -98,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
         pretrain=args.pretrain,
         budget_seeds=args.budget_seeds,
     )
-    print(f"study {study_name}: {len(study.trials)} trials; best validation AA {100 * study.best_value:.1f}%")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(trial_states(study).items()) if state != "complete")
+    print(
+        f"study {study_name}: {completed(study)} completed trials" + (f" ({counts})" if counts else "")
+        + f"; best validation AA {100 * study.best_value:.1f}%"
+    )
     print(f"best settings: {study.best_params}")
     print(f"wrote {path}  (use: python -m bench sweep --config {path} ...)")
     return 0

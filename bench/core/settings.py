@@ -33,6 +33,8 @@ def field_types(config_cls: type) -> dict[str, Any]:
 
 def _type_name(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return f"list[{_type_name(args[0])}]" if args else "list"
     if origin is tuple:
         inner = f"{_type_name(args[0])}, ..." if len(args) == 2 and args[1] is Ellipsis else None
         return f"tuple[{inner or ', '.join(_type_name(a) for a in args)}]"
@@ -62,6 +64,16 @@ def _cast(value: Any, hint: Any) -> Any:
         if value in args:
             return value
         raise ValueError(value)
+    if origin is list:  # list[X]: a JSON list, a tuple (a frozen override) or "a,b"
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise TypeError(value)
+        return [_cast(item, args[0]) for item in items] if args else list(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(value)
+        key_hint, value_hint = args or (Any, Any)
+        return {_cast(k, key_hint): _cast(v, value_hint) for k, v in value.items()}
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
@@ -93,6 +105,32 @@ def _cast(value: Any, hint: Any) -> Any:
     if isinstance(hint, type) and not dataclasses.is_dataclass(hint) and not isinstance(value, hint):
         return hint(value)
     return value
+
+
+def frozen_value(value: Any) -> Any:
+    """``value`` made hashable and order-free: lists become tuples, dicts sorted pairs.
+
+    A spec that carries settings is a dict key and a set member (the sweep's grid, ``run``'s
+    cells); a JSON list from ``--set 'augment.scale=[0.5,1.0]'`` or a ``--config`` file must not
+    make it unhashable. Casting to the field's type (:func:`cast_setting`) undoes it.
+    """
+    if isinstance(value, list | tuple):
+        return tuple(frozen_value(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), frozen_value(v)) for k, v in value.items()))
+    return value
+
+
+def flat_settings(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (``{"core": {"p_band": 0.3}}`` -> ``{"core.p_band": 0.3}``), other
+    values frozen (:func:`frozen_value`): one form for the same settings, whichever way they came."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = frozen_value(value)
+    return flat
 
 
 def cast_setting(value: Any, hint: Any, key: str, owner: str) -> Any:

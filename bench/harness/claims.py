@@ -16,6 +16,7 @@ worker is never redone (see :mod:`bench.harness.sweep`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -38,6 +39,11 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def owner_gone(host: object, pid: object) -> bool:
+    """True only when ``host`` is this machine and process ``pid`` no longer exists."""
+    return host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
 
 
 class Claim:
@@ -71,19 +77,30 @@ class Claim:
         self.release()
 
 
+class _Unshared(Claim):
+    """What :meth:`ClaimStore.try_claim` returns where no claim can be written (a read-only
+    ``BENCH_HOME``): the work goes ahead unclaimed, since no other writer can share that home."""
+
+    def __init__(self, path: Path) -> None:  # no file, no heartbeat
+        self.path = path
+
+    def release(self) -> None:
+        return None
+
+
 class ClaimStore:
     """Claims under one directory (``bench_home()/claims`` for a sweep; shared across machines)."""
 
     def __init__(
         self, root: Path, *, stale_after: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S
     ) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(root)  # made at the first claim: a fully cached run writes nothing
         self.stale_after = stale_after
         self.heartbeat_s = heartbeat_s
         self.host = socket.gethostname()
 
     def _create(self, path: Path) -> bool:
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -102,15 +119,20 @@ class ClaimStore:
             owner = json.loads(text)
         except json.JSONDecodeError:  # the owner died between create and write
             owner = {}
-        pid = owner.get("pid")
-        if owner.get("host") == self.host and isinstance(pid, int) and not _pid_alive(pid):
+        if owner_gone(owner.get("host"), owner.get("pid")):
             return True
         return time.time() - mtime > self.stale_after
 
     def try_claim(self, key: str) -> Claim | None:
         """The claim on ``key`` if nobody else holds a live one; None otherwise (never blocks long)."""
         path = self.root / key
-        if not self._create(path):
+        try:
+            created = self._create(path)
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return _Unshared(path)
+            raise
+        if not created:
             if not self.is_stale(path):
                 return None
             with FileLock(str(self.root / ".reclaim.lock")):

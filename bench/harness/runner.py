@@ -29,10 +29,12 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.core.paths import bench_home
 from bench.core.progress import progress_of
 from bench.core.provenance import code_digest, code_version, stable_hash
-from bench.core.settings import cast_settings
+from bench.core.settings import cast_settings, flat_settings
 from bench.harness import tracking
+from bench.harness.claims import ClaimStore
 from bench.harness.pretraining import (
     HEALTH_TAG,
     PretrainRecord,
@@ -52,12 +54,15 @@ from methods import get_method
 PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}
 #: The protocol name recorded for reference rows, whatever protocol a command asked for.
 REFERENCE = "reference"
+#: How often :func:`run_cell` looks again at a seed another process is computing.
+CLAIM_POLL_S = 1.0
 Overrides = tuple[tuple[str, Any], ...]
 
 
 def _frozen(overrides: Mapping[str, Any] | Overrides | None) -> Overrides:
-    """Overrides as a sorted tuple of pairs, so a spec is hashable and order-insensitive."""
-    return tuple(sorted(dict(overrides or ()).items()))
+    """Overrides as a sorted tuple of pairs, so a spec is hashable and order-insensitive; list
+    values (``--set 'augment.scale=[0.5,1.0]'``) become tuples and nested dicts dotted keys."""
+    return tuple(sorted(flat_settings(dict(overrides or ())).items()))
 
 
 def config_with(cls: type, overrides: Mapping[str, Any]) -> Any:
@@ -434,9 +439,15 @@ def run_cell(
     *,
     force_pretrain: bool = False,
     progress: bool = True,
+    poll_s: float = CLAIM_POLL_S,
 ) -> CellResult:
     """Evaluate every seed; each pretraining seed (``seed mod K``) is pretrained once, and only when
-    one of its seeds is missing. ``force_pretrain`` redoes both."""
+    one of its seeds is missing. ``force_pretrain`` redoes both.
+
+    Each missing seed is claimed first (:mod:`bench.harness.claims`, as a sweep does), so two
+    commands running the same cell at once do each seed once: a seed another live process holds is
+    waited for (every ``poll_s``) and read back when it completes, or taken over if its owner dies.
+    """
     start = time.perf_counter()
     tags, params = _records(spec, ds)
     parent = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec))
@@ -447,33 +458,47 @@ def run_cell(
     done: dict[int, SeedResult] = {}
     label = f"{spec.method} {spec.protocol} seeds"
     bar = progress_of(total=len(seeds), desc=label, unit="seed", enabled=progress)
+    claims = ClaimStore(bench_home() / "claims")  # the sweep's claims: a run and a sweep share them too
     for pretrain_seed, group in by_pretrain_seed.items():
-        missing = force_pretrain or any(
-            tracking.find_completed(result_key(spec, s, ds)) is None for s in group
-        )
-        backbone = None
-        if missing and not spec.is_reference:
-            with mlflow.start_run(run_id=parent):  # the pretraining run nests under the cell
-                backbone, record = pretrain(
-                    dataclasses.replace(spec, pretrain_seed=pretrain_seed),
-                    ds,
-                    device,
-                    force=force_pretrain,
-                    progress=progress,
-                )
-            result.pretrain = result.pretrain or record
-        for seed in group:
-            done[seed] = run_seed(
-                spec,
-                seed,
-                ds,
-                device,
-                backbone=backbone,
-                parent_run_id=parent,
-                force=force_pretrain,
-                progress=progress,
-            )
-            bar.update()
+        backbone: SegBackbone | None = None
+        pending = list(group)
+        while pending:  # seeds another process holds are waited for, then read back (or taken over)
+            held_elsewhere = []
+            for seed in pending:
+                key = result_key(spec, seed, ds)
+                if force_pretrain or tracking.find_completed(key) is None:
+                    claim = claims.try_claim(key)
+                    if claim is None:
+                        held_elsewhere.append(seed)
+                        continue
+                    with claim:
+                        todo = force_pretrain or tracking.find_completed(key) is None
+                        if todo and backbone is None and not spec.is_reference:
+                            with mlflow.start_run(run_id=parent):  # the pretraining run nests under the cell
+                                backbone, record = pretrain(
+                                    dataclasses.replace(spec, pretrain_seed=pretrain_seed),
+                                    ds,
+                                    device,
+                                    force=force_pretrain,
+                                    progress=progress,
+                                )
+                            result.pretrain = result.pretrain or record
+                        done[seed] = run_seed(
+                            spec,
+                            seed,
+                            ds,
+                            device,
+                            backbone=backbone,
+                            parent_run_id=parent,
+                            force=force_pretrain,
+                            progress=progress,
+                        )
+                else:  # complete: read back
+                    done[seed] = run_seed(spec, seed, ds, device, parent_run_id=parent, progress=progress)
+                bar.update()
+            if held_elsewhere:
+                time.sleep(poll_s)
+            pending = held_elsewhere
     bar.close()
     result.seeds = [done[s] for s in seeds]
     result.wall_time_s = time.perf_counter() - start

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, resource_problem
 from bench.core.progress import Progress, progress_of
 from bench.harness import runner, tracking
 from bench.harness.claims import ClaimStore
@@ -224,6 +224,8 @@ def _run_unit(unit: Unit, ds: Any, device: torch.device, weights: _Weights, repo
     except tracking.TrackingUnavailable:
         raise
     except Exception as err:  # reported per unit; KeyboardInterrupt still stops the sweep
+        if resource_problem(err) is not None:  # a full disk or no memory fails every unit: stop
+            raise
         if tracking.is_unreachable(err):  # a fluent MLflow call (pretraining run) met a dead server
             raise tracking.TrackingUnavailable(f"tracking server {tracking.tracking_uri()}: {err}") from None
         report.failed[unit.label] = (

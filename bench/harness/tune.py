@@ -11,13 +11,24 @@ Storage: an optuna journal file under ``bench_home()/optuna/`` by default (safe 
 processes, and on a shared filesystem for several machines), or any RDB URL (``sqlite:///...``,
 ``postgresql://...``) for a study shared through a database server. Start the same command on
 several workers to search in parallel. Every trial is an MLflow run nested under one parent per
-study; the best settings are written as JSON that ``run --config`` and ``sweep --config`` apply.
+study; the best settings are written as JSON that ``run --config`` and ``sweep --config`` apply,
+one file per (method, protocol, budget, backbone, dataset), so tuning another budget or dataset
+never overwrites it.
+
+Resuming: a trial holds a claim (:mod:`bench.harness.claims`, as a sweep's unit does) while it
+runs, and records its host and pid. A trial left RUNNING by a process that died (its claim is
+stale: the pid is gone on this host, or no heartbeat for ``STALE_AFTER_S`` elsewhere) is marked
+FAILED when the study is next opened and its settings are asked again; its MLflow run is closed
+like a dead seed run's. ``study_trials`` counts completed trials, so a killed trial is made up for.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +43,9 @@ from optuna.storages.journal import JournalFileBackend
 from bench.core.atomic import atomic_write_text
 from bench.core.errors import BenchError, NonFiniteLossError
 from bench.core.paths import bench_home
-from bench.core.provenance import code_version
+from bench.core.provenance import code_version, stable_hash
 from bench.harness import runner, tracking
+from bench.harness.claims import ClaimStore, owner_gone
 from bench.harness.runner import CellSpec
 from bench.protocols.metrics import Scores
 from bench.protocols.registry import get_protocol
@@ -127,6 +139,68 @@ def load_config(path: Path) -> TunedConfig:
         raise BenchError(f"--config {path}: not a settings file ({err})") from err
 
 
+def trial_claims(study: str, storage: str | None = None) -> ClaimStore:
+    """The claims of the running trials of ``study`` in ``storage`` (one file per trial number)."""
+    return ClaimStore(bench_home() / "claims" / f"tune-{stable_hash([study, storage or ''])[:16]}")
+
+
+def _owner_dead(trial: optuna.trial.FrozenTrial, claims: ClaimStore) -> bool:
+    """True when the process running ``trial`` is gone: its claim is stale, or (no claim: killed
+    before it claimed) its recorded pid is gone on this host, or it started ``stale_after`` ago."""
+    path = claims.root / str(trial.number)
+    if path.exists():
+        return claims.is_stale(path)
+    attrs = trial.user_attrs
+    if "bench.pid" in attrs:
+        return owner_gone(attrs.get("bench.host"), attrs.get("bench.pid"))
+    started = trial.datetime_start
+    return started is not None and (datetime.datetime.now() - started).total_seconds() > claims.stale_after
+
+
+def retry_dead_trials(study: optuna.Study, claims: ClaimStore) -> list[int]:
+    """Mark FAILED the trials left RUNNING by dead processes and ask their settings again.
+
+    Each is failed under the claims' lock and re-queued only by the process whose state change
+    succeeded, so two workers opening the study at once re-queue it once. Returns their numbers.
+    """
+    from filelock import FileLock
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    retried = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _owner_dead(trial, claims):
+            continue
+        claims.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(claims.root / ".reclaim.lock")):
+            current = study._storage.get_trial(trial._trial_id)
+            if current.state != TrialState.RUNNING or not _owner_dead(current, claims):
+                continue
+            try:
+                study._storage.set_trial_system_attr(trial._trial_id, "bench.failed", "owner process died")
+                if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:
+                continue
+            (claims.root / str(trial.number)).unlink(missing_ok=True)
+        study.enqueue_trial(trial.params, user_attrs={"bench.retry_of": trial.number}, skip_if_exists=False)
+        retried.append(trial.number)
+    return retried
+
+
+def trial_states(study: optuna.Study) -> dict[str, int]:
+    """How many trials of ``study`` are in each state (``complete``, ``fail``, ``pruned``, ...)."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return counts
+
+
+def completed(study: optuna.Study) -> int:
+    """The study's completed trials (what ``study_trials`` counts)."""
+    return trial_states(study).get("complete", 0)
+
+
 def tune(
     spec: CellSpec,
     ds: Any,
@@ -139,48 +213,89 @@ def tune(
     budget_seeds: int = 1,
     study_trials: int | None = None,
 ) -> tuple[optuna.Study, Path]:
-    """Run ``trials`` trials of ``study`` (joining it if it exists) and write the best settings.
+    """Run ``trials`` trials of ``study`` (joining or resuming it if it exists); write the best settings.
 
-    ``study_trials``: the study's total over all workers. The storage numbers trials atomically
-    (0, 1, ...), so a worker whose new trial is numbered ``study_trials`` or above prunes it at once
-    and stops: N workers on one study run exactly trials 0..study_trials-1 between them.
+    ``study_trials``: the completed trials the study needs, over all workers. A new trial counts
+    the completed ones plus those running that were started before it; when they reach
+    ``study_trials`` it is pruned at once and this worker stops, so N workers complete exactly
+    ``study_trials`` between them, and a trial that fails or was killed is made up for.
     """
     method_cls = get_method(spec.method)
     protocol_cls = get_protocol(spec.evaluator).Config
+    claims = trial_claims(study, storage)
 
     def objective(trial: optuna.Trial) -> float:
-        if study_trials is not None and trial.number >= study_trials:
-            trial.study.stop()  # the study's trials are all taken, by this worker or others
-            raise optuna.TrialPruned(f"study {study!r} has its {study_trials} trials")
-        method = suggest(trial, "method", method_cls.Config) if pretrain else {}
-        protocol = suggest(trial, spec.evaluator, protocol_cls)
-        trial_spec = dataclasses.replace(
-            spec,
-            method_overrides={**dict(spec.method_overrides), **method},
-            protocol_overrides={**dict(spec.protocol_overrides), **protocol},
-        )
-        with mlflow.start_run(run_name=f"trial {trial.number}", nested=True):
-            mlflow.set_tags({"bench.kind": "trial", "bench.study": study, "bench.method": spec.method})
-            mlflow.log_params(trial.params)
-            value = validation_aa(trial_spec, range(budget_seeds), ds, device)
-            mlflow.log_metric("val_AA", value)
-        return value
+        trial.set_user_attr("bench.host", socket.gethostname())
+        trial.set_user_attr("bench.pid", os.getpid())
+        claim = claims.try_claim(str(trial.number))
+        try:
+            if study_trials is not None and _taken(trial.study, trial.number) >= study_trials:
+                trial.study.stop()  # the study's trials are all done or under way, here or elsewhere
+                raise optuna.TrialPruned(f"study {study!r} has its {study_trials} trials")
+            method = suggest(trial, "method", method_cls.Config) if pretrain else {}
+            protocol = suggest(trial, spec.evaluator, protocol_cls)
+            trial_spec = dataclasses.replace(
+                spec,
+                method_overrides={**dict(spec.method_overrides), **method},
+                protocol_overrides={**dict(spec.protocol_overrides), **protocol},
+            )
+            with mlflow.start_run(run_name=f"trial {trial.number}", nested=True):
+                mlflow.set_tags(
+                    {
+                        "bench.kind": "trial",
+                        "bench.study": study,
+                        "bench.trial": str(trial.number),
+                        "bench.method": spec.method,
+                        **tracking.process_tags(),  # a run this process leaves RUNNING is closed later
+                    }
+                )
+                mlflow.log_params(trial.params)
+                value = validation_aa(trial_spec, range(budget_seeds), ds, device)
+                mlflow.log_metric("val_AA", value)
+            return value
+        finally:
+            if claim is not None:
+                claim.release()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opt_study = optuna.create_study(
         study_name=study, storage=storage_for(storage, study), direction="maximize", load_if_exists=True
     )
+    retry_dead_trials(opt_study, claims)
     tags = {"bench.method": spec.method, "bench.protocol": spec.protocol}
-    with mlflow.start_run(run_id=tracking.parent_run("tune", "bench.study", study, f"tune {study}", tags)):
+    parent = tracking.parent_run("tune", "bench.study", study, f"tune {study}", tags)
+    tracking.close_dead_runs(parent)  # trial runs of a killed process
+    with mlflow.start_run(run_id=parent):
         opt_study.optimize(objective, n_trials=trials, catch=(NonFiniteLossError,))
-    done = [t for t in opt_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        raise BenchError(f"study {study!r} has no completed trial (every trial diverged)")
-    return opt_study, save_best(opt_study, spec, pretrain)
+    if not completed(opt_study):
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(trial_states(opt_study).items()))
+        raise BenchError(f"study {study!r} has no completed trial ({counts or 'no trials'})")
+    return opt_study, save_best(opt_study, spec, pretrain, ds)
 
 
-def save_best(study: optuna.Study, spec: CellSpec, pretrain: bool) -> Path:
-    """Write the best trial's settings to ``bench_home()/tuned/<method>-<protocol>.json``."""
+def _taken(study: optuna.Study, number: int) -> int:
+    """Trials that count against ``study_trials`` for trial ``number``: completed ones, and running
+    ones numbered before it (started earlier; a dead one is failed and re-asked on resume)."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.RUNNING)
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=states)
+        if t.state == TrialState.COMPLETE or t.number < number
+    )
+
+
+def tuned_path(spec: CellSpec, ds: Any, pretrain: bool) -> Path:
+    """``bench_home()/tuned/<method>-<protocol>-<budget><unit>-<backbone>-<dataset>[-pretrain].json``:
+    one file per (method, protocol, budget, backbone, dataset fingerprint), never overwritten by
+    tuning another of them."""
+    name = f"{spec.method}-{spec.protocol}-{spec.samples}{spec.budget_unit}-{spec.backbone}-{ds.fingerprint[:12]}"
+    return bench_home() / "tuned" / f"{name}{'-pretrain' if pretrain else ''}.json"
+
+
+def save_best(study: optuna.Study, spec: CellSpec, pretrain: bool, ds: Any) -> Path:
+    """Write the best trial's settings to :func:`tuned_path`."""
     overrides: dict[str, dict[str, Any]] = {
         "method": dict(spec.method_overrides),
         spec.protocol: dict(spec.protocol_overrides),
@@ -188,20 +303,25 @@ def save_best(study: optuna.Study, spec: CellSpec, pretrain: bool) -> Path:
     for name, value in study.best_params.items():
         scope, _, key = name.partition(".")
         overrides[scope][key] = value
+    states = trial_states(study)
     record = {
         "method": spec.method,
         "overrides": {k: v for k, v in overrides.items() if v},
         "objective": "validation AA at the budget's validation pixels (test and dense labels never read)",
         "best_value": study.best_value,
         "study": study.study_name,
-        "trials": len(study.trials),
+        "trials": states.get("complete", 0),
+        "trials_failed": states.get("fail", 0),
+        "trials_pruned": states.get("pruned", 0),
         "searched_pretraining": pretrain,
+        "protocol": spec.protocol,
         "samples": spec.samples,
         "budget_unit": spec.budget_unit,
         "backbone": spec.backbone,
+        "dataset_fingerprint": ds.fingerprint,
         "code_version": code_version(),
     }
-    path = bench_home() / "tuned" / f"{spec.method}-{spec.protocol}.json"
+    path = tuned_path(spec, ds, pretrain)
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
 

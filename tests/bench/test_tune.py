@@ -39,7 +39,8 @@ def test_two_trial_study_in_journal_storage(
     assert len(study.trials) == 3
 
     record = json.loads(path.read_text())
-    assert path == bench_home() / "tuned" / "random-linear.json"
+    assert path == bench_home() / "tuned" / f"random-linear-5pixels-tiny-{tiny_dataset.fingerprint[:12]}.json"
+    assert record["trials"] == 3 and record["dataset_fingerprint"] == tiny_dataset.fingerprint
     assert record["method"] == "random" and set(record["overrides"]["linear"]) == {"weight_decay", "max_iter"}
     cfg = load_config(path)
     method, protocol = parse_overrides(cfg.set_pairs())
