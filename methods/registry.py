@@ -46,6 +46,9 @@ class PretrainContext:
     log_metrics: Callable[[dict[str, float], int], None] = _no_metrics
     progress: bool = True
     weights: Path | None = None  # a local checkpoint for methods that load one (imagenet)
+    #: (N, H, W) class indices of the pool's own labels (a SEN12MS pool's lc), aligned with the
+    #: images; handed only to methods with ``needs_labels`` (the ``supervised`` control).
+    labels: np.ndarray | None = None
 
 
 class PretrainMethod(ABC):
@@ -62,6 +65,8 @@ class PretrainMethod(ABC):
     version: ClassVar[str] = "1"
     #: Methods that do not train (random, imagenet) skip the pretraining data entirely.
     needs_data: ClassVar[bool] = True
+    #: Methods that also read the pretraining pool's own labels (``PretrainContext.labels``).
+    needs_labels: ClassVar[bool] = False
     #: Set on reference rows (``raw``, ``rf``): the reference protocol that evaluates them on the raw
     #: bands instead of a pretrained backbone. None for every pretraining method.
     evaluated_by: ClassVar[str | None] = None

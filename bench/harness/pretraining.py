@@ -138,7 +138,7 @@ def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) 
     if pretrain_data is not None:
         from datasets import load_pretrain_pool
 
-        pool = load_pretrain_pool(pretrain_data)
+        pool = load_pretrain_pool(pretrain_data, classes=ds.classes)
         images: np.ndarray = pool.images
         fingerprint = f"sen12ms:{pool.fingerprint}"
     else:
@@ -147,6 +147,26 @@ def pretraining_images(ds: Any, pretrain_data: Path | None, transductive: bool) 
         images = np.concatenate([np.asarray(images), np.asarray(ds.test.images)])
         fingerprint = f"{fingerprint}+test:{ds.test.fingerprint}"
     return images, fingerprint
+
+
+def pretraining_labels(ds: Any, pretrain_data: Path | None, transductive: bool) -> np.ndarray:
+    """The pool's own labels, aligned with :func:`pretraining_images`' images, for methods that read
+    them (``supervised``): a SEN12MS pool's ``lc`` through the IGBP lookup (DESIGN 2.1), mapped to
+    the dataset's classes. Never the labelled pool's or the test's labels: no SEN12MS pool, no labels.
+    """
+    from datasets import load_pretrain_pool
+
+    path = pretrain_data if pretrain_data is not None else getattr(ds, "pretrain_pool", None)
+    if path is None or transductive:
+        why = "test inputs have no pool labels (--transductive)" if transductive else "no pool"
+        raise BenchError(
+            f"{why}: this method trains on a SEN12MS pool's lc labels; pass --pretrain-data <SEN12MS "
+            "folder with lc_* files> (the embedded default brings its own)"
+        )
+    pool = load_pretrain_pool(path, classes=ds.classes)
+    if pool.labels is None:
+        raise BenchError(f"{path}: no lc file beside every s1/s2 pair (lc_<scene>/..._lc_<scene>_p<k>.tif)")
+    return np.asarray(pool.labels)
 
 
 def _log_to_mlflow(metrics: dict[str, float], step: int) -> None:
@@ -254,6 +274,7 @@ def load_or_pretrain(
     images, fingerprint = (None, "none")
     if runner.needs_data:
         images, fingerprint = pretraining_images(ds, spec.pretrain_data, spec.transductive)
+    labels = pretraining_labels(ds, spec.pretrain_data, spec.transductive) if runner.needs_labels else None
     key = spec.cache_key(model.spec, fingerprint)
     path = bench_home() / "weights" / f"{method}-{backbone}-{key}.pt"
     record: dict[str, Any] = {
@@ -266,7 +287,7 @@ def load_or_pretrain(
         "path": str(path),
     }
     if not is_main():  # under torchrun only rank 0 reads and writes the cache and MLflow
-        ctx_args = {"device": device, "seed": seed, "progress": False, "weights": weights}
+        ctx_args = {"device": device, "seed": seed, "progress": False, "weights": weights, "labels": labels}
         return _follow_rank0(runner, model, images, path, record, device, ctx_args)
     gated = bool(runner.health)
     if not force and _load_good(model, path, gated):  # no lock needed to read a verified entry
@@ -291,6 +312,7 @@ def load_or_pretrain(
         ctx = PretrainContext(
             device=device, seed=seed, log_metrics=log_metrics, progress=progress, weights=weights
         )
+        ctx.labels = labels  # the pool's own labels, for methods that read them (supervised)
         close_dead_runs(pretrain_key=key)  # an earlier attempt killed mid-way
         mlflow.start_run(run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None)
         status = "FAILED"
