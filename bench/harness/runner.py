@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import torch
 
@@ -359,6 +358,24 @@ def pretrain(
         raise BenchError(str(err).strip("'\"")) from err
 
 
+def pretrain_in_cell(
+    spec: CellSpec,
+    ds: Any,
+    device: torch.device,
+    *,
+    parent_run_id: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[SegBackbone, PretrainRecord]:
+    """:func:`pretrain`, with a pretraining run (when one is needed) nested under the cell's parent
+    run (``parent_run_id``, else the cell's, found or created): ``run`` and ``sweep`` alike."""
+    if parent_run_id is None:
+        tags, params = _records(spec, ds)
+        parent_run_id = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec), ds)
+    with tracking.active_parent(parent_run_id):
+        return pretrain(spec, ds, device, force=force, progress=progress)
+
+
 def run_seed(
     spec: CellSpec,
     seed: int,
@@ -389,12 +406,25 @@ def run_seed(
         tags[HEALTH_TAG] = health
     if parent_run_id is None:
         parent_tags, parent_params = _records(spec, ds)
-        parent_run_id = tracking.cell_run(tags["bench.cell_key"], parent_tags, parent_params, _run_name(spec))
-    start = time.perf_counter()
-    budget = budget_for(spec, seed, ds)
-    confusion = get_protocol(spec.evaluator).evaluate(
-        backbone, ds, budget, spec.protocol_config(), seed=seed, device=device, progress=progress
+        parent_run_id = tracking.cell_run(
+            tags["bench.cell_key"], parent_tags, parent_params, _run_name(spec), ds
+        )
+    run_id = tracking.start_seed(  # before the work: the run's duration is the work's
+        parent_run_id,
+        run_name=f"{_run_name(spec)} seed {seed}",
+        tags={**tags, "bench.result_key": key, "bench.seed": str(seed)},
+        params={**params, "seed": str(seed)},
+        ds=ds,
     )
+    start = time.perf_counter()
+    try:
+        budget = budget_for(spec, seed, ds)
+        confusion = get_protocol(spec.evaluator).evaluate(
+            backbone, ds, budget, spec.protocol_config(), seed=seed, device=device, progress=progress
+        )
+    except BaseException:
+        tracking.fail_run(run_id)
+        raise
     wall = time.perf_counter() - start
     scores = Scores.from_confusion(confusion)
     names = ds.classes.names
@@ -417,6 +447,7 @@ def run_seed(
         metrics=metrics,
         confusion=confusion,
         class_names=names,
+        run_id=run_id,
     )
     return SeedResult(
         seed,
@@ -450,7 +481,7 @@ def run_cell(
     """
     start = time.perf_counter()
     tags, params = _records(spec, ds)
-    parent = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec))
+    parent = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec), ds)
     result = CellResult(spec, tags["bench.cell_key"], parent)
     by_pretrain_seed: dict[int, list[int]] = {}
     for seed in seeds:
@@ -474,14 +505,14 @@ def run_cell(
                     with claim:
                         todo = force_pretrain or tracking.find_completed(key) is None
                         if todo and backbone is None and not spec.is_reference:
-                            with mlflow.start_run(run_id=parent):  # the pretraining run nests under the cell
-                                backbone, record = pretrain(
-                                    dataclasses.replace(spec, pretrain_seed=pretrain_seed),
-                                    ds,
-                                    device,
-                                    force=force_pretrain,
-                                    progress=progress,
-                                )
+                            backbone, record = pretrain_in_cell(  # its run nests under the cell
+                                dataclasses.replace(spec, pretrain_seed=pretrain_seed),
+                                ds,
+                                device,
+                                parent_run_id=parent,
+                                force=force_pretrain,
+                                progress=progress,
+                            )
                             result.pretrain = result.pretrain or record
                         done[seed] = run_seed(
                             spec,

@@ -140,7 +140,9 @@ class _Weights:
             if self.held and next(iter(self.held)).method != key.method:
                 self.held.clear()  # a new method: drop the previous one's backbones
             try:
-                self.held[key], _ = runner.pretrain(seed_spec, self.ds, self.device, progress=self.progress)
+                self.held[key], _ = runner.pretrain_in_cell(  # nested under the cell, as `run` does
+                    seed_spec, self.ds, self.device, progress=self.progress
+                )
             except BenchError as err:
                 self.failed[key] = str(err)
                 raise

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import socket
@@ -42,9 +43,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout
 
@@ -359,18 +361,191 @@ def refresh_parent_status(parent_id: str) -> None:
         client.set_terminated(parent_id, "FINISHED")
 
 
-def cell_run(cell_key: str, tags: Mapping[str, str], params: Mapping[str, str], run_name: str) -> str:
-    """The parent run of a cell: the existing one for ``cell_key`` or a new (terminated) one.
+def cell_run(
+    cell_key: str, tags: Mapping[str, str], params: Mapping[str, str], run_name: str, ds: Any = None
+) -> str:
+    """The parent run of a cell: the existing one for ``cell_key`` or a new (terminated) one, with
+    the git tags and (``ds``) the dataset as its input.
 
     Children left RUNNING by a killed process of this host are marked KILLED first.
     """
-    run_id = parent_run("cell", "bench.cell_key", cell_key, run_name, tags, params)
+    run_id = parent_run("cell", "bench.cell_key", cell_key, run_name, {**git_tags(), **tags}, params)
     client, _ = setup_tracking()
     close_dead_runs(run_id)
-    if client.get_run(run_id).info.status == "RUNNING":
+    run = client.get_run(run_id)
+    if ds is not None and not run.inputs.dataset_inputs:
+        client.log_inputs(run_id, datasets=[dataset_input(ds, "evaluation")])
+    if run.info.status == "RUNNING":
         client.set_terminated(run_id)
     refresh_parent_status(run_id)
     return run_id
+
+
+def git_tags(code_version: str | None = None) -> dict[str, str]:
+    """MLflow's source tags (``mlflow.source.git.commit``, ``mlflow.source.git.branch``: what its UI
+    shows and links) and ``bench.git_dirty``; ``code_version`` (a run's ``+dirty``-marked version)
+    decides dirtiness when given, else the tree's state. Empty outside a git checkout."""
+    commit, branch = _git_head()
+    if not commit:
+        return {}
+    if code_version is None:
+        from bench.core.provenance import code_version as current
+
+        code_version = current()
+    tags = {
+        "mlflow.source.git.commit": commit,
+        "bench.git_dirty": str(code_version.endswith("+dirty")).lower(),
+    }
+    if branch and branch != "HEAD":
+        tags["mlflow.source.git.branch"] = branch
+    return tags
+
+
+@functools.cache
+def _git_head() -> tuple[str, str]:
+    """(full commit, branch) of the repository this harness runs from; ("", "") without git."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        out = [
+            subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", *args],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip()
+            for args in (["HEAD"], ["--abbrev-ref", "HEAD"])
+        ]
+    except (OSError, subprocess.SubprocessError):
+        return "", ""
+    return out[0], out[1]
+
+
+def dataset_input(ds: Any, context: str) -> DatasetInput:
+    """The dataset as an MLflow run input: its name (layout and folder), its content fingerprint as
+    the digest, and the split sizes (patches) as the profile, so the UI's dataset panel says what a
+    run was evaluated on and runs on the same data share one dataset entry."""
+    root = Path(getattr(ds, "root", "") or ".")
+    layout = getattr(ds, "layout", "dataset")
+    splits = {name: len(getattr(ds, name).labels) for name in ("labelled", "test") if hasattr(ds, name)}
+    profile = {"patches": splits, "bands": len(getattr(ds, "band_names", ()))}
+    if getattr(ds, "split_scheme", None):
+        profile["split_scheme"] = ds.split_scheme
+    entity = Dataset(
+        name=f"{layout}:{root.name}",
+        digest=str(ds.fingerprint)[:36],
+        source_type="local",
+        source=json.dumps({"uri": str(root)}),
+        schema=None,
+        profile=json.dumps(profile, sort_keys=True),
+    )
+    return DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+
+def log_dataset(run_id: str, ds: Any, context: str = "evaluation") -> None:
+    """Log ``ds`` as an input of ``run_id`` (see :func:`dataset_input`)."""
+    client, _ = setup_tracking()
+    client.log_inputs(run_id, datasets=[dataset_input(ds, context)])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def start_seed(
+    parent_id: str,
+    *,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str] | None = None,
+    ds: Any = None,
+) -> str:
+    """Open a seed run (RUNNING, child of ``parent_id``) before its work starts, so that its start
+    and end times are the work's; :func:`record_seed` with ``run_id`` completes it and
+    :func:`fail_run` closes it when the work fails."""
+    client, exp_id = setup_tracking()
+    version = (params or {}).get("code_version")
+    run = client.create_run(
+        exp_id,
+        run_name=run_name,
+        tags={
+            "bench.kind": "seed",
+            "mlflow.parentRunId": parent_id,
+            **git_tags(version),
+            **tags,
+            **process_tags(),
+        },
+    )
+    if params:
+        _log_params(client, run.info.run_id, params)
+        _STARTED_PARAMS[run.info.run_id] = dict(params)
+    if ds is not None:
+        client.log_inputs(run.info.run_id, datasets=[dataset_input(ds, "evaluation")])
+    return run.info.run_id
+
+
+@contextlib.contextmanager
+def active_parent(run_id: str) -> Iterator[None]:
+    """Make ``run_id`` MLflow's active run, so that runs started inside (a pretraining run) nest
+    under it; afterwards its status is what it was (resuming a run marks it RUNNING, ending it
+    FINISHED, which would say a cell is done while its seeds still run)."""
+    client, _ = setup_tracking()
+    status = client.get_run(run_id).info.status
+    with retrying(mlflow.start_run, run_id=run_id):
+        yield
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    elif status != "FINISHED":
+        client.set_terminated(run_id, status)
+
+
+#: Params a seed run logged when it started (logged once: MLflow refuses nothing but costs a call).
+_STARTED_PARAMS: dict[str, dict[str, str]] = {}
+
+
+def fail_run(run_id: str) -> None:
+    """Best effort: mark a run FAILED (the server may be what failed)."""
+    client, _ = setup_tracking()
+    with contextlib.suppress(Exception), patience(0.0):
+        client.set_terminated(run_id, "FAILED")
+
+
+def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+    items = list(params.items())
+    for i in range(0, len(items), 100):  # MLflow's per-batch param limit
+        client.log_batch(run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
+
+
+def confusion_png(confusion: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """The confusion matrix as a small PNG: rows (true classes) normalised to recall, counts in
+    the cells; what the MLflow UI shows beside the CSV."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(confusion, dtype=np.float64)
+    rows = counts.sum(axis=1, keepdims=True)
+    recall = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    n = len(class_names)
+    fig = Figure(figsize=(2.0 + 0.55 * n, 1.6 + 0.5 * n), dpi=80)
+    ax = fig.add_subplot()
+    ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                colour = "white" if recall[i, j] > 0.5 else "black"
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6, color=colour)
+    ax.set_xticks(range(n), list(class_names), rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n), list(class_names), fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (row-normalised colour)")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def record_seed(
@@ -382,30 +557,103 @@ def record_seed(
     metrics: Mapping[str, float],
     confusion: np.ndarray,
     class_names: Sequence[str],
+    run_id: str | None = None,
 ) -> str:
-    """Write one seed run (child of ``parent_id``), marking it complete only once all is logged."""
-    client, exp_id = setup_tracking()
-    run = client.create_run(
-        exp_id,
-        run_name=run_name,
-        tags={"bench.kind": "seed", "mlflow.parentRunId": parent_id, **tags, **process_tags()},
-    )
-    run_id = run.info.run_id
+    """Write one seed run (child of ``parent_id``), marking it complete only once all is logged.
+
+    ``run_id``: the run :func:`start_seed` opened before the work (else one is created now). Then
+    the cell's aggregated metrics and table are updated (:func:`update_cell`).
+    """
+    client, _ = setup_tracking()
+    if run_id is None:
+        run_id = start_seed(parent_id, run_name=run_name, tags=tags)
+    else:
+        client.update_run(run_id, name=run_name)
     try:
-        items = list(params.items())
-        for i in range(0, len(items), 100):  # MLflow's per-batch param limit
-            client.log_batch(run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
-        client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        logged = _STARTED_PARAMS.pop(run_id, {})
+        _log_params(client, run_id, {k: v for k, v in params.items() if logged.get(k) != v})
+        now = _now_ms()
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "confusion_matrix.csv"
             frame = pd.DataFrame(confusion, index=list(class_names), columns=list(class_names))
             frame.rename_axis("true \\ predicted").to_csv(path)
-            client.log_artifact(run_id, str(path))
+            confusion_png(confusion, class_names, Path(tmp) / "confusion_matrix.png", run_name)
+            client.log_artifacts(run_id, tmp)
         client.log_batch(run_id, tags=[RunTag("bench.status", COMPLETE)])
     except BaseException:
-        with contextlib.suppress(Exception), patience(0.0):  # best effort: the server may be the failure
-            client.set_terminated(run_id, "FAILED")
+        fail_run(run_id)
         raise
     client.set_terminated(run_id)
     refresh_parent_status(parent_id)
+    update_cell(parent_id, class_names)
     return run_id
+
+
+#: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
+CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")
+
+
+def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
+    """Aggregate the cell's complete seed runs onto its parent run: ``<metric>_mean`` and
+    ``<metric>_std`` (sample std, ddof=1, from two seeds) of AA, OA, mIoU, macroF1 and of every
+    class's accuracy and IoU, ``seeds_complete``, and ``cell_table.md`` (the cell's table), so that
+    cells can be sorted and charted in the MLflow UI. Called as each seed finishes: the step is the
+    number of seeds aggregated, so the metric history shows how the mean settled. Seeds with the
+    same result key count once (the latest)."""
+    from bench.protocols.metrics import STD_NOTE, format_cell, mean_std
+
+    client, exp_id = setup_tracking()
+    children = client.search_runs(
+        [exp_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and {_DONE_FILTER}", max_results=5000
+    )
+    latest: dict[str, Any] = {}
+    for run in sorted(children, key=lambda r: r.info.end_time or 0):
+        latest[run.data.tags.get("bench.result_key", run.info.run_id)] = run
+    runs = list(latest.values())
+    if not runs:
+        return {}
+    names = [*CELL_SUMMARIES]
+    names += [f"{p}.{metric_name(c)}" for p in ("acc", "iou") for c in class_names]
+    aggregated: dict[str, float] = {"seeds_complete": float(len(runs))}
+    values: dict[str, list[float]] = {}
+    for name in names:
+        values[name] = [r.data.metrics[name] for r in runs if name in r.data.metrics]
+        if not values[name]:
+            continue
+        mean, std = mean_std(values[name])
+        aggregated[f"{name}_mean"] = mean
+        if not np.isnan(std):
+            aggregated[f"{name}_std"] = std
+    now, step = _now_ms(), len(runs)
+    client.log_batch(parent_id, metrics=[Metric(k, v, now, step) for k, v in aggregated.items()])
+    tags = runs[0].data.tags
+
+    def tag(name: str) -> str:
+        return tags.get(f"bench.{name}", "")
+
+    label = tag("label") or tag("method")
+    rows = [(c, values.get(f"acc.{metric_name(c)}", [])) for c in class_names]
+    rows += [(m, values.get(m, [])) for m in ("AA", "OA", "mIoU")]
+    seeds = sorted(
+        int(r.data.tags["bench.seed"]) for r in runs if r.data.tags.get("bench.seed", "").isdigit()
+    )
+    lines = [
+        f"{tag('protocol')} | {tag('budget')} {tag('budget_unit')} | backbone {tag('backbone')}"
+        f" | seeds {', '.join(map(str, seeds))}",
+        "",
+        f"| | {label} |",
+        "| --- | ---: |",
+        *(f"| {name} | {format_cell(vals) if vals else 'n/a'} |" for name, vals in rows),
+        "",
+        f"{STD_NOTE}; n = {len(runs)}",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cell_table.md"
+        path.write_text("\n".join(lines) + "\n")
+        client.log_artifact(parent_id, str(path))
+    return aggregated

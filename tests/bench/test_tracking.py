@@ -39,14 +39,14 @@ def test_complete_runs_are_found_and_listed() -> None:
     assert row["tags.bench.status"] == "complete" and row["tags.mlflow.parentRunId"] == parent
     assert row["metrics.acc.Urban_Built-up"] == pytest.approx(0.4) and row["params.config_hash"] == "h"
     client, _ = tracking.setup_tracking()
-    assert [a.path for a in client.list_artifacts(run_id)] == ["confusion_matrix.csv"]
+    assert [a.path for a in client.list_artifacts(run_id)] == ["confusion_matrix.csv", "confusion_matrix.png"]
 
 
 @pytest.mark.usefixtures("mlflow_store")
 def test_failed_write_is_not_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     parent = tracking.cell_run("cell2", {}, {}, "cell")
     monkeypatch.setattr(
-        tracking.MlflowClient, "log_artifact", lambda *a, **k: (_ for _ in ()).throw(OSError("x"))
+        tracking.MlflowClient, "log_artifacts", lambda *a, **k: (_ for _ in ()).throw(OSError("x"))
     )
     with pytest.raises(OSError):
         record(parent, "k2")
