@@ -54,6 +54,64 @@ def add_weights_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="local checkpoint for methods that load one (imagenet)")
 
 
+def add_label_arg(parser: argparse.ArgumentParser, *, per_method: bool = False) -> None:
+    """``--label``: run weights as a row of their own under the user's name (``--method imagenet
+    --weights ssl4eo.pth --label SSL4EO``); the label is the row's column in tables and part of its
+    cell identity. ``per_method`` (sweep): repeatable ``METHOD=LABEL``, or ``LABEL`` for one method."""
+    if per_method:
+        parser.add_argument(
+            "--label",
+            dest="labels",
+            action="append",
+            default=[],
+            metavar="[METHOD=]LABEL",
+            help="a row of its own for METHOD under LABEL (e.g. imagenet=SSL4EO with --weights); repeatable",
+        )
+    else:
+        parser.add_argument(
+            "--label",
+            help="a row of its own under this name in tables (e.g. --method imagenet --weights ssl4eo.pth "
+            "--label SSL4EO); part of the cell's identity",
+        )
+
+
+def check_label(label: str) -> str:
+    """A ``--label`` that names no registered method (its column would merge with that method's)."""
+    from bench.core.errors import BenchError
+    from methods.registry import method_labels
+
+    label = label.strip()
+    if not label:
+        raise BenchError("--label expects a non-empty name")
+    if label.casefold() in {name.casefold() for pair in method_labels().items() for name in pair}:
+        raise BenchError(
+            f"--label {label!r} is a registered method's name or label: its rows would merge with that "
+            f"method's; choose another name"
+        )
+    return label
+
+
+def labels_for(values: list[str], methods: list[str]) -> dict[str, str]:
+    """``--label`` values of a sweep -> {method: label}; a bare ``LABEL`` needs exactly one method."""
+    from bench.core.errors import BenchError
+
+    labels: dict[str, str] = {}
+    for value in values:
+        method, sep, label = value.partition("=")
+        if not sep:
+            if len(methods) != 1:
+                raise BenchError(
+                    f"--label {value}: say which method it names (METHOD=LABEL) in a sweep of several"
+                )
+            method, label = methods[0], value
+        if method not in methods:
+            raise BenchError(
+                f"--label {value}: {method!r} is not among the swept methods ({', '.join(methods)})"
+            )
+        labels[method] = check_label(label)
+    return labels
+
+
 def add_pretrain_data_arg(parser: argparse.ArgumentParser) -> None:
     """``--pretrain-data``: an unlabelled SEN12MS pool instead of the labelled pool's inputs."""
     parser.add_argument(

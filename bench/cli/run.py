@@ -17,11 +17,13 @@ from bench.cli.common import (
     add_data_args,
     add_evaluation_args,
     add_health_arg,
+    add_label_arg,
     add_model_args,
     add_pretrain_data_arg,
     add_progress_arg,
     add_set_arg,
     add_weights_arg,
+    check_label,
     evaluation_overrides,
     prepare,
     preset_overrides,
@@ -62,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_evaluation_args(p)
     p.add_argument("--force-pretrain", action="store_true", help="pretrain again and re-evaluate every seed")
     add_weights_arg(p)
+    add_label_arg(p)
     add_pretrain_data_arg(p)
     p.add_argument(
         "--transductive", action="store_true", help="also pretrain on the test inputs (explicit opt-in)"
@@ -109,7 +112,7 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     lines = [
         f"== {spec.protocol} | {spec.samples} {unit} | backbone {spec.backbone} | "
         f"seeds {', '.join(str(s.seed) for s in cell.seeds)}",
-        format_table({method_label(spec.method): cell.scores}, class_names),
+        format_table({spec.label or method_label(spec.method): cell.scores}, class_names),
         realised_line(cell, spec.budget_unit),
         f"pretraining: {pretraining}"
         f"; evaluation {sum(s.wall_time_s for s in cell.seeds if not s.skipped):.1f} s"
@@ -154,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             pretrain_data=args.pretrain_data,
             weights=args.weights,
             allow_unhealthy=args.allow_unhealthy,
+            label=check_label(args.label) if args.label is not None else None,
         )
         for protocol in protocols
     ]

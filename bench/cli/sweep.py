@@ -16,12 +16,14 @@ from bench.cli.common import (
     add_data_args,
     add_evaluation_args,
     add_health_arg,
+    add_label_arg,
     add_model_args,
     add_pretrain_data_arg,
     add_progress_arg,
     add_set_arg,
     add_weights_arg,
     evaluation_overrides,
+    labels_for,
     prepare,
     preset_overrides,
     warnings_once,
@@ -57,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_model_args(p)
     add_weights_arg(p)
+    add_label_arg(p, per_method=True)
     add_pretrain_data_arg(p)
     add_set_arg(
         p,
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from methods.registry import method_labels
 
     methods = args.methods or list(method_labels())
+    labels = labels_for(args.labels, methods)
     for method in methods:
         pairs = preset_overrides(args, method)
         pairs += [p for cfg in configs if cfg.applies_to(method) for p in cfg.set_pairs()]
@@ -132,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             protocol_overrides=protocol_overrides,
             pretrain_seeds=args.pretrain_seeds,
             allow_unhealthy=args.allow_unhealthy,
+            label=labels.get(method),
         )
     from bench.harness.availability import record_unavailable, screen
 

@@ -200,6 +200,7 @@ def _identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
         "protocol_config": dataclasses.asdict(spec.protocol_config()),
         "budget": {"samples": spec.samples, "unit": spec.budget_unit, "val_fraction": VAL_FRACTION},
         "code_version": code_digest(code_modules(spec)),
+        **({"label": spec.label} if spec.label else {}),  # unlabelled rows keep their keys
     }
 
 
@@ -269,6 +270,7 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
         "bench.budget_unit": spec.budget_unit,
         "bench.backbone": spec.backbone,
         "bench.dataset_fingerprint": ds.fingerprint,
+        **({"bench.label": spec.label} if spec.label else {}),
     }
     config = {k: v for k, v in ident.items() if k not in ("dataset", "code_version")}
     params = {
@@ -283,7 +285,7 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
 
 
 def _run_name(spec: CellSpec) -> str:
-    return f"{spec.method} {spec.protocol} {spec.samples} {spec.budget_unit}"
+    return f"{spec.label or spec.method} {spec.protocol} {spec.samples} {spec.budget_unit}"
 
 
 def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -> SeedResult:

@@ -94,6 +94,8 @@ def runs_from_mlflow(experiment: str | None = None) -> pd.DataFrame:
     for param in ID_PARAMS:
         runs[param] = raw.get(f"params.{param}")
     runs["end_time"] = raw.get("end_time")
+    if "tags.bench.label" in raw:  # a row under the user's label (--label): a column of its own
+        runs["method"] = raw["tags.bench.label"].fillna(runs["method"])
     wanted = {f"metrics.{m}" for m in (*SUMMARY_METRICS, *SEGMENTATION_METRICS)}
     prefixes = tuple(f"metrics.{p}." for p in PER_CLASS_METRICS)
     for col in raw.columns:
