@@ -92,6 +92,9 @@ class CellSpec:
     #: Evaluate weights that failed their health gate (``--allow-unhealthy``), tagging every seed run
     #: ``bench.pretrain_health=failed: ...``; not part of any key (the weights are the same).
     allow_unhealthy: bool = field(default=False, compare=False)
+    #: A row of its own under the user's name (``--label SSL4EO`` for ``--method imagenet --weights
+    #: ssl4eo.pth``): shown in tables instead of the method's label, and part of the cell identity.
+    label: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method_overrides", _frozen(self.method_overrides))
