@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 from bench.cli.common import add_data_args, add_model_args
 
@@ -36,6 +37,11 @@ def run_perf(args: argparse.Namespace) -> int:
     except KeyError as err:
         raise BenchError(err.args[0]) from err
     print(format_rows(rows))
+    if args.json is not None:
+        import dataclasses
+        import json
+
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
     return 0
 
 
@@ -52,4 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="crop size in px for the backbone, pretrain and train stages (default: each stage's)",
     )
     parser.add_argument("--batch", type=int, help="batch size for the same stages (default: each stage's)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="timed steps of the backbone, pretrain and train stages (default: each stage's)",
+    )
+    parser.add_argument(
+        "--json", type=Path, help="also write the rows to this JSON file (NaN for figures the device lacks)"
+    )
     parser.set_defaults(func=run_perf)

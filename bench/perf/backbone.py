@@ -114,7 +114,7 @@ def backbone_stage(args: argparse.Namespace) -> list[PerfRow]:
     name = getattr(args, "backbone", None) or "tiny"
     crop = getattr(args, "crop", None) or (256 if cuda else 64)
     batch = getattr(args, "batch", None) or (64 if cuda else 8)
-    steps = 20 if cuda else 3
+    steps = getattr(args, "steps", None) or (20 if cuda else 3)
     torch.manual_seed(0)
     backbone = build_backbone(name, _BANDS)
     timm_name = str(backbone.spec.extra.get("timm", "resnet18"))

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from bench.core.device import autocast, resolve_device, to_device
+from bench.core.errors import BenchError
 from bench.models.backbones import build_backbone
 from bench.perf.stages import PerfRow, register_stage, stage_dataset
 from methods import PretrainContext, get_method
@@ -36,16 +39,49 @@ def _seconds(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _bare(forward: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], None]:
-    """``_STEPS`` forward+backward passes of a method's bare model (its ``bare_forward``)."""
+def _bare(forward: Callable[[], torch.Tensor], device: torch.device, n: int) -> Callable[[], None]:
+    """``n`` forward+backward passes of a method's bare model (its ``bare_forward``)."""
 
     def steps() -> None:
-        for _ in range(_STEPS):
+        for _ in range(n):
             with autocast(device):
                 out = forward()
             out.float().mean().backward()
 
     return steps
+
+
+def _method_rows(
+    name: str,
+    ds: Any,
+    device: torch.device,
+    backbone_name: str,
+    ctx: PretrainContext,
+    shape: dict[str, int],
+    n: int,
+) -> list[PerfRow]:
+    """One method's harness and bare images/s (none for a method that trains nothing)."""
+    cls = get_method(name)
+    torch.manual_seed(0)
+    backbone = to_device(build_backbone(backbone_name, len(ds.band_names)), device).train()
+    if cls().bare_forward(backbone, device) is None:  # nothing trained, or a composite (sscl)
+        return []
+    method = cls(cls.config_from_dict({"steps": n, **shape}))
+    forward = method.bare_forward(backbone, device)  # the same batch and crop as the harness step
+    assert forward is not None
+    cls(cls.config_from_dict({"steps": _WARMUP, **shape})).pretrain(backbone, ds.labelled.images, ctx)
+    cfg = method.config
+    run = functools.partial(method.pretrain, backbone, ds.labelled.images, ctx)
+    harness = n * cfg.batch_size / _seconds(run, device)
+    bare_steps = _bare(forward, device, n)
+    _seconds(bare_steps, device)  # warm-up
+    bare = n * cfg.batch_size / _seconds(bare_steps, device)
+    size = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}, {backbone_name}, {device.type}"
+    return [
+        PerfRow("pretrain", f"{name} harness step ({size})", harness, "images/s"),
+        PerfRow("pretrain", f"{name} bare fwd+bwd ({size})", bare, "images/s"),
+        PerfRow("pretrain", f"{name} harness / bare", harness / bare, "ratio"),
+    ]
 
 
 @register_stage("pretrain")
@@ -58,27 +94,12 @@ def pretrain_stage(args: argparse.Namespace) -> list[PerfRow]:
     ctx = PretrainContext(device=device, seed=0, progress=False)
     sizes = {"crop": getattr(args, "crop", None), "batch_size": getattr(args, "batch", None)}
     shape = {k: v for k, v in sizes.items() if v is not None}  # --crop/--batch; else each method's
+    n = getattr(args, "steps", None) or _STEPS
     rows: list[PerfRow] = []
     for name in method_labels():
-        cls = get_method(name)
-        torch.manual_seed(0)
-        backbone = to_device(build_backbone(backbone_name, len(ds.band_names)), device).train()
-        if cls().bare_forward(backbone, device) is None:  # nothing trained, or a composite (sscl)
-            continue
-        method = cls(cls.config_from_dict({"steps": _STEPS, **shape}))
-        forward = method.bare_forward(backbone, device)  # the same batch and crop as the harness step
-        assert forward is not None
-        cls(cls.config_from_dict({"steps": _WARMUP, **shape})).pretrain(backbone, ds.labelled.images, ctx)
-        cfg = method.config
-        run = functools.partial(method.pretrain, backbone, ds.labelled.images, ctx)
-        harness = _STEPS * cfg.batch_size / _seconds(run, device)
-        bare_steps = _bare(forward, device)
-        _seconds(bare_steps, device)  # warm-up
-        bare = _STEPS * cfg.batch_size / _seconds(bare_steps, device)
-        size = f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}, {backbone_name}, {device.type}"
-        rows += [
-            PerfRow("pretrain", f"{name} harness step ({size})", harness, "images/s"),
-            PerfRow("pretrain", f"{name} bare fwd+bwd ({size})", bare, "images/s"),
-            PerfRow("pretrain", f"{name} harness / bare", harness / bare, "ratio"),
-        ]
+        try:
+            rows += _method_rows(name, ds, device, backbone_name, ctx, shape, n)
+        except BenchError as err:  # e.g. a method that needs data the stage does not give it
+            reason = str(err).strip().splitlines()[0][:200]
+            rows.append(PerfRow("pretrain", f"{name} not measured: {reason}", math.nan, "-"))
     return rows

@@ -64,11 +64,12 @@ def train_stage(args: argparse.Namespace) -> list[PerfRow]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     data = TrainingPatches.from_budget(ds.labelled.images, budget, device)
     gen = torch.Generator(data.images.device).manual_seed(0)
+    steps = getattr(args, "steps", None) or _STEPS
     harness_s = _timed(
-        lambda: train_step(model, opt, *data.batch(cfg.batch_size, cfg.crop, gen), device), device, _STEPS
+        lambda: train_step(model, opt, *data.batch(cfg.batch_size, cfg.crop, gen), device), device, steps
     )
     x, y = (t.to(device) for t in data.batch(cfg.batch_size, cfg.crop, gen))
-    bare_s = _timed(lambda: train_step(model, opt, x, y, device), device, _STEPS)
+    bare_s = _timed(lambda: train_step(model, opt, x, y, device), device, steps)
     harness, bare = cfg.batch_size / harness_s, cfg.batch_size / bare_s
 
     backbone.eval()

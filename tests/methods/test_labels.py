@@ -34,7 +34,9 @@ def test_seed_methods_have_the_papers_labels_baseline_first() -> None:
         "SSCL",
     }
     assert labels["unifeat"] == "UniFeat" and labels["core"] == "CoRe"
-    assert list(labels)[-2:] == ["rf", "raw"]  # the reference rows last: Random forest, Raw bands
+    order = list(labels)  # then the ablations, the reference rows (Random forest, Raw bands), controls
+    assert order.index("unifeat") < order.index("rf") < order.index("raw")
+    assert all(order.index("raw") < i for i, m in enumerate(order) if labels[m].startswith("Supervised"))
 
 
 def test_a_method_without_label_is_shown_by_its_name(unlabelled_method: str) -> None:
