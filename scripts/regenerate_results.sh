@@ -17,8 +17,8 @@ fi
 PY=.venv/bin/python
 export BENCH_HOME="${BENCH_HOME:-$PWD/.bench}"
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}"
-METHODS="${METHODS:-random,imagenet,simsiam,sscl,unifeat,core,raw,rf}"
-SAMPLES="${SAMPLES:-200,1000}"
+METHODS="${METHODS:-random,imagenet,simsiam,sscl,unifeat,core,raw,rf,supervised}"
+SAMPLES="${SAMPLES:-10,25,50,200,600,1000}"  # the cpu preset's grid: scarce labels, then 200-1000
 SEEDS="${SEEDS:-3}"
 PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-3}"
 start=$(date +%s)
@@ -26,7 +26,9 @@ echo "commit $(git rev-parse --short=12 HEAD) on $(uname -n) ($(getconf _NPROCES
 # written into results/ only after the sweep: a tracked file changed while the sweep starts would
 # mark its runs +dirty (the code version is read from git when the first run is recorded)
 difficulty=$(mktemp)
-$PY -m bench --no-progress data difficulty | tee "$difficulty"
+# --controls: supervised minus random at 10 and 200 px/class, both protocols; the sweep's own cells
+$PY -m bench --no-progress data difficulty --controls --control-seeds "$SEEDS" \
+    --control-pretrain-seeds "$PRETRAIN_SEEDS" | tee "$difficulty"
 $PY -m bench --no-progress sweep --methods "$METHODS" --samples "$SAMPLES" --seeds "$SEEDS" \
     --pretrain-seeds "$PRETRAIN_SEEDS" --protocol both
 mv "$difficulty" results/difficulty.txt

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cli.common import add_data_args
+from bench.cli.common import add_data_args, add_pretrain_data_arg
 
 if TYPE_CHECKING:
     from datasets import CachedSplit, Dataset
@@ -172,6 +172,10 @@ def _difficulty(args: argparse.Namespace) -> int:
         raise BenchError(f"--classifiers: unknown {', '.join(unknown)}; choose from {', '.join(CLASSIFIERS)}")
 
     ds = _load(args)
+    if args.controls:  # the control's pool and its lc labels are checked before the long part
+        from bench.harness.pretraining import pretraining_labels
+
+        pretraining_labels(ds, args.pretrain_data, transductive=False)
     n_train = len(ds.labelled) - round(0.2 * len(ds.labelled))
     print(
         f"dataset {ds.root}  fingerprint {ds.fingerprint}\n"
@@ -185,7 +189,30 @@ def _difficulty(args: argparse.Namespace) -> int:
         f"(seed {args.seed}, {time.perf_counter() - start:.0f} s)"
     )
     print(format_difficulty(rows, ds.classes.names))
-    run_id = log_difficulty(rows, ds, args.seed, ds.classes.names)
+    controls = []
+    if args.controls:
+        from bench.core.device import resolve_device, use_thread_share
+        from bench.harness.difficulty import control_differences, format_controls
+        from bench.harness.tracking import setup_tracking
+
+        use_thread_share()
+        setup_tracking()
+        start = time.perf_counter()
+        print(
+            f"\npositive control ({args.control_seeds} seeds, K={args.control_pretrain_seeds} "
+            f"pretraining seed(s), budgets {','.join(map(str, args.control_samples))} px/class)"
+        )
+        controls = control_differences(
+            ds,
+            resolve_device(args.device),
+            samples=args.control_samples,
+            seeds=args.control_seeds,
+            pretrain_seeds=args.control_pretrain_seeds,
+            pretrain_data=args.pretrain_data,
+            progress=print,
+        )
+        print(f"\n{format_controls(controls)}\n({time.perf_counter() - start:.0f} s)")
+    run_id = log_difficulty(rows, ds, args.seed, ds.classes.names, controls)
     print(f"logged to MLflow run {run_id} (tag bench.kind=difficulty)")
     return 0
 
@@ -247,6 +274,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=("logistic", "rf"),
         help="comma-separated subset of logistic,rf (default both; rf predicts slowly on a large test split)",
     )
+    hard.add_argument(
+        "--controls",
+        action="store_true",
+        help="also the positive control: supervised (pool lc labels) minus random, paired by seed, "
+        "under both protocols (minutes on a CPU; the cells are cached and reused by sweeps)",
+    )
+    hard.add_argument(
+        "--control-samples",
+        type=_samples,
+        default=(10, 200),
+        help="budgets of the control, px per class (default 10,200: the scarcest and 200)",
+    )
+    hard.add_argument(
+        "--control-seeds", type=int, default=5, help="evaluation seeds of the control (default 5)"
+    )
+    hard.add_argument(
+        "--control-pretrain-seeds",
+        type=int,
+        default=1,
+        help="pretraining seeds K of the control (seed s uses s mod K; default 1)",
+    )
+    add_pretrain_data_arg(hard)
+    hard.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     hard.set_defaults(func=_difficulty)
 
     cache = actions.add_parser("cache", help="decode the dataset once into the memory-mapped cache")

@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples",
         type=lambda s: [int(v) for v in _csv(s)],
-        default=[200, 400, 600, 800, 1000],
-        help="comma list of label budgets (default 200,400,600,800,1000)",
+        default=None,
+        help="comma list of label budgets (default: the preset's; cpu: 10,25,50,200,600,1000 px per class, "
+        "or 1,2,5,10,25,50 with --budget-unit images)",
     )
     p.add_argument(
         "--seeds",
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.core.paths import bench_home
     from bench.harness.claims import ClaimStore
+    from bench.harness.presets import preset_budgets
     from bench.harness.runner import PROTOCOLS, parse_overrides, scope_overrides
     from bench.harness.sweep import Unit, grid, run_sweep
     from bench.harness.tune import load_config
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         method_overrides, protocol_overrides = parse_overrides(pairs + evaluation_overrides(args))
         units += grid(
             [method],
-            args.samples,
+            args.samples or list(preset_budgets(args.preset, args.budget_unit)),
             range(args.seeds),
             protocols,
             budget_unit=args.budget_unit,

@@ -5,9 +5,17 @@ A preset is a list of ``--set`` pairs put *before* the user's own, so any explic
 which are hashed into result keys and pretrained-weights keys like any setting: two presets never
 share a result, and a preset changed later starts its cells afresh.
 
+A preset also names the sweep's default label budgets per unit (:attr:`Preset.budgets`):
+``bench sweep`` without ``--samples`` runs them. Both grids start where labels are scarce (10, 25,
+50 px per class): at 200 px per class the embedded default is already near its ceiling (the test
+shift, not the labels, bounds it), so budgets below it are where an initialisation can matter
+and where the fine-tuned baseline still gains from more labels. ``images`` budgets are whole
+labelled patches, so their grid is its own (the embedded default has 128 labelled training patches).
+
 - ``cpu`` (the default): today's defaults, no pairs at all, so result keys are the ones recorded
   before presets existed. Sized for the embedded default (64 px patches) on 2 CPU cores with the
-  ``tiny`` backbone: the main command runs cold in about a minute.
+  ``tiny`` backbone: the main command runs cold in about a minute. Budgets 10, 25, 50, 200, 600,
+  1000 px per class (1, 2, 5, 10, 25, 50 images).
 - ``paper``: real DFC2020 (986 labelled + 5128 test patches of 256 px) on one GPU with resnet18,
   bf16. The DESIGN 8 grid (4 deep methods x 5 budgets x 5 seeds x 2 protocols x 3 pretraining
   seeds = 600 evaluations, plus 6 pretraining runs) must fit in an hour, so about 5 s per
@@ -26,6 +34,8 @@ share a result, and a preset changed later starts its cells afresh.
     pixels a step; ~3 ms a step, ~3 s a unit plus streaming the 5128 test patches (~1 s).
   - linear: unchanged (L-BFGS on the budget's cached pixel features converges in < 200
     iterations; the test split is streamed once).
+
+  - budgets: DESIGN's 200-1000 grid and the scarce 10, 25, 50 px per class (1-100 images).
 
   The per-step figures are estimates from the FLOPs ``bench perf --stage backbone`` counts; check
   them with ``bench perf --device cuda --backbone resnet18 --crop 128 --batch 64`` on the GPU.
@@ -59,6 +69,8 @@ class Preset:
     description: str
     stages: dict[type, dict[str, Any]] = field(default_factory=dict)
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The sweep's default label budgets per budget unit (``--samples`` overrides).
+    budgets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def stage_settings(self, config: Any) -> dict[str, Any]:
         """The settings for one stage config: its own class's entry, else the generic one."""
@@ -69,7 +81,11 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "cpu": Preset("cpu", "today's defaults: embedded default, tiny backbone, 2 CPU cores (about a minute)"),
+    "cpu": Preset(
+        "cpu",
+        "today's defaults: embedded default, tiny backbone, 2 CPU cores (about a minute)",
+        budgets={"pixels": (10, 25, 50, 200, 600, 1000), "images": (1, 2, 5, 10, 25, 50)},
+    ),
     "paper": Preset(
         "paper",
         "real DFC2020 on one GPU: 256 px patches, resnet18, GPU batches and longer schedules",
@@ -80,6 +96,10 @@ PRESETS: dict[str, Preset] = {
             TrainConfig: {"batch_size": 64, "crop": 128},
         },
         protocols={"finetune": {"steps": 1000, "batch_size": 32, "crop": 128, "eval_every": 100}},
+        budgets={
+            "pixels": (10, 25, 50, 200, 400, 600, 800, 1000),
+            "images": (1, 2, 5, 10, 25, 50, 100),
+        },
     ),
 }
 DEFAULT_PRESET = "cpu"
@@ -89,6 +109,14 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise BenchError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def preset_budgets(name: str, unit: str) -> tuple[int, ...]:
+    """The default budgets of preset ``name`` in ``unit`` (``pixels`` or ``images``)."""
+    budgets = get_preset(name).budgets
+    if unit not in budgets:
+        raise BenchError(f"preset {name!r} has no default budgets in {unit!r}; give --samples")
+    return budgets[unit]
 
 
 def _stage_configs(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

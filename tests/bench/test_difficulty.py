@@ -64,3 +64,30 @@ def test_cli_prints_and_logs_one_run(tiny_data_root: Path, capsys: pytest.Captur
 def test_cli_refuses_an_unknown_classifier(tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "difficulty", "--data", str(tiny_data_root), "--classifiers", "svm"]) == 2
     assert "unknown svm" in capsys.readouterr().err
+
+
+def test_control_interval_is_the_paired_t_interval() -> None:
+    from scipy import stats
+
+    from bench.harness.difficulty import ControlRow, format_controls
+
+    control, baseline = np.array([0.60, 0.62, 0.58, 0.65, 0.61]), np.array([0.50, 0.55, 0.49, 0.52, 0.51])
+    row = ControlRow("finetune", 10, control, baseline, 1.0)
+    d = control - baseline
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert row.interval() == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+    text = format_controls([row, ControlRow("linear", 200, baseline, control, 1.0)])
+    assert "above 0" in text.splitlines()[3] and "below 0" in text.splitlines()[4]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("mlflow_store")
+def test_cli_controls_on_the_tiny_pool(tiny_pool_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--controls`` runs supervised and random as cells and logs their paired difference."""
+    argv = ["data", "difficulty", "--data", str(tiny_pool_data_root), "--samples", "20"]
+    argv += ["--classifiers", "logistic", "--controls", "--control-samples", "10", "--control-seeds", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "positive control: supervised (pool lc labels) - random" in printed
+    runs = mlflow.search_runs(filter_string="tags.`bench.kind` = 'difficulty'", output_format="list")
+    assert {"control.linear.10.diff", "control.finetune.10.low"} <= set(runs[0].data.metrics)

@@ -48,3 +48,31 @@ def test_untrained_methods_get_protocol_settings_only(method: str) -> None:
 def test_unknown_preset_is_one_line() -> None:
     with pytest.raises(BenchError, match="unknown preset 'gpu'; choose one of cpu, paper"):
         preset_pairs("gpu", "random")
+
+
+def test_budget_grids_start_where_labels_are_scarce() -> None:
+    from bench.harness.presets import preset_budgets
+
+    for name in PRESETS:
+        pixels = preset_budgets(name, "pixels")
+        assert {10, 25, 50, 200, 600, 1000} <= set(pixels) and list(pixels) == sorted(pixels)
+    # whole patches: the embedded default's labelled pool has 128 training + 32 validation patches
+    assert max(preset_budgets("cpu", "images")) <= 128 and min(preset_budgets("cpu", "images")) == 1
+
+
+def test_sweep_without_samples_runs_the_presets_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench sweep`` hands the preset's grid (per unit) to the grid builder."""
+    import bench.harness.sweep as sweep
+    from bench.cli import main
+
+    seen: list[list[int]] = []
+
+    def stop(methods: object, samples: list[int], *args: object, **kwargs: object) -> list[object]:
+        seen.append(list(samples))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sweep, "grid", stop)
+    for unit, expected in (("pixels", [10, 25, 50, 200, 600, 1000]), ("images", [1, 2, 5, 10, 25, 50])):
+        with pytest.raises(SystemExit):
+            main(["sweep", "--methods", "random", "--budget-unit", unit])
+        assert seen[-1] == expected
