@@ -1,4 +1,8 @@
-"""``python -m bench plot``: accuracy vs label budget and per-class heat maps, from finished runs."""
+"""``python -m bench plot``: AA/OA vs label budget and per-class small multiples, from finished runs.
+
+The format follows ``--out``'s suffix: ``.pdf`` and ``.svg`` are vector, ``.png`` is 300 dpi.
+``--methods`` and ``--samples`` choose what is drawn (one stray budget need not squash the axis).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,34 @@ from bench.cli.table import add_selection_args, refuse_untraceable, selected_lon
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="AA/OA vs label budget (std bands) and per-class heat maps")
+    p = sub.add_parser("plot", help="AA/OA vs label budget (std bands) and per-class accuracy panels")
     add_selection_args(p)
     p.add_argument(
         "--out",
         type=Path,
-        help="curves PNG (default: results/accuracy_vs_budget.png); heat maps beside it: <stem>_classes.png",
+        help="curves figure, .pdf/.svg/.png (default: results/accuracy_vs_budget.png); the per-class "
+        "figures beside it, one per protocol: <stem>_classes_<protocol><suffix>",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.core.errors import BenchError
     from bench.core.paths import results_dir
     from bench.report.aggregate import summarise, with_references
-    from bench.report.plot import class_heatmap_figure, curves_figure, save_png
+    from bench.report.plot import FIGURE_FORMATS, class_figures, curves_figure, save_figure
 
-    long = selected_long_form(args)
     out = args.out or results_dir() / "accuracy_vs_budget.png"
-    heat = out.with_name(f"{out.stem}_classes{out.suffix or '.png'}")
-    refuse_untraceable(long, [out, heat], args.allow_dirty)
+    if out.suffix.lower() not in FIGURE_FORMATS:
+        raise BenchError(
+            f"--out {out}: unknown figure format {out.suffix or '(no suffix)'!r}; use one of {', '.join(FIGURE_FORMATS)}"
+        )
+    long = selected_long_form(args)
     stats = summarise(with_references(long))
-    for path in (save_png(curves_figure(stats), out), save_png(class_heatmap_figure(stats), heat)):
-        print(f"wrote {path}")
+    classes = class_figures(stats)
+    paths = {p: out.with_name(f"{out.stem}_classes_{p}{out.suffix}") for p in classes}
+    refuse_untraceable(long, [out, *paths.values()], args.allow_dirty)
+    print(f"wrote {save_figure(curves_figure(stats), out)}")
+    for protocol, fig in classes.items():
+        print(f"wrote {save_figure(fig, paths[protocol])}")
     return 0

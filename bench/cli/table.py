@@ -1,4 +1,5 @@
-"""``python -m bench table``: the comparison tables, from the tracking store alone (no training)."""
+"""``python -m bench table``: the comparison tables, from the tracking store alone (no training),
+or from a long-form CSV written earlier (``--from results/runs_long.csv``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,42 @@ from bench.cli.common import TABLE_FORMATS
 if TYPE_CHECKING:
     import pandas as pd
 
+#: Suffix of the companion files written beside a long-form CSV (and read back by ``--from``).
+PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX = "_paired", "_variance", "_unavailable"
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers (200,1000), got {text!r}") from None
+
 
 def add_selection_args(parser: argparse.ArgumentParser) -> None:
     """Filters shared by ``table`` and ``plot``: which finished runs to read."""
     parser.add_argument(
+        "--from",
+        dest="from_csv",
+        type=Path,
+        metavar="LONG_CSV",
+        help="read this long-form CSV (written by --long-csv) instead of the tracking store",
+    )
+    parser.add_argument(
         "--protocol", choices=("linear", "finetune"), help="only this protocol (default: all)"
+    )
+    parser.add_argument(
+        "--methods",
+        type=_csv,
+        help="comma list of methods to show (default: all found); the Baseline is needed for paired rows",
+    )
+    parser.add_argument(
+        "--samples",
+        type=_budgets,
+        help="comma list of label budgets to show (default: every budget found)",
     )
     parser.add_argument("--backbone", help="only runs of this backbone (default: all)")
     parser.add_argument(
@@ -32,23 +64,53 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def selected_long_form(args: argparse.Namespace, budget: int | None = None) -> pd.DataFrame:
+def selected_long_form(args: argparse.Namespace) -> pd.DataFrame:
     """The long form of the finished runs the arguments select; a clear error when there are none."""
     from bench.core.errors import BenchError
-    from bench.report.aggregate import long_form, runs_from_mlflow, select_for_tables
+    from bench.report.aggregate import long_form, long_from_csv, runs_from_mlflow, select_for_tables
 
-    runs = select_for_tables(
-        runs_from_mlflow(args.experiment),
-        protocol=args.protocol,
-        backbone=args.backbone,
-        budget_unit=args.budget_unit,
-        budget=budget,
-    )
+    if args.from_csv is not None:
+        if not args.from_csv.is_file():
+            raise BenchError(f"--from {args.from_csv}: no such file; write one with `bench table --long-csv`")
+        frame = long_from_csv(args.from_csv)
+        where = f"in {args.from_csv}"
+    else:
+        frame = runs_from_mlflow(args.experiment)
+        where = "in the tracking store"
+    rows = select_for_tables(frame, protocol=args.protocol, backbone=args.backbone, budget_unit=args.budget_unit)
     if args.dataset:
-        runs = runs[runs["dataset"].astype(str).str.startswith(args.dataset)]
-    if runs.empty:
-        raise BenchError("no finished runs match; run `python -m bench run` or `python -m bench sweep` first")
-    return long_form(runs)
+        rows = rows[rows["dataset"].astype(str).str.startswith(args.dataset)]
+    if args.samples:
+        rows = rows[rows["budget"].isin(args.samples)]
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(frame["method"]))
+        if unknown:
+            found = ", ".join(sorted(set(frame["method"])))
+            raise BenchError(f"--methods: no runs of {', '.join(unknown)} {where}; found: {found}")
+        rows = rows[rows["method"].isin(args.methods)]
+    if rows.empty:
+        raise BenchError(f"no finished runs match {where}; run `python -m bench run` or `python -m bench sweep` first")
+    return rows if args.from_csv is not None else long_form(rows)
+
+
+def unavailable_for(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, str]]:
+    """Methods that could not run: the tracking store's records, or ``<stem>_unavailable.csv``
+    beside a ``--from`` CSV (columns dataset, backbone, method, reason); filtered by ``--methods``."""
+    if args.from_csv is not None:
+        import pandas as pd
+
+        side = args.from_csv.with_name(f"{args.from_csv.stem}{UNAVAILABLE_SUFFIX}.csv")
+        found: dict[tuple[str, str], dict[str, str]] = {}
+        if side.is_file():
+            for row in pd.read_csv(side, dtype=str, keep_default_na=False).itertuples(index=False):
+                found.setdefault((row.dataset, row.backbone), {})[row.method] = row.reason
+    else:
+        from bench.harness.availability import recorded_unavailable
+
+        found = recorded_unavailable(args.experiment)
+    if args.methods:
+        found = {k: {m: r for m, r in v.items() if m in args.methods} for k, v in found.items()}
+    return found
 
 
 def refuse_untraceable(long: pd.DataFrame, outputs: list[Path | None], allow_dirty: bool) -> None:
@@ -68,40 +130,62 @@ def refuse_untraceable(long: pd.DataFrame, outputs: list[Path | None], allow_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("table", help="per-class accuracy table (mean ± std over seeds) from finished runs")
+    p = sub.add_parser(
+        "table", help="per-class accuracy tables (mean ± std, corrected paired tests) from finished runs"
+    )
     add_selection_args(p)
-    p.add_argument("--samples", type=int, help="only this label budget (default: one table per budget)")
-    p.add_argument("--format", choices=TABLE_FORMATS, default="md", help="output format (default: md)")
+    p.add_argument(
+        "--format",
+        choices=TABLE_FORMATS,
+        default="md",
+        help="md, csv, latex: one table per (protocol, budget); summary: the README's AA by (protocol, "
+        "budget) with paired intervals (default: md)",
+    )
     p.add_argument("--out", type=Path, help="write the tables here instead of printing them")
     p.add_argument(
         "--long-csv",
         type=Path,
-        help="also write one row per run x score (method, budget, seed, protocol, class), and the paired "
-        "differences against the Baseline beside it as <stem>_paired.csv",
+        help="also write one row per run x score (method, budget, seed, protocol, class); beside it "
+        f"<stem>{PAIRED_SUFFIX}.csv (paired tests against the Baseline), <stem>{VARIANCE_SUFFIX}.csv "
+        f"(spread by source) and <stem>{UNAVAILABLE_SUFFIX}.csv (methods that could not run)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.core.atomic import atomic_write_text
-    from bench.harness.availability import recorded_unavailable
-    from bench.report.table import build_tables, render
+    import pandas as pd
 
-    long = selected_long_form(args, budget=args.samples)
-    paired_csv = args.long_csv.with_name(f"{args.long_csv.stem}_paired.csv") if args.long_csv else None
-    refuse_untraceable(long, [args.out, args.long_csv, paired_csv], args.allow_dirty)
-    text = render(build_tables(long, unavailable=recorded_unavailable(args.experiment)), args.format)
+    from bench.core.atomic import atomic_write_text
+    from bench.report.table import build_tables, paired_report, render, variance_report
+
+    long = selected_long_form(args)
+    companions = {}
+    if args.long_csv:
+        for suffix in (PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX):
+            companions[suffix] = args.long_csv.with_name(f"{args.long_csv.stem}{suffix}.csv")
+    refuse_untraceable(long, [args.out, args.long_csv, *companions.values()], args.allow_dirty)
+    unavailable = unavailable_for(args)
+    text = render(build_tables(long, unavailable=unavailable), args.format)
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text, end="")
-    if args.long_csv and paired_csv:
+    if args.long_csv:
         atomic_write_text(args.long_csv, long.to_csv(index=False))
         print(f"wrote {args.long_csv} ({len(long)} rows)")
-        from bench.report.statistics import paired_report
-
         paired = paired_report(long)
-        atomic_write_text(paired_csv, paired.to_csv(index=False))
-        print(f"wrote {paired_csv} ({len(paired)} paired differences)")
+        atomic_write_text(companions[PAIRED_SUFFIX], paired.to_csv(index=False))
+        print(f"wrote {companions[PAIRED_SUFFIX]} ({len(paired)} paired tests)")
+        variance = variance_report(long)
+        atomic_write_text(companions[VARIANCE_SUFFIX], variance.to_csv(index=False))
+        print(f"wrote {companions[VARIANCE_SUFFIX]} ({len(variance)} rows)")
+        records = [
+            {"dataset": d, "backbone": b, "method": m, "reason": r}
+            for (d, b), methods in unavailable.items()
+            for m, r in methods.items()
+        ]
+        side = pd.DataFrame(records, columns=["dataset", "backbone", "method", "reason"])
+        atomic_write_text(companions[UNAVAILABLE_SUFFIX], side.to_csv(index=False))
+        print(f"wrote {companions[UNAVAILABLE_SUFFIX]} ({len(side)} methods that could not run)")
     return 0

@@ -14,11 +14,13 @@ table by :func:`with_references`, because they share its budgets, seeds and test
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from bench.harness.tracking import completed_runs, metric_name
 from datasets.classes import DFC_NAMES
-from methods.registry import method_labels
+from methods.registry import method_labels, method_roles
 
 #: Identity of a seed run: the MLflow tags (``bench.<name>``) and params the frame keeps.
 ID_TAGS: dict[str, str] = {
@@ -30,6 +32,9 @@ ID_TAGS: dict[str, str] = {
     "seed": "bench.seed",
     "backbone": "bench.backbone",
     "dataset": "bench.dataset_fingerprint",
+    # ``passed`` or ``failed: <one line>`` when the weights came from a pretraining that failed its
+    # health gate (``--allow-unhealthy``); absent on runs recorded before the gate existed
+    "pretrain_health": "bench.pretrain_health",
 }
 #: Params kept beside the tags: the code that produced the run and its pretraining seed.
 ID_PARAMS: tuple[str, ...] = ("code_version", "pretrain_seed")
@@ -55,11 +60,24 @@ STD_KIND = "sample std over seeds (ddof=1)"
 _KNOWN_CLASSES: dict[str, tuple[str, int]] = {metric_name(n): (n, i) for i, n in DFC_NAMES.items()}
 
 
-def method_order(methods: list[str] | set[str] | pd.Series) -> list[str]:
-    """Registered methods in the registry's order (the baseline first), then the others by name."""
+#: Roles whose columns follow the competitors and ablations (compared against, never ranked).
+REFERENCE_ROLES = frozenset({"reference", "control"})
+#: Prefix of the ``pretrain_health`` of a run whose weights failed their health gate.
+FAILED_HEALTH = "failed:"
+
+
+def method_order(methods: list[str] | set[str] | pd.Series, references: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Column order: registered competitors and ablations in the registry's order (the baseline
+    first, ``PretrainMethod.role``), unregistered methods by name, then the reference rows and
+    controls (registered ones in the registry's order; ``references`` names unregistered ones)."""
     present = set(methods)
+    roles = method_roles()
     known = [m for m in method_labels() if m in present]
-    return known + sorted(present - set(known))
+    last = {m for m in known if roles[m] in REFERENCE_ROLES} | (present & set(references))
+    unknown = sorted(present - set(known) - last)
+    return [m for m in known if m not in last] + unknown + [m for m in known if m in last] + sorted(
+        last - set(known)
+    )
 
 
 def method_label(method: str) -> str:
@@ -197,3 +215,50 @@ def dirty_versions(frame: pd.DataFrame) -> list[str]:
     """The ``+dirty`` code versions among the runs of ``frame`` (wide or long), sorted."""
     versions = frame["code_version"].dropna().astype(str).unique()
     return sorted(v for v in versions if v.endswith(DIRTY_SUFFIX))
+
+
+def long_from_csv(path: Path) -> pd.DataFrame:
+    """A long-form CSV written by ``bench table --long-csv`` read back as :func:`long_form` returns it.
+
+    Metrics and classes become the same ordered categoricals (classes in DFC id order, unknown
+    ones after), the budget and seed integers, an empty ``class`` the summaries' class. A file
+    that is not such a CSV is one clear error naming it and the missing columns.
+    """
+    from bench.core.errors import BenchError
+
+    try:
+        raw = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "pretrain_seed": ["", "None"]})
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        reason = " ".join(str(err).split())
+        raise BenchError(f"--from {path}: not a long-form CSV of `bench table --long-csv` ({reason})") from err
+    needed = {*TABLE_KEYS, "method", "seed", "metric", "class", "value"}
+    missing = sorted(needed - set(raw.columns))
+    if missing:
+        raise BenchError(
+            f"--from {path}: not a long-form CSV of `bench table --long-csv` (missing columns: {', '.join(missing)})"
+        )
+    unknown_metrics = sorted(set(raw["metric"]) - set(METRICS))
+    if unknown_metrics:
+        raise BenchError(f"--from {path}: unknown metric(s) {', '.join(unknown_metrics)}; known: {', '.join(METRICS)}")
+    known = {name: i for i, name in DFC_NAMES.items()}
+    names = sorted((c for c in set(raw["class"]) if c), key=lambda c: (known.get(c, 99), c))
+    raw["budget"] = pd.to_numeric(raw["budget"]).astype(int)
+    raw["seed"] = pd.to_numeric(raw["seed"]).astype(int)
+    raw["value"] = pd.to_numeric(raw["value"])
+    for col in ("pretrain_seed",):
+        if col in raw.columns:
+            raw[col] = pd.to_numeric(raw[col], errors="coerce")
+    for col in ("dataset", "code_version", "backbone", "budget_unit", "protocol", "method", "result_key", "run_id"):
+        if col in raw.columns:
+            raw[col] = raw[col].astype(str)
+    return raw.assign(
+        metric=pd.Categorical(raw["metric"], categories=list(METRICS)),
+        **{"class": pd.Categorical(raw["class"], categories=["", *names])},
+    )
+
+
+def failed_health(frame: pd.DataFrame) -> pd.Series:
+    """True for rows whose weights came from a pretraining that failed its health gate."""
+    if "pretrain_health" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["pretrain_health"].fillna("").astype(str).str.startswith(FAILED_HEALTH)

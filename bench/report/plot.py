@@ -1,4 +1,4 @@
-"""Figures from the tracking store: accuracy vs label budget, and per-class accuracy heat maps.
+"""Figures from the tracking store: accuracy vs label budget, and per-class accuracy small multiples.
 
 Both read :func:`bench.report.aggregate.summarise` output, so they show exactly what the table shows.
 Results of different datasets, backbones or budget units are never drawn on one axis: the caller
@@ -17,13 +17,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
 from bench.report.aggregate import SUMMARY_METRICS, method_label, method_order
 
 _SETTING = ("dataset", "backbone", "budget_unit")
+#: Output formats by file suffix; raster output at :data:`RASTER_DPI`.
+FIGURE_FORMATS: dict[str, str] = {".pdf": "pdf", ".svg": "svg", ".png": "png"}
+RASTER_DPI = 300
+#: A one-column figure's width in inches (two-column papers: about 3.3-3.5 in).
+COLUMN_WIDTH = 3.5
+#: Budgets spanning more than this factor are drawn on a log axis.
+LOG_SPAN = 10
 
 
 def single_setting(stats: pd.DataFrame) -> dict[str, str]:
@@ -41,103 +50,153 @@ def _x_label(unit: str) -> str:
     return "labelled pixels per class" if unit == "pixels" else f"label budget ({unit})"
 
 
+def _colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """One colour per method, fixed by the column order, so every figure agrees."""
+    return {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+
+
+def _budget_axis(ax: Axes, budgets: Sequence[int], fontsize: float | None = None) -> None:
+    """Budgets as ticks; a log axis when they span more than :data:`LOG_SPAN`x."""
+    budgets = sorted(budgets)
+    if budgets and budgets[0] > 0 and budgets[-1] / budgets[0] > LOG_SPAN:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=fontsize)
+
+
 def curves_figure(stats: pd.DataFrame) -> Figure:
     """AA (top) and OA (bottom) vs budget, one column per protocol; lines = mean, bands = ± std."""
     setting = single_setting(stats)
     protocols = sorted(stats["protocol"].unique())
     methods = method_order(stats["method"])
-    fig, axes = plt.subplots(
-        len(SUMMARY_METRICS), len(protocols), figsize=(4.5 * len(protocols), 6.5), squeeze=False, sharex=True
-    )
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    for col, protocol in enumerate(protocols):
-        for row, metric in enumerate(SUMMARY_METRICS):
-            ax = axes[row, col]
+    budgets = sorted(stats["budget"].unique())
+    with plt.rc_context({"font.size": 8}):
+        fig, axes = plt.subplots(
+            len(SUMMARY_METRICS),
+            len(protocols),
+            figsize=(COLUMN_WIDTH * max(1, len(protocols)) * 0.9, 4.6),
+            squeeze=False,
+            sharex=True,
+            layout="constrained",
+        )
+        colours = _colours(methods)
+        for col, protocol in enumerate(protocols):
+            for row, metric in enumerate(SUMMARY_METRICS):
+                ax = axes[row, col]
+                for method in methods:
+                    sel = stats[
+                        (stats["protocol"] == protocol)
+                        & (stats["metric"] == metric)
+                        & (stats["method"] == method)
+                    ]
+                    if sel.empty:
+                        continue
+                    sel = sel.sort_values("budget")
+                    x, mean, std = (
+                        sel["budget"].to_numpy(),
+                        sel["mean"].to_numpy() * 100,
+                        sel["std"].to_numpy() * 100,
+                    )
+                    ax.plot(x, mean, marker="o", ms=3, lw=1.2, color=colours[method], label=method_label(method))
+                    ax.fill_between(
+                        x, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[method], alpha=0.15, lw=0
+                    )
+                _budget_axis(ax, budgets)
+                ax.set_title(f"{protocol}: {metric}")
+                ax.set_ylabel(f"{metric} (%)")
+                ax.grid(alpha=0.3)
+                if row == len(SUMMARY_METRICS) - 1:
+                    ax.set_xlabel(_x_label(setting["budget_unit"]))
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        for ax in axes.ravel()[1:]:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+        fig.suptitle(f"AA and OA vs label budget (mean ± sample std over seeds; backbone {setting['backbone']})", fontsize=8)
+    return fig
+
+
+def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
+    """Per-class accuracy vs budget under one protocol, one small panel per class, one column wide.
+
+    Panels share both axes (0-100 %), lines are methods in the table's order and colours; the
+    budget axis is logarithmic when budgets span more than :data:`LOG_SPAN`x.
+    """
+    setting = single_setting(stats)
+    classes = stats[(stats["metric"] == "accuracy") & (stats["protocol"] == protocol)]
+    if classes.empty:
+        raise BenchError(f"no per-class accuracy for protocol {protocol!r} in the selected runs")
+    methods = method_order(stats["method"])
+    colours = _colours(methods)
+    names = list(classes["class"].cat.remove_unused_categories().cat.categories)  # DFC id order
+    names = [n for n in names if n]
+    budgets = sorted(classes["budget"].unique())
+    ncols = 2
+    nrows = -(-len(names) // ncols)
+    with plt.rc_context({"font.size": 7}):
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(COLUMN_WIDTH, 1.15 * nrows + 0.9),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+        )
+        shown: dict[str, object] = {}
+        for i, name in enumerate(names):
+            ax = axes[i // ncols, i % ncols]
             for method in methods:
-                sel = stats[
-                    (stats["protocol"] == protocol)
-                    & (stats["metric"] == metric)
-                    & (stats["method"] == method)
-                ]
+                sel = classes[(classes["class"] == name) & (classes["method"] == method)].sort_values("budget")
                 if sel.empty:
                     continue
-                sel = sel.sort_values("budget")
-                x, mean, std = (
-                    sel["budget"].to_numpy(),
-                    sel["mean"].to_numpy() * 100,
-                    sel["std"].to_numpy() * 100,
+                (line,) = ax.plot(
+                    sel["budget"], sel["mean"] * 100, marker="o", ms=2.5, lw=1, color=colours[method]
                 )
-                ax.plot(x, mean, marker="o", color=colours[method], label=method_label(method))
-                ax.fill_between(
-                    x, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[method], alpha=0.2
-                )
-            ax.set_xticks(sorted(stats["budget"].unique()))
-            ax.set_title(f"{protocol}: {metric}")
-            ax.set_ylabel(f"{metric} (%)")
+                shown.setdefault(method_label(method), line)
+            ax.set_title(name, fontsize=7, pad=2)
+            ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
-            if row == len(SUMMARY_METRICS) - 1:
-                ax.set_xlabel(_x_label(setting["budget_unit"]))
-    axes[0, 0].legend(loc="best", fontsize="small")
-    fig.suptitle(f"Accuracy vs label budget (mean ± sample std over seeds; backbone {setting['backbone']})")
-    fig.tight_layout()
+            _budget_axis(ax, budgets, fontsize=6)
+            ax.tick_params(labelsize=6)
+        for j in range(len(names), nrows * ncols):
+            axes[j // ncols, j % ncols].set_visible(False)
+            axes[j // ncols - 1, j % ncols].xaxis.set_tick_params(labelbottom=True)
+        fig.supylabel("class accuracy (%)", fontsize=7)
+        for ax in axes[-1]:
+            ax.set_xlabel(_x_label(setting["budget_unit"]), fontsize=6)
+        fig.legend(
+            list(shown.values()), list(shown), loc="outside lower center", ncol=3, fontsize=6, frameon=False
+        )
+        fig.suptitle(f"Per-class accuracy, {protocol} (mean over seeds)", fontsize=8)
     return fig
 
 
-def class_heatmap_figure(stats: pd.DataFrame) -> Figure:
-    """Per-class mean accuracy (%) by budget: one heat map per (protocol row, method column)."""
-    single_setting(stats)
-    classes = stats[stats["metric"] == "accuracy"]
-    protocols = sorted(classes["protocol"].unique())
-    methods = method_order(classes["method"])
-    names = list(classes["class"].cat.remove_unused_categories().cat.categories)  # DFC id order
-    budgets = sorted(classes["budget"].unique())
-    fig, axes = plt.subplots(
-        len(protocols),
-        len(methods),
-        squeeze=False,
-        layout="constrained",
-        figsize=(1.0 + 0.9 * len(budgets) * len(methods) + 1.5, 0.45 * len(names) * len(protocols) + 1.5),
-    )
-    image = None
-    for r, protocol in enumerate(protocols):
-        for c, method in enumerate(methods):
-            ax = axes[r, c]
-            sel = classes[(classes["protocol"] == protocol) & (classes["method"] == method)]
-            grid = (
-                sel.pivot(index="class", columns="budget", values="mean")
-                .reindex(index=names, columns=budgets)
-                .to_numpy(dtype=float)
-                * 100
-            )
-            image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
-            for (i, j), value in np.ndenumerate(grid):
-                if not np.isnan(value):
-                    ax.text(
-                        j,
-                        i,
-                        f"{value:.0f}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if value < 60 else "black",
-                    )
-            ax.set_xticks(range(len(budgets)), [str(b) for b in budgets], fontsize=7)
-            ax.set_yticks(range(len(names)), names if c == 0 else [""] * len(names), fontsize=8)
-            ax.set_title(f"{method_label(method)} ({protocol})", fontsize=9)
-            if r == len(protocols) - 1:
-                ax.set_xlabel("budget", fontsize=8)
-    if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="class accuracy (%)")
-    fig.suptitle("Per-class accuracy (mean over seeds) vs label budget")
-    return fig
+def class_figures(stats: pd.DataFrame) -> dict[str, Figure]:
+    """:func:`class_figure` for every protocol with per-class scores."""
+    protocols = sorted(stats.loc[stats["metric"] == "accuracy", "protocol"].unique())
+    return {p: class_figure(stats, p) for p in protocols}
 
 
-def save_png(fig: Figure, out: Path) -> Path:
-    """Write ``fig`` to ``out`` atomically and close it."""
+def save_figure(fig: Figure, out: Path) -> Path:
+    """Write ``fig`` to ``out`` atomically in the format its suffix names (pdf, svg: vector; png:
+    :data:`RASTER_DPI` dpi) and close it; another suffix is one clear error."""
+    fmt = FIGURE_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        plt.close(fig)
+        raise BenchError(
+            f"{out}: unknown figure format {out.suffix or '(no suffix)'!r}; use one of {', '.join(FIGURE_FORMATS)}"
+        )
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format=fmt, dpi=RASTER_DPI, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+#: The data preview's writer (``bench data check --preview``): any suffix of :data:`FIGURE_FORMATS`.
+save_png = save_figure
 
 
 #: Class colours after the DFC2020 legend; classes not listed get tab10 colours.

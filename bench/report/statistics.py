@@ -1,41 +1,147 @@
-"""Paired comparisons over seeds: methods share label draws seed by seed (DESIGN 6).
+"""Paired tests against the Baseline, Holm-corrected, and the spread split by source (DESIGN 6).
 
-Seed ``s`` of every method trains on the same labelled pixels and is scored on the same test
-pixels, so the label-draw noise that dominates the ± of a single column cancels in the per-seed
-difference of two methods. The honest interval for "A beats B" is therefore a t interval over the
-seed-paired differences (only seeds both have; ``n - 1`` degrees of freedom), not a comparison of
-two overlapping mean ± std cells. With fewer than two pairs there is no interval (NaN).
+One code path for every place a comparison is shown: the tables and the README summary
+(:mod:`bench.report.table`), the paired CSV beside the long form, and MLflow's parent runs
+(:func:`seed_summary`, :func:`compare_to_baseline`: plain numpy/pandas in, plain numbers out).
+
+**Pairing.** Seed ``s`` of every method trains on the same labelled pixels and is scored on the
+same test pixels, so the label-draw noise that dominates the ± of one column cancels in the
+per-seed difference ``d_s = method_s - baseline_s``. Only seeds both have are paired.
+
+**The test.** For each method vs the Baseline, in one table (protocol, budget) and for one score
+(AA, OA, mIoU, macro F1, or one class's accuracy):
+
+- the mean paired difference with its 95% t interval (``n - 1`` degrees of freedom);
+- an exact two-sided sign-flip (permutation) p-value: under "no difference" each ``d_s`` is as
+  likely to have either sign, so all ``2^n`` sign vectors are enumerated and
+  ``p = #{signs: |sum(sign * d)| >= |sum(d)|} / 2^n``. No normality is assumed; the smallest
+  attainable p is ``2 / 2^n`` (every difference of one sign), so ``n <= 5`` can never give
+  ``p < 0.05`` (``2 / 32 = 0.0625``) and ``n = 6`` is the least that can (``2 / 64 = 0.031``);
+- Holm's step-down correction across the comparisons of the same table and score (every column
+  against the Baseline: methods, ablations, references and controls alike, ``m`` of them):
+  sort ``p_(1) <= ... <= p_(m)``, ``p_holm_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``. A cell is
+  marked only when ``p_holm < 0.05``. With all ``n`` differences of one sign the smallest p is
+  ``2 / 2^n``, and after Holm ``2 m / 2^n``; :func:`min_seeds` gives the least ``n`` that can
+  reach significance for ``m`` comparisons (``bench.cli.common.DEFAULT_SEEDS`` is it for a typical
+  table).
+
+What it claims: the sign-flip test treats seeds as the units. With ``K`` pretraining runs reused
+across ``n`` seeds (seed ``s`` uses pretraining seed ``s mod K``), it is a statement about these
+``K`` pretrained weights under fresh label draws; how much of a method's spread the choice of
+pretraining run explains is reported beside it (:func:`variance_by_source`).
+
+**Bootstrap over test patches** (:func:`bootstrap_patches`): for a cell with one seed, a
+percentile interval of AA and OA from resampling test *patches* with replacement (neighbouring
+pixels are not independent, so pixels are never the unit).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.report.aggregate import SEGMENTATION_METRICS, SUMMARY_METRICS, TABLE_KEYS, with_references
-from methods.registry import baseline_method
-
 CONFIDENCE = 0.95
-BEST, TIE = "best", "tie"
+#: Significance level of a corrected test: a cell is marked only when ``p_holm < ALPHA``.
+ALPHA = 0.05
+#: Sign vectors are enumerated exactly up to this many pairs (2^22 sums, 32 MiB); above it a
+#: seeded Monte Carlo draw of :data:`MONTE_CARLO_DRAWS` vectors estimates p (never below 1 / draws).
+MAX_EXACT_PAIRS = 22
+MONTE_CARLO_DRAWS = 1 << 20
+TEST_NAME = "exact two-sided sign-flip test over paired seeds, Holm-corrected across the columns of a row"
+#: Summary scores and per-class accuracy: the rows of a table that are tested.
+SUMMARY_SCORES: tuple[str, ...] = ("AA", "OA", "mIoU", "macroF1")
+#: Columns of :func:`compare_to_baseline` and of the paired CSV (after the table keys).
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "method",
+    "baseline",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "pairs",
+    "p_value",
+    "p_holm",
+    "comparisons",
+    "significant",
+)
+
+
+def sign_flip_p(diffs: Sequence[float] | np.ndarray) -> float:
+    """Exact two-sided sign-flip p-value of paired differences (NaN when there are none).
+
+    Every one of the ``2^n`` sign vectors is enumerated (the observed one included), as the sums
+    ``sum(sign * d)`` built one difference at a time; ``p`` is the share whose absolute sum is at
+    least the observed one (a relative tolerance absorbs the order of floating-point additions).
+    All-zero differences give ``p = 1``.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    n = len(d)
+    if n == 0:
+        return math.nan
+    observed = abs(float(d.sum()))
+    tol = 1e-9 * max(float(np.abs(d).sum()), 1e-300)
+    if n <= MAX_EXACT_PAIRS:
+        sums = np.zeros(1)
+        for value in d:
+            sums = np.concatenate([sums + value, sums - value])
+        return float(np.count_nonzero(np.abs(sums) >= observed - tol)) / len(sums)
+    rng = np.random.default_rng(0)
+    hits = 0
+    for start in range(0, MONTE_CARLO_DRAWS, 1 << 14):
+        signs = rng.choice((-1.0, 1.0), size=(min(1 << 14, MONTE_CARLO_DRAWS - start), n))
+        hits += int(np.count_nonzero(np.abs(signs @ d) >= observed - tol))
+    return (hits + 1) / (MONTE_CARLO_DRAWS + 1)
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input order; NaN entries are not counted in ``m``.
+
+    ``p_holm_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))`` over the sorted p-values: it controls
+    the chance of any false claim among the ``m`` at the level compared against, whatever their
+    dependence.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = len(valid)
+    if m == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def min_seeds(comparisons: int, alpha: float = ALPHA) -> int:
+    """The fewest paired seeds at which ``comparisons`` Holm-corrected sign-flip tests can reach
+    ``p_holm < alpha``: the least ``n`` with ``comparisons * 2 / 2^n < alpha``.
+
+    1 comparison: 6 (2 / 64 = 0.031); 3: 7 (6 / 128 = 0.047); 5 to 8: 8 to 9 (8 * 2 / 2^9 = 0.031,
+    8 * 2 / 2^8 = 0.0625); up to 12: 9 (24 / 512 = 0.047).
+    """
+    if comparisons < 1:
+        raise ValueError(f"comparisons must be >= 1, got {comparisons}")
+    n = 1
+    while comparisons * 2.0 / 2.0**n >= alpha:
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean of ``a - b`` over the seeds both have, with its t interval at :data:`CONFIDENCE`."""
+    """Mean of ``a - b`` over the seeds both have, its t interval at :data:`CONFIDENCE`, and the
+    exact sign-flip p-value (uncorrected; :func:`compare_to_baseline` adds Holm's)."""
 
     mean: float
     low: float
     high: float
     n: int
-
-    @property
-    def excludes_zero(self) -> bool:
-        """True when the interval lies wholly on one side of 0 (False when it is undefined)."""
-        return self.low > 0 or self.high < 0
+    p: float = math.nan
 
 
 def paired_difference(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE) -> PairedDifference:
@@ -44,11 +150,45 @@ def paired_difference(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE
     n = len(diff)
     if n == 0:
         return PairedDifference(math.nan, math.nan, math.nan, 0)
-    mean = float(diff.mean())
+    mean, p = float(diff.mean()), sign_flip_p(diff)
     if n < 2:
-        return PairedDifference(mean, math.nan, math.nan, n)
+        return PairedDifference(mean, math.nan, math.nan, n, p)
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
-    return PairedDifference(mean, mean - half, mean + half, n)
+    return PairedDifference(mean, mean - half, mean + half, n, p)
+
+
+def compare_to_baseline(
+    values: pd.DataFrame, baseline: str, confidence: float = CONFIDENCE, alpha: float = ALPHA
+) -> pd.DataFrame:
+    """Every column of a seed x method frame (one score of one table) against ``baseline``.
+
+    One row per other column with any shared seed, in column order: :data:`COMPARISON_COLUMNS`.
+    The Holm family is exactly these rows (``comparisons`` = their number); ``significant`` is
+    ``p_holm < alpha``. Empty when ``baseline`` is not a column.
+    """
+    if baseline not in values.columns:
+        return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    records = []
+    for method in values.columns.drop(baseline):
+        diff = paired_difference(values[method], values[baseline], confidence)
+        if diff.n == 0:
+            continue
+        records.append(
+            {
+                "method": method,
+                "baseline": baseline,
+                "mean_diff": diff.mean,
+                "ci_low": diff.low,
+                "ci_high": diff.high,
+                "pairs": diff.n,
+                "p_value": diff.p,
+            }
+        )
+    frame = pd.DataFrame(records, columns=list(COMPARISON_COLUMNS))
+    frame["p_holm"] = holm(frame["p_value"].to_numpy(dtype=float)) if len(frame) else []
+    frame["comparisons"] = len(frame)
+    frame["significant"] = frame["p_holm"] < alpha
+    return frame
 
 
 def per_seed(long: pd.DataFrame, metric: str, cls: str = "") -> pd.DataFrame:
@@ -57,59 +197,183 @@ def per_seed(long: pd.DataFrame, metric: str, cls: str = "") -> pd.DataFrame:
     return rows.pivot_table(index="seed", columns="method", values="value", aggfunc="first", observed=True)
 
 
-def paired_vs_baseline(long: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Every method minus ``baseline`` per table and summary score (fractions): the paired CSV.
+def tested_scores(long: pd.DataFrame) -> list[tuple[str, str]]:
+    """(metric, class) of every tested row present: per-class accuracy (in the long form's class
+    order), then the summary scores."""
+    present = long[["metric", "class"]].drop_duplicates().sort_values(["metric", "class"])
+    classes = [str(c) for m, c in present.itertuples(index=False) if m == "accuracy"]
+    metrics = set(present["metric"].astype(str))
+    return [("accuracy", c) for c in classes] + [(m, "") for m in SUMMARY_SCORES if m in metrics]
 
-    Columns: the table keys, ``method``, ``baseline``, ``metric``, ``mean_diff``, ``ci_low``,
-    ``ci_high``, ``pairs`` and ``confidence``. Tables without the baseline contribute nothing.
+
+def paired_comparisons(
+    long: pd.DataFrame,
+    baseline: str,
+    table_keys: Sequence[str],
+    confidence: float = CONFIDENCE,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """:func:`compare_to_baseline` for every table (``table_keys``) and tested score of a long form.
+
+    Columns: the table keys, ``metric``, ``class``, :data:`COMPARISON_COLUMNS`, ``confidence``,
+    ``alpha`` and ``test``; differences in the long form's unit (fractions). Tables without the
+    baseline contribute nothing.
+    """
+    columns = [*table_keys, "metric", "class", *COMPARISON_COLUMNS, "confidence", "alpha", "test"]
+    frames = []
+    for key, table in long.groupby(list(table_keys), sort=True, observed=True):
+        for metric, cls in tested_scores(table):
+            found = compare_to_baseline(per_seed(table, metric, cls), baseline, confidence, alpha)
+            if found.empty:
+                continue
+            frames.append(
+                found.assign(
+                    **dict(zip(table_keys, key, strict=True)),
+                    metric=metric,
+                    **{"class": cls},
+                    confidence=confidence,
+                    alpha=alpha,
+                    test=TEST_NAME,
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def seed_summary(values: Sequence[float] | np.ndarray | pd.Series, confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Mean, sample std (ddof=1), count and the t interval of the mean of one score over seeds
+    (NaN entries dropped; std and interval NaN below two seeds): a cell's aggregate for MLflow."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    std = float(x.std(ddof=1)) if n > 1 else math.nan
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+    return {"mean": mean, "std": std, "n": float(n), "ci_low": mean - half, "ci_high": mean + half}
+
+
+#: Notes of :func:`variance_by_source` (shown as footnotes).
+K1_NOTE = "K = 1: pretraining variance unknown"
+ONE_PER_PRETRAINING_NOTE = "one evaluation seed per pretraining seed: the split is unknown"
+NO_PRETRAINING_NOTE = "no pretraining: all spread is evaluation"
+
+
+def variance_components(values: pd.Series, groups: pd.Series) -> dict[str, float | str]:
+    """Split the spread of one score over seeds into between- and within-pretraining-seed parts.
+
+    One-way random-effects ANOVA with the pretraining seed as the group (``K`` groups, ``n_k``
+    evaluation seeds in group ``k``, ``N = sum n_k``, group means ``m_k``, grand mean ``m``):
+
+    - within (label draw + training seed): ``MSW = sum_k sum_i (x_ki - m_k)^2 / (N - K)``;
+    - between pretraining seeds: ``MSB = sum_k n_k (m_k - m)^2 / (K - 1)``,
+      ``n0 = (N - sum_k n_k^2 / N) / (K - 1)``, ``var_between = max(0, (MSB - MSW) / n0)``
+      (``MSB`` also holds within-group noise, ``MSW / n0`` of it, which is taken out);
+    - ``pretrain_share = var_between / (var_between + MSW)``.
+
+    Returns ``K``, ``N``, ``between_sd`` and ``within_sd`` (the square roots, in the values' unit),
+    ``pretrain_share`` and a ``note`` (:data:`K1_NOTE` when ``K = 1``, :data:`NO_PRETRAINING_NOTE`
+    without pretraining seeds, :data:`ONE_PER_PRETRAINING_NOTE` when ``N = K``), NaN where unknown.
+    """
+    frame = pd.DataFrame({"x": values.to_numpy(dtype=float), "g": groups.to_numpy()}).dropna(subset=["x"])
+    n_total = len(frame)
+    known = frame.dropna(subset=["g"])
+    k = int(known["g"].nunique())
+    out: dict[str, float | str] = {
+        "K": float(k),
+        "N": float(n_total),
+        "between_sd": math.nan,
+        "within_sd": math.nan,
+        "pretrain_share": math.nan,
+        "note": "",
+    }
+    if k == 0:
+        out["within_sd"] = float(frame["x"].std(ddof=1)) if n_total > 1 else math.nan
+        out["note"] = NO_PRETRAINING_NOTE
+        return out
+    grouped = known.groupby("g")["x"]
+    means, sizes = grouped.transform("mean"), grouped.size()
+    n = len(known)
+    if n > k:
+        out["within_sd"] = math.sqrt(float(((known["x"] - means) ** 2).sum()) / (n - k))
+    if k == 1:
+        out["note"] = K1_NOTE
+        return out
+    if n == k:
+        out["note"] = ONE_PER_PRETRAINING_NOTE
+        return out
+    msw = float(out["within_sd"]) ** 2
+    grand = float(known["x"].mean())
+    msb = float((sizes * (grouped.mean() - grand) ** 2).sum()) / (k - 1)
+    n0 = (n - float((sizes**2).sum()) / n) / (k - 1)
+    between = max(0.0, (msb - msw) / n0)
+    out["between_sd"] = math.sqrt(between)
+    out["pretrain_share"] = between / (between + msw) if between + msw > 0 else math.nan
+    return out
+
+
+def variance_by_source(
+    long: pd.DataFrame, table_keys: Sequence[str], metrics: Sequence[str] = ("AA", "OA")
+) -> pd.DataFrame:
+    """:func:`variance_components` per table, method and summary score of a long form.
+
+    Columns: the table keys, ``method``, ``metric`` and the components' keys. Reference rows (no
+    pretraining seed) get :data:`NO_PRETRAINING_NOTE`.
     """
     records = []
-    for key, table in long.groupby(list(TABLE_KEYS), sort=True, observed=True):
-        for metric in (*SUMMARY_METRICS, *SEGMENTATION_METRICS):
-            values = per_seed(table, metric)
-            if baseline not in values.columns:
+    group = "pretrain_seed" if "pretrain_seed" in long.columns else None
+    for key, table in long.groupby([*table_keys, "method"], sort=True, observed=True):
+        for metric in metrics:
+            rows = table[(table["metric"] == metric) & (table["class"] == "")]
+            if rows.empty:
                 continue
-            for method in values.columns.drop(baseline):
-                diff = paired_difference(values[method], values[baseline])
-                records.append(
-                    {
-                        **dict(zip(TABLE_KEYS, key, strict=True)),
-                        "method": method,
-                        "baseline": baseline,
-                        "metric": metric,
-                        "mean_diff": diff.mean,
-                        "ci_low": diff.low,
-                        "ci_high": diff.high,
-                        "pairs": diff.n,
-                        "confidence": CONFIDENCE,
-                    }
-                )
-    columns = [*TABLE_KEYS, "method", "baseline", "metric", "mean_diff", "ci_low", "ci_high", "pairs"]
-    return pd.DataFrame(records, columns=[*columns, "confidence"])
+            groups = pd.to_numeric(rows[group], errors="coerce") if group else pd.Series(np.nan, rows.index)
+            records.append(
+                {
+                    **dict(zip([*table_keys, "method"], key, strict=True)),
+                    "metric": metric,
+                    **variance_components(rows["value"], groups),
+                }
+            )
+    columns = [*table_keys, "method", "metric", "K", "N", "between_sd", "within_sd", "pretrain_share", "note"]
+    return pd.DataFrame(records, columns=columns)
 
 
-def paired_report(long: pd.DataFrame) -> pd.DataFrame:
-    """The paired CSV beside the long form: every method and reference row minus the registry's
-    baseline, in every table the references join."""
-    return paired_vs_baseline(with_references(long), baseline_method())
+def _aa_oa(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AA (mean recall over classes with test pixels) and OA of a stack of (..., C, C) confusions."""
+    support = confusion.sum(axis=-1)
+    diag = np.diagonal(confusion, axis1=-2, axis2=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, diag / np.maximum(support, 1), np.nan)
+        aa = np.nanmean(recall, axis=-1)
+        oa = diag.sum(axis=-1) / np.maximum(support.sum(axis=-1), 1)
+    return aa, oa
 
 
-def best_marks(values: pd.DataFrame) -> dict[str, str]:
-    """Which methods (columns of a seed x method frame) to mark as the row's best, or as tied.
+def bootstrap_patches(
+    confusions: np.ndarray, draws: int = 2000, confidence: float = CONFIDENCE, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of AA and OA from resampling test patches (P, C, C) with replacement.
 
-    The method with the highest mean is ``best`` only when its paired interval against the
-    runner-up excludes 0. Otherwise it and every method whose paired interval against it includes
-    0 are a ``tie``. With fewer than two methods, or fewer than two paired seeds against the
-    runner-up, nothing is marked: no claim can be made.
+    Each draw takes ``P`` patches with replacement (multinomial counts), sums their confusion
+    matrices and scores the sum as the protocol scores the whole test set. For a cell with a
+    single seed: it covers test-set sampling only, not label draws or training seeds.
     """
-    means = values.mean().dropna().sort_values(ascending=False, kind="stable")
-    if len(means) < 2:
-        return {}
-    top, runner_up = means.index[0], means.index[1]
-    decisive = paired_difference(values[top], values[runner_up])
-    if decisive.n < 2:
-        return {}
-    if decisive.low > 0:
-        return {top: BEST}
-    tied = [m for m in means.index[1:] if not paired_difference(values[top], values[m]).excludes_zero]
-    return dict.fromkeys((top, *tied), TIE)
+    conf = np.asarray(confusions, dtype=np.float64)
+    if conf.ndim != 3 or conf.shape[1] != conf.shape[2] or len(conf) == 0:
+        raise ValueError(f"expected per-patch confusions of shape (P, C, C), got {conf.shape}")
+    rng = np.random.default_rng(seed)
+    flat = conf.reshape(len(conf), -1)
+    aa_all, oa_all = [], []
+    for start in range(0, draws, 256):
+        counts = rng.multinomial(len(conf), np.full(len(conf), 1 / len(conf)), size=min(256, draws - start))
+        total = (counts @ flat).reshape(-1, *conf.shape[1:])
+        aa, oa = _aa_oa(total)
+        aa_all.append(aa)
+        oa_all.append(oa)
+    lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+    result = {}
+    for name, sample in (("AA", np.concatenate(aa_all)), ("OA", np.concatenate(oa_all))):
+        low, high = np.percentile(sample, [lo, hi])
+        result[name] = (float(low), float(high))
+    return result

@@ -1,19 +1,31 @@
-"""The comparison table of DESIGN section 7, one per (protocol, budget), as Markdown, CSV or LaTeX.
+"""The comparison table of DESIGN section 7, one per (protocol, budget): Markdown, CSV, LaTeX, summary.
 
-Rows are the evaluated classes, then AA and OA (the seed's form), mIoU and macro F1, then the paired
-differences against the Baseline (``ΔAA vs Baseline``: mean difference over seeds with its 95% t
-interval). Columns are methods in the registry's order, then the reference columns (``raw``,
-``rf``), which are never marked. Cells are ``mean ± std`` over seeds in percent with one decimal.
-A cell is marked best (bold; starred in CSV) only when its paired interval against the runner-up
-excludes 0; otherwise the leaders are marked as tied (italics and a dagger). A line under the
-title states what varied: n evaluation seeds and K pretraining seeds. Built from
-:func:`bench.report.aggregate.long_form` output only.
+Rows are the evaluated classes, then AA and OA (the seed's form), mIoU and macro F1; then the
+paired rows against the Baseline (``ΔAA vs Baseline``: mean paired difference over seeds with its
+95% t interval, and ``p AA (Holm)``: the exact sign-flip p-value after Holm's correction across
+the columns of that row, :mod:`bench.report.statistics`); then the AA spread split by source
+(between pretraining seeds vs within one: label draw + training seed). Columns are methods in the
+registry's order (``PretrainMethod.role``): the seed's four (Baseline, ImageNet, SimSiam, SSCL),
+then ablations, then reference rows and controls. Cells are ``mean ± std`` over seeds in percent
+with one decimal.
+
+A cell is **marked** (bold, with ↑ or ↓ for the direction; ↑/↓ alone in CSV) only when its
+Holm-corrected paired test against the Baseline gives ``p < 0.05``; no other "best" is claimed.
+A method that could not run is a short ``n/a`` whose reason is a footnote, once per table; a
+method whose seed runs used weights from a pretraining that failed its health gate
+(``bench.pretrain_health = failed: ...``) carries ‡ with the reason in a footnote. Every piece of
+text is escaped for its format (:func:`md_escape`, :func:`latex_escape`, CSV quoting).
+
+``summary`` is the README's headline: AA by (protocol, budget), methods as columns, the paired
+difference and its interval in each cell, marked by the same corrected tests as the tables.
+Built from :func:`bench.report.aggregate.long_form` output only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -23,48 +35,64 @@ from bench.report.aggregate import (
     STD_KIND,
     SUMMARY_METRICS,
     TABLE_KEYS,
+    failed_health,
     method_label,
     method_order,
     summarise,
     with_references,
 )
 from bench.report.statistics import (
-    BEST,
+    ALPHA,
     CONFIDENCE,
-    TIE,
-    PairedDifference,
-    best_marks,
-    paired_difference,
-    per_seed,
+    K1_NOTE,
+    NO_PRETRAINING_NOTE,
+    ONE_PER_PRETRAINING_NOTE,
+    min_seeds,
+    paired_comparisons,
+    variance_by_source,
 )
 from methods.registry import baseline_method
 
-FORMATS = ("md", "csv", "latex")
+FORMATS = ("md", "csv", "latex", "summary")
 _UNIT_WORDS = {"pixels": "labelled pixels per class", "images": "labelled images"}
 #: Row label of each summary score (the per-class rows are labelled by the class name).
 _SUMMARY_ROWS: dict[str, str] = {"AA": "AA", "OA": "OA", "mIoU": "mIoU", "macroF1": "macro F1"}
+HIGHER, LOWER = "higher", "lower"
+HEALTH_MARK = "‡"
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+#: Footnote markers other than the numbered ones, and how LaTeX spells them.
+_LATEX_MARKS = {HEALTH_MARK: r"$^\ddagger$"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell: plain (unescaped) text, its significance mark and its footnote markers."""
+
+    text: str
+    mark: str = ""  # HIGHER / LOWER when the corrected test against the Baseline says so
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Table:
-    """One (dataset, backbone, unit, protocol, budget) table: percent means/stds, rows x columns.
+    """One (dataset, backbone, unit, protocol, budget) table of :class:`Cell` rows x method columns.
 
-    ``marks`` holds ``best`` / ``tie`` / ``""`` per cell; ``paired`` maps a summary score to the
-    paired difference (percent points) of each column against ``baseline``.
+    ``notes`` maps a footnote marker (``1``, ``2``, ``‡``) to its text, in first-use order;
+    ``comparisons`` holds this table's rows of :func:`bench.report.statistics.paired_comparisons`
+    and ``variance`` its rows of :func:`~bench.report.statistics.variance_by_source` (fractions).
     """
 
     key: dict[str, object]
-    mean: pd.DataFrame
-    std: pd.DataFrame
-    marks: pd.DataFrame
-    paired: dict[str, dict[str, PairedDifference]]
+    columns: list[str]
+    rows: list[tuple[str, list[Cell]]]
+    notes: dict[str, str]
     baseline: str | None
     references: tuple[str, ...]
     seeds: dict[str, int]
     pretrain_seeds: dict[str, int]
     code_versions: tuple[str, ...]
-    #: Methods asked for that could not run here (``bench.harness.availability``), with the reason:
-    #: shown as an ``n/a (reason)`` column rather than dropped.
+    comparisons: pd.DataFrame
+    variance: pd.DataFrame
     unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -75,18 +103,39 @@ class Table:
             f"(backbone {self.key['backbone']}, dataset {str(self.key['dataset'])[:12]})"
         )
 
+    def row(self, label: str) -> list[Cell]:
+        return next(cells for name, cells in self.rows if name == label)
+
     def varied(self) -> str:
         """What the ± spans: n evaluation seeds (label draws) and K pretraining seeds per method."""
         seeds = _per_method("n", self.seeds, "evaluation seeds")
         return f"{seeds}; {_per_method('K', self.pretrain_seeds, 'pretraining seed(s)')}"
 
+    def test_note(self) -> str:
+        """How cells are marked, and whether any can be with this many seeds."""
+        if self.comparisons.empty:
+            return "no paired test (no Baseline in this table)"
+        pairs = int(self.comparisons["pairs"].max())
+        m = int(self.comparisons["comparisons"].max())
+        text = (
+            f"p = exact two-sided sign-flip test over paired seeds, Holm-corrected across the {m} "
+            f"columns of a row; bold = p < {ALPHA:g} after correction (↑ above, ↓ below the Baseline)"
+        )
+        if pairs < min_seeds(m):
+            text += (
+                f"; with {pairs} paired seeds no cell can be marked (smallest p = 2/2^{pairs} = "
+                f"{2 / 2**pairs:.3g} before correction; {min_seeds(m)} seeds needed for {m} comparisons)"
+            )
+        return text
+
     def footer(self) -> str:
-        refs = ", ".join(method_label(m) for m in self.references)
         parts = [
             f"± = {STD_KIND}",
             f"Δ = mean paired difference over seeds [{CONFIDENCE:.0%} t interval]",
+            self.test_note(),
+            "AA spread: sd between pretraining seeds (its share of the variance) and within one "
+            "(label draw + training seed)",
             f"budget unit: {self.key['budget_unit']}",
-            *([f"reference columns (not marked): {refs}"] if refs else []),
             f"code: {', '.join(self.code_versions) or 'unknown'}",
         ]
         return "; ".join(parts)
@@ -110,6 +159,46 @@ def _rows(group: pd.DataFrame) -> list[tuple[str, str, str]]:
     return rows
 
 
+class _Notes:
+    """Footnote markers of one table: numbered in first-use order, one per distinct text."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, str] = {}
+
+    def add(self, text: str, marker: str | None = None) -> str:
+        for key, value in self.notes.items():
+            if value == text:
+                return key
+        marker = marker or str(sum(k.isdigit() for k in self.notes) + 1)
+        self.notes[marker] = text
+        return marker
+
+
+def _select(frame: pd.DataFrame, key: Mapping[str, object]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame[(frame[list(key)] == pd.Series(key)).all(axis=1)]
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def _interval(mean: float, low: float, high: float) -> str:
+    """``+2.1 [0.4, 3.8]`` in percent points; the interval is left out below two paired seeds."""
+    return f"{mean:+.1f}" if math.isnan(low) else f"{mean:+.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _mark(comparison: pd.Series | None) -> str:
+    if comparison is None or not bool(comparison["significant"]):
+        return ""
+    return HIGHER if comparison["mean_diff"] > 0 else LOWER
+
+
 def build_tables(
     long: pd.DataFrame,
     baseline: str | None = None,
@@ -119,8 +208,8 @@ def build_tables(
 
     ``baseline``: the method paired differences are taken against (default: the registry's).
     ``unavailable``: ``{(dataset, backbone): {method: reason}}`` of methods that could not run
-    (:func:`bench.harness.availability.recorded_unavailable`); each gets an ``n/a (reason)``
-    column in the tables of that dataset and backbone where it has no results.
+    (:func:`bench.harness.availability.recorded_unavailable`); each gets an ``n/a`` column with the
+    reason as a footnote in the tables of that dataset and backbone where it has no results.
     """
     if long.empty:
         return []
@@ -128,142 +217,127 @@ def build_tables(
     view = with_references(long)
     stats = summarise(view)
     references = set(view.loc[view["reference"], "method"])
+    comparisons = paired_comparisons(view, baseline, TABLE_KEYS)
+    variance = variance_by_source(view, TABLE_KEYS, metrics=("AA", "OA"))
+    unhealthy = view[failed_health(view)]
     tables = []
     for values, group in stats.groupby(list(TABLE_KEYS), sort=True):
         key = dict(zip(TABLE_KEYS, values, strict=True))
-        runs = view[(view[list(TABLE_KEYS)] == pd.Series(key)).all(axis=1)]
+        runs = _select(view, key)
         present = set(group["method"])
         where = (str(key["dataset"]), str(key["backbone"]))
         missing = {m: r for m, r in (unavailable or {}).get(where, {}).items() if m not in present}
-        deep = method_order((present - references) | set(missing))
-        refs = method_order(present & references)
-        columns = deep + refs
-        rows = _rows(group)
-        labels = [label for label, _, _ in rows]
+        columns = method_order(present | set(missing), references)
+        refs = tuple(m for m in columns if m in references)
+        notes = _Notes()
+        na = {m: notes.add(f"{method_label(m)}: {reason}") for m, reason in missing.items()}
+        health: dict[str, str] = {}
+        for method, bad in _select(unhealthy, key).groupby("method"):
+            total = runs.loc[runs["method"] == method, "run_id"].nunique()
+            reasons = "; ".join(sorted(bad["pretrain_health"].astype(str).unique()))
+            health[method] = notes.add(
+                f"{method_label(method)}: {bad['run_id'].nunique()} of {total} seed runs use weights "
+                f"from a pretraining that failed its health gate ({reasons})",
+                HEALTH_MARK,
+            )
+        compared = _select(comparisons, key).set_index(["metric", "class", "method"])
         indexed = group.set_index(["metric", "class", "method"])
-        mean = pd.DataFrame(index=labels, columns=columns, dtype=float)
-        std = mean.copy()
-        marks = pd.DataFrame("", index=labels, columns=columns)
-        for label, metric, cls in rows:
+
+        def find(metric: str, cls: str, method: str, frame: pd.DataFrame = compared) -> pd.Series | None:
+            return frame.loc[(metric, cls, method)] if (metric, cls, method) in frame.index else None
+
+        def cell(text: str, method: str, mark: str = "", extra: tuple[str, ...] = ()) -> Cell:
+            if method in na:
+                return Cell("n/a", notes=(na[method],))
+            own = (health[method],) if method in health else ()
+            return Cell(text, mark, own + extra)
+
+        rows: list[tuple[str, list[Cell]]] = []
+        for label, metric, cls in _rows(group):
+            cells = []
             for method in columns:
-                if (metric, cls, method) in indexed.index:
-                    mean.at[label, method] = 100 * indexed.at[(metric, cls, method), "mean"]
-                    std.at[label, method] = 100 * indexed.at[(metric, cls, method), "std"]
-            for method, mark in best_marks(per_seed(runs[~runs["reference"]], metric, cls)).items():
-                marks.at[label, method] = mark
-        paired: dict[str, dict[str, PairedDifference]] = {}
+                found = find(metric, cls, method, indexed)
+                if found is None:
+                    cells.append(cell("–", method))
+                    continue
+                text = _mean_std(100 * found["mean"], 100 * found["std"])
+                cells.append(cell(text, method, _mark(find(metric, cls, method))))
+            rows.append((label, cells))
+        has_baseline = baseline in present
         for metric in SUMMARY_METRICS:
-            seeds = per_seed(runs, metric) * 100
-            if baseline in seeds.columns:
-                paired[metric] = {
-                    m: paired_difference(seeds[m], seeds[baseline]) for m in columns if m in seeds.columns
-                }
+            if not has_baseline or (metric, "", baseline) not in indexed.index:
+                continue
+            deltas, ps = [], []
+            for method in columns:
+                found = find(metric, "", method)
+                if method == baseline:
+                    deltas.append(Cell("—"))
+                    ps.append(Cell("—"))
+                elif found is None:
+                    deltas.append(cell("n/a", method))
+                    ps.append(cell("n/a", method))
+                else:
+                    mean, low, high = (100 * found[c] for c in ("mean_diff", "ci_low", "ci_high"))
+                    deltas.append(cell(_interval(mean, low, high), method, _mark(found)))
+                    ps.append(cell(_p(found["p_holm"]), method, _mark(found)))
+            rows.append((f"Δ{metric} vs {method_label(baseline)}", deltas))
+            rows.append((f"p {metric} (Holm)", ps))
+        spread = _select(variance, key)
+        spread = spread[spread["metric"] == "AA"].set_index("method") if not spread.empty else spread
+        if not spread.empty:
+            between, within = [], []
+            for method in columns:
+                if method not in spread.index:
+                    between.append(cell("–", method))
+                    within.append(cell("–", method))
+                    continue
+                v = spread.loc[method]
+                note = (notes.add(str(v["note"])),) if v["note"] else ()
+                if math.isnan(v["between_sd"]):
+                    between.append(cell("n/a" if v["note"] != NO_PRETRAINING_NOTE else "—", method, extra=note))
+                else:
+                    share = "" if math.isnan(v["pretrain_share"]) else f" ({v['pretrain_share']:.0%})"
+                    between.append(cell(f"{100 * v['between_sd']:.1f}{share}", method))
+                w = v["within_sd"]
+                extra = note if v["note"] == ONE_PER_PRETRAINING_NOTE else ()
+                within.append(cell("n/a" if math.isnan(w) else f"{100 * w:.1f}", method, extra=extra))
+            rows.append(("AA sd: pretraining", between))
+            rows.append(("AA sd: label draw + training", within))
         oa = group[group["metric"] == "OA"].set_index("method")["n"].reindex(columns).fillna(0)
         k: dict[str, int] = {}
         if "pretrain_seed" in runs.columns:  # runs recorded before it was a param have none: K unknown
             known = runs[~runs["reference"]].dropna(subset=["pretrain_seed"])
             counts = known.groupby("method")["pretrain_seed"].nunique()
-            k = {m: int(counts[m]) for m in deep if m in counts.index}
+            k = {m: int(counts[m]) for m in columns if m in counts.index and m not in references}
         versions = tuple(sorted(runs["code_version"].dropna().astype(str).unique()))
         tables.append(
             Table(
                 key=key,
-                mean=mean,
-                std=std,
-                marks=marks,
-                paired=paired,
-                baseline=baseline if paired else None,
-                references=tuple(refs),
-                seeds={m: int(n) for m, n in oa.items()},
+                columns=columns,
+                rows=rows,
+                notes=notes.notes,
+                baseline=baseline if has_baseline else None,
+                references=refs,
+                seeds={m: int(n) for m, n in oa.items() if m not in missing},
                 pretrain_seeds=k,
                 code_versions=versions,
+                comparisons=_select(comparisons, key).reset_index(drop=True),
+                variance=_select(variance, key).reset_index(drop=True),
                 unavailable=missing,
             )
         )
     return tables
 
 
-def _cell(mean: float, std: float, pm: str) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f}{pm}{std:.1f}"
+# -- escaping ---------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\|*_`<>~])")
 
 
-def _delta(diff: PairedDifference) -> str:
-    """``+2.1 [0.4, 3.8]`` in percent points; the interval is left out below two paired seeds."""
-    if math.isnan(diff.mean):
-        return "n/a"
-    if math.isnan(diff.low):
-        return f"{diff.mean:+.1f}"
-    return f"{diff.mean:+.1f} [{diff.low:.1f}, {diff.high:.1f}]"
-
-
-def _cells(table: Table, pm: str, marks: dict[str, str], none: str) -> pd.DataFrame:
-    """Cell strings, marked cells wrapped by ``marks[mark]`` (format strings), then the Δ rows."""
-    out = pd.DataFrame(index=table.mean.index, columns=table.mean.columns, dtype=object)
-    for row in table.mean.index:
-        for col in table.mean.columns:
-            text = _cell(table.mean.at[row, col], table.std.at[row, col], pm)
-            mark = table.marks.at[row, col]
-            out.at[row, col] = marks[mark].format(text) if mark else text
-    for col, reason in table.unavailable.items():
-        out.at[out.index[0], col] = f"n/a ({reason})"
-    for metric, diffs in table.paired.items():
-        label = f"Δ{metric} vs {method_label(str(table.baseline))}"
-        out.loc[label] = [
-            none if col == table.baseline else _delta(diffs[col]) if col in diffs else "n/a"
-            for col in table.mean.columns
-        ]
-    return out
-
-
-def _legend(table: Table, best: str, tie: str) -> str:
-    kinds = set(table.marks.to_numpy().ravel())
-    parts = []
-    if BEST in kinds:
-        parts.append(f"{best}: best, its paired {CONFIDENCE:.0%} interval against the runner-up excludes 0")
-    if TIE in kinds:
-        parts.append(
-            f"{tie}: tied for best, a paired {CONFIDENCE:.0%} interval against the leader includes 0"
-        )
-    return "; ".join(parts)
-
-
-def to_markdown(tables: list[Table]) -> str:
-    """GitHub Markdown: a heading, what varied, the pipe table and the footer per table."""
-    parts = []
-    for table in tables:
-        cells = _cells(table, " ± ", {BEST: "**{}**", TIE: "*{}*†"}, "—")
-        header = ["", *(method_label(m) for m in cells.columns)]
-        lines = [f"### {table.title}", "", f"{table.varied()}.", "", "| " + " | ".join(header) + " |"]
-        lines.append("|" + "---|" + "---:|" * len(cells.columns))
-        lines += ["| " + " | ".join([str(r), *cells.loc[r]]) + " |" for r in cells.index]
-        legend = _legend(table, "bold", "italics†")
-        lines += ["", f"{table.footer()}." + (f" {legend}." if legend else "")]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
-
-
-def _csv_field(text: str) -> str:
-    return f'"{text}"' if any(ch in text for ch in ',"\n') else text
-
-
-def to_csv(tables: list[Table]) -> str:
-    """CSV blocks, one per table: ``# title``, ``# what varied``, header, rows, ``# footer``.
-
-    For machine use prefer the long-form CSV (``--long-csv``) and its paired companion; this
-    mirrors the printed table (best starred, ties with a dagger).
-    """
-    blocks = []
-    for table in tables:
-        cells = _cells(table, " ± ", {BEST: "{}*", TIE: "{}†"}, "")
-        rows = [f"# {table.title}", f"# {table.varied()}"]
-        rows.append(",".join(["row", *(_csv_field(method_label(m)) for m in cells.columns)]))
-        rows += [",".join(_csv_field(str(v)) for v in [r, *cells.loc[r]]) for r in cells.index]
-        legend = _legend(table, "*", "†")
-        rows.append(f"# {table.footer()}" + (f"; {legend}" if legend else ""))
-        blocks.append("\n".join(rows))
-    return "\n\n".join(blocks) + "\n"
+def md_escape(text: str) -> str:
+    """GitHub Markdown cell text: ``\\ | * _ ` < > ~`` backslash-escaped (a ``|`` would split the
+    cell), and ``](`` broken so that no bracketed text becomes a link."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("](", "]\\(")
 
 
 _LATEX_SPECIAL = {
@@ -277,39 +351,140 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "`": r"\textasciigrave{}",
+    '"': r"\textquotedbl{}",
 }
-_LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "—": "--"}
+_LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "—": "---",
+    "–": "--",
+    "−": "$-$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "×": r"$\times$",
+}
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters (``/`` needs none) and spell ±, Δ, † in math mode."""
-    return "".join(_LATEX_SPECIAL.get(ch, _LATEX_SYMBOLS.get(ch, ch)) for ch in text)
+    """Escape LaTeX's special characters (``|``, ``<``, ``>`` as text symbols), keep ``--`` two
+    hyphens (``-{}-``, not an en dash) and spell ±, Δ, †, ‡, ↑, ↓, dashes in LaTeX."""
+    out = []
+    for i, ch in enumerate(text):
+        out.append(_LATEX_SPECIAL.get(ch, _LATEX_SYMBOLS.get(ch, ch)))
+        if ch == "-" and i + 1 < len(text) and text[i + 1] == "-":
+            out.append("{}")
+    return "".join(out)
+
+
+def _csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n\r') else text
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+
+def _md_cell(cell: Cell) -> str:
+    text = md_escape(cell.text)
+    if cell.mark:
+        text = f"**{text}**" + ("↑" if cell.mark == HIGHER else "↓")
+    return text + "".join(m.translate(_SUPERSCRIPTS) for m in cell.notes)
+
+
+def _csv_cell(cell: Cell) -> str:
+    text = cell.text + ("↑" if cell.mark == HIGHER else "↓" if cell.mark == LOWER else "")
+    return _csv_field(text + "".join(m.translate(_SUPERSCRIPTS) for m in cell.notes))
+
+
+def _latex_marker(marker: str) -> str:
+    return _LATEX_MARKS.get(marker, f"$^{{{latex_escape(marker)}}}$")
+
+
+def _latex_cell(cell: Cell) -> str:
+    text = latex_escape(cell.text)
+    if cell.mark:
+        text = rf"\textbf{{{text}}}" + (r"$\uparrow$" if cell.mark == HIGHER else r"$\downarrow$")
+    return text + "".join(_latex_marker(m) for m in cell.notes)
+
+
+def _notes_text(notes: Mapping[str, str], marker: Callable[[str], str]) -> list[str]:
+    return [f"{marker(m)} {text}" for m, text in notes.items()]
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def to_markdown(tables: list[Table]) -> str:
+    """GitHub Markdown: a heading, what varied, the pipe table, its footnotes and the footer."""
+    parts = []
+    for table in tables:
+        header = ["", *(md_escape(method_label(m)) for m in table.columns)]
+        lines = [f"### {md_escape(table.title)}", "", f"{md_escape(table.varied())}.", "", _md_row(header)]
+        lines.append("|---|" + "---:|" * len(table.columns))
+        lines += [_md_row([md_escape(label), *map(_md_cell, cells)]) for label, cells in table.rows]
+        lines.append("")
+        notes = _notes_text(table.notes, lambda m: m.translate(_SUPERSCRIPTS))
+        if notes:
+            lines += ["  \n".join(md_escape(n) for n in notes), ""]
+        lines.append(f"{md_escape(table.footer())}.")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def to_csv(tables: list[Table]) -> str:
+    """CSV blocks, one per table: ``# title``, ``# what varied``, header, rows, ``# notes``, ``# footer``.
+
+    For machine use prefer the long-form CSV (``--long-csv``) and its paired companion; this
+    mirrors the printed table (↑/↓ where the corrected test says so).
+    """
+    blocks = []
+    for table in tables:
+        rows = [f"# {table.title}", f"# {table.varied()}"]
+        rows.append(",".join(["row", *(_csv_field(method_label(m)) for m in table.columns)]))
+        rows += [",".join([_csv_field(label), *map(_csv_cell, cells)]) for label, cells in table.rows]
+        rows += [f"# {n}" for n in _notes_text(table.notes, lambda m: m.translate(_SUPERSCRIPTS))]
+        rows.append(f"# {table.footer()}")
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks) + "\n"
 
 
 def to_latex(tables: list[Table]) -> str:
-    """booktabs ``table`` environments (needs ``\\usepackage{booktabs}``), best in bold."""
+    """booktabs ``table`` environments (needs ``\\usepackage{booktabs}``), marked cells in bold."""
     parts = ["% requires \\usepackage{booktabs}"]
     for table in tables:
-        cells = _cells(table, r" $\pm$ ", {BEST: r"\textbf{{{}}}", TIE: r"\textit{{{}}}$^\dagger$"}, "--")
-        header = " & ".join(["", *(latex_escape(method_label(m)) for m in cells.columns)])
+        header = " & ".join(["", *(latex_escape(method_label(m)) for m in table.columns)])
         body = []
-        first_delta = next((r for r in cells.index if str(r).startswith("Δ")), None)
-        for r in cells.index:
-            if r in ("AA", first_delta):
+        for label, cells in table.rows:
+            if label in ("AA", next((r for r, _ in table.rows if r.startswith("Δ")), None), "AA sd: pretraining"):
                 body.append(r"\midrule")
-            body.append(" & ".join([latex_escape(str(r)), *cells.loc[r]]) + r" \\")
-        legend = _legend(table, "bold", "italics†")
-        caption = f"{table.title}. {table.varied()}. {table.footer()}." + (f" {legend}." if legend else "")
+            body.append(" & ".join([latex_escape(label), *map(_latex_cell, cells)]) + r" \\")
+        caption = f"{table.title}. {table.varied()}. {table.footer()}."
+        notes = _notes_text(table.notes, _latex_marker)
         parts += [
             r"\begin{table}[t]",
             r"\centering",
-            r"\begin{tabular}{l" + "r" * len(cells.columns) + "}",
+            r"\small",
+            r"\setlength{\tabcolsep}{3pt}",
+            r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
             r"\toprule",
             header + r" \\",
             r"\midrule",
             *body,
             r"\bottomrule",
             r"\end{tabular}",
+            *(
+                [r"\par\smallskip{\footnotesize " + r" \\ ".join(_latex_note(n) for n in table.notes.items()) + "\\par}"]
+                if notes
+                else []
+            ),
             r"\caption{" + latex_escape(caption) + "}",
             r"\end{table}",
             "",
@@ -317,6 +492,100 @@ def to_latex(tables: list[Table]) -> str:
     return "\n".join(parts)
 
 
+def _latex_note(item: tuple[str, str]) -> str:
+    marker, text = item
+    return f"{_latex_marker(marker)} {latex_escape(text)}"
+
+
+# -- the README's headline ----------------------------------------------------------------------------
+
+_SETTING = ("dataset", "backbone", "budget_unit")
+
+
+def to_summary(tables: list[Table]) -> str:
+    """AA by (protocol, budget), one Markdown table per (dataset, backbone, unit), methods as columns.
+
+    Each cell is ``mean ± std (Δ [95% t interval])`` against the Baseline (the Baseline's cell has
+    no Δ), bold with ↑/↓ only when the table's Holm-corrected sign-flip test gives p < 0.05:
+    exactly the AA and ΔAA cells of the per-table output.
+    """
+    parts = []
+    settings: dict[tuple[str, ...], list[Table]] = {}
+    for table in tables:
+        settings.setdefault(tuple(str(table.key[k]) for k in _SETTING), []).append(table)
+    for (dataset, backbone, unit), group in settings.items():
+        columns = method_order({m for t in group for m in t.columns}, {m for t in group for m in t.references})
+        notes = _Notes()
+        lines = [
+            _md_row(["protocol", "budget", *(md_escape(method_label(m)) for m in columns)]),
+            "|---|---:|" + "---:|" * len(columns),
+        ]
+        for table in group:
+            aa = dict(zip(table.columns, table.row("AA"), strict=True)) if any(
+                r == "AA" for r, _ in table.rows
+            ) else {}
+            delta_label = f"ΔAA vs {method_label(str(table.baseline))}"
+            has_delta = any(r == delta_label for r, _ in table.rows)
+            delta = dict(zip(table.columns, table.row(delta_label), strict=True)) if has_delta else {}
+            cells = []
+            for method in columns:
+                base = aa.get(method)
+                if base is None:
+                    cells.append("–")
+                    continue
+                renumbered = tuple(notes.add(table.notes[m], m if not m.isdigit() else None) for m in base.notes)
+                text = base.text
+                d = delta.get(method)
+                mark = d.mark if d is not None else ""
+                if d is not None and d.text not in ("—", "n/a"):
+                    text = f"{text} ({d.text})"
+                cells.append(_md_cell(Cell(text, mark, renumbered)))
+            lines.append(_md_row([md_escape(str(table.key["protocol"])), str(table.key["budget"]), *cells]))
+        first = group[0]
+        versions = sorted({v for t in group for v in t.code_versions})
+        tests = [t.test_note() for t in group]
+        caption = (
+            f"AA (%) by protocol and budget ({_UNIT_WORDS.get(unit, unit)}; backbone {backbone}, dataset "
+            f"{dataset[:12]}): mean ± sample std over seeds (ddof=1), in brackets the mean paired "
+            f"difference to the Baseline with its {CONFIDENCE:.0%} t interval. {first.varied()}."
+        )
+        footer = f"{max(tests, key=len)}; code: {', '.join(versions) or 'unknown'}."
+        notes_lines = _notes_text(notes.notes, lambda m: m.translate(_SUPERSCRIPTS))
+        block = [md_escape(caption), "", *lines, ""]
+        if notes_lines:
+            block += ["  \n".join(md_escape(n) for n in notes_lines), ""]
+        block.append(md_escape(footer))
+        parts.append("\n".join(block))
+    return "\n\n".join(parts) + "\n"
+
+
+def paired_report(long: pd.DataFrame) -> pd.DataFrame:
+    """The paired CSV beside the long form: every method, ablation and reference row against the
+    registry's baseline, per table and tested score, with the p-values the tables mark by."""
+    return paired_comparisons(with_references(long), baseline_method(), TABLE_KEYS)
+
+
+def variance_report(long: pd.DataFrame) -> pd.DataFrame:
+    """The variance-by-source CSV beside the long form (AA and OA, every table and method)."""
+    return variance_by_source(with_references(long), TABLE_KEYS, metrics=("AA", "OA"))
+
+
 def render(tables: list[Table], fmt: str) -> str:
     """The tables in format ``fmt`` (one of :data:`FORMATS`)."""
-    return {"md": to_markdown, "csv": to_csv, "latex": to_latex}[fmt](tables)
+    return {"md": to_markdown, "csv": to_csv, "latex": to_latex, "summary": to_summary}[fmt](tables)
+
+
+__all__ = [
+    "FORMATS",
+    "HIGHER",
+    "K1_NOTE",
+    "LOWER",
+    "Cell",
+    "Table",
+    "build_tables",
+    "paired_report",
+    "variance_report",
+    "latex_escape",
+    "md_escape",
+    "render",
+]

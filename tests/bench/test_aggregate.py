@@ -179,7 +179,7 @@ def record_runs(runs: pd.DataFrame) -> None:
     from bench.report.aggregate import ID_TAGS
 
     for _, run in runs.iterrows():
-        tags = {tag: str(run[col]) for col, tag in ID_TAGS.items()}
+        tags = {tag: str(run[col]) for col, tag in ID_TAGS.items() if col in run.index}
         parent = cell_run(f"cell-{run['method']}-{run['protocol']}-{run['budget']}", {}, {}, "cell")
         scores = ("AA", "OA", "mIoU", "macroF1")
         metrics = {c: run[c] for c in runs.columns if c.startswith(("acc.", "iou.")) or c in scores}

@@ -1,18 +1,75 @@
-"""The comparison table in Markdown, CSV and LaTeX from hand-made runs."""
+"""The comparison table in Markdown, CSV, LaTeX and the README summary, from hand-made runs."""
 
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench.report.aggregate import long_form, method_label, method_order
-from bench.report.table import build_tables, latex_escape, render
+from bench.report.table import build_tables, latex_escape, md_escape, render
 from tests.bench.test_aggregate import make_runs, reference_runs, tracked  # noqa: F401 (fixture)
+from tests.bench.test_statistics import constructed_runs
+
+REPO = Path(__file__).resolve().parents[2]
+TIMM_REASON = "needs a timm trunk (--backbone resnet18|resnet50), not 'tiny'"
+
+
+def md_cells(line: str) -> list[str]:
+    """The cells of one GitHub pipe-table row: split on unescaped ``|``, outer pipes dropped."""
+    cells, current, escaped = [], "", False
+    for ch in line.strip():
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            current += ch
+            escaped = True
+        elif ch == "|":
+            cells.append(current)
+            current = ""
+        else:
+            current += ch
+    cells.append(current)
+    if line.strip().startswith("|"):
+        cells = cells[1:]
+    if line.strip().endswith("|") and not line.strip().endswith("\\|"):
+        cells = cells[:-1]
+    return [c.strip() for c in cells]
+
+
+def md_tables(text: str) -> list[list[list[str]]]:
+    """Every pipe table of a Markdown text as rows of cells (header first, delimiter row dropped);
+    a table without a valid delimiter row fails the test."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+            continue
+        if block:
+            assert re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", block[1]), block[1]
+            tables.append([md_cells(row) for row in [block[0], *block[2:]]])
+            block = []
+    return tables
+
+
+def assert_rectangular(text: str) -> list[list[list[str]]]:
+    tables = md_tables(text)
+    assert tables
+    for rows in tables:
+        widths = {len(r) for r in rows}
+        assert widths == {len(rows[0])}, f"rows of {widths} cells under a header of {len(rows[0])}"
+    return tables
+
+
+def _row(text: str, label: str) -> list[str]:
+    return next(r for t in md_tables(text) for r in t if r[0] == label)
 
 
 def _tables() -> list:
@@ -29,17 +86,14 @@ def test_one_table_per_protocol_and_budget() -> None:
     ]
 
 
-def test_markdown_layout_and_best_in_bold() -> None:
+def test_markdown_layout() -> None:
     text = render(_tables(), "md")
     header = next(line for line in text.splitlines() if line.startswith("|  |"))
     assert header == "|  | Baseline | ImageNet | SimSiam | SSCL |"
-    # base accuracy grows with the method index: sscl (0.4) < random (0.5) < simsiam (0.6) < imagenet (0.7)
-    forest = next(line for line in text.splitlines() if line.startswith("| Forest"))
-    assert forest.split(" | ")[2] == "**73.1 ± 1.0**"  # imagenet at 200: 0.7 + 0.02 + mean seed 0.01 + 0.001
-    rows = [
-        line.split(" | ")[0][2:] for line in text.splitlines() if line.startswith("| ") and "---" not in line
-    ]
-    assert rows[:10] == [
+    forest = _row(text, "Forest")
+    assert forest[2] == "73.1 ± 1.0"  # imagenet at 200: 0.7 + 0.02 + mean seed 0.01 + 0.001
+    rows = [r[0] for r in md_tables(text)[0]]
+    assert rows == [
         "",
         "Forest",
         "Urban/Built-up",
@@ -49,73 +103,94 @@ def test_markdown_layout_and_best_in_bold() -> None:
         "mIoU",
         "macro F1",
         "ΔAA vs Baseline",
+        "p AA (Holm)",
         "ΔOA vs Baseline",
+        "p OA (Holm)",
+        "AA sd: pretraining",
+        "AA sd: label draw + training",
     ]
     assert "n = 3 evaluation seeds per method; K = 2 pretraining seed(s) per method." in text
     assert "ddof=1" in text and "budget unit: pixels" in text and "abc123" in text
-    assert "bold: best, its paired 95% interval against the runner-up excludes 0" in text
-    # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval
-    delta = next(line for line in text.splitlines() if line.startswith("| ΔOA"))
-    assert delta.split(" | ")[1:] == [
-        "—",
-        "+20.0 [20.0, 20.0]",
-        "+10.0 [10.0, 10.0]",
-        "-10.0 [-10.0, -10.0] |",
+    # 3 seeds: no difference can be significant, and the table says so instead of marking anything
+    assert "with 3 paired seeds no cell can be marked (smallest p = 2/2^3 = 0.25" in text
+    assert "**" not in text
+    # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval, p = 2/8, x3
+    assert _row(text, "ΔOA vs Baseline")[1:] == ["—", "+20.0 [20.0, 20.0]", "+10.0 [10.0, 10.0]", "-10.0 [-10.0, -10.0]"]
+    assert _row(text, "p OA (Holm)")[1:] == ["—", "0.750", "0.750", "0.750"]
+
+
+def test_only_corrected_significance_is_marked() -> None:
+    # constructed 7-seed differences (tests/bench/test_statistics.py): Holm p simsiam 0.047,
+    # sscl 0.0625 (0.031 uncorrected), core 1.0
+    tables = build_tables(long_form(constructed_runs()))
+    text = render(tables, "md")
+    header = md_tables(text)[0][0]
+    assert header == ["", "Baseline", "SimSiam", "SSCL", "CoRe"]  # competitors, then the ablation
+    for label in ("Forest", "AA", "OA", "ΔAA vs Baseline", "p AA (Holm)"):
+        cells = _row(text, label)
+        assert cells[2].startswith("**") and cells[2].endswith("**↑"), (label, cells)
+        assert "**" not in cells[1] + cells[3] + cells[4], (label, cells)
+    assert _row(text, "p AA (Holm)")[2:] == ["**0.047**↑", "0.062", "1.000"]
+    assert "Holm-corrected across the 3 columns of a row; bold = p \\< 0.05 after correction" in text
+    csv = render(tables, "csv")
+    frame = pd.read_csv(io.StringIO(csv.split("\n\n")[0]), comment="#").set_index("row")
+    assert frame.loc["AA", "SimSiam"].endswith("↑") and not frame.loc["AA", "SSCL"].endswith(("↑", "↓"))
+    latex = render(tables, "latex")
+    assert latex.count(r"\textbf{") == len(tables[0].rows) - 2  # every row but the two spread rows
+    lower = constructed_runs()
+    lower.loc[lower["method"] == "simsiam", ["AA", "OA"]] -= 0.5  # now 7 of 7 below the baseline
+    assert _row(render(build_tables(long_form(lower)), "md"), "AA")[2].endswith("**↓")
+
+
+def test_unavailable_method_is_a_short_na_with_its_reason_once() -> None:
+    runs = make_runs(methods=("random", "sscl"), protocols=("linear", "finetune"))
+    unavailable = {("fp0123456789abcdef", "tiny"): {"imagenet": TIMM_REASON}}
+    tables = build_tables(long_form(runs), unavailable=unavailable)
+    text = render(tables, "md")
+    parsed = assert_rectangular(text)
+    assert len(parsed) == 4 and all(t[0] == ["", "Baseline", "ImageNet", "SSCL"] for t in parsed)
+    assert {r[2] for t in parsed for r in t[1:]} == {"n/a¹"}
+    escaped = md_escape(f"ImageNet: {TIMM_REASON}")
+    assert "resnet18\\|resnet50" in escaped and text.count(f"¹ {escaped}") == 4  # once per table
+    latex = render(tables, "latex")
+    assert latex.count(r"n/a$^{1}$") == 4 * 13 and "resnet18|" not in latex
+    assert r"-{}-backbone resnet18\textbar{}resnet50" in latex
+
+
+def test_column_order_comes_from_registry_roles(control_method: str) -> None:
+    methods = ("rf", "core", "sscl", "unifeat", "random", "simsiam", "imagenet", control_method)
+    order = method_order(methods)
+    assert [method_label(m) for m in order] == [
+        "Baseline",
+        "ImageNet",
+        "SimSiam",
+        "SSCL",
+        "CoRe",
+        "UniFeat",
+        "Random forest",
+        "Positive control",
     ]
 
 
-def test_csv_stars_best_and_parses() -> None:
-    text = render(_tables(), "csv")
-    first = text.split("\n\n")[0]
-    frame = pd.read_csv(io.StringIO(first), comment="#")
-    assert list(frame.columns) == ["row", "Baseline", "ImageNet", "SimSiam", "SSCL"]
-    assert frame.set_index("row").loc["OA", "ImageNet"] == "81.0 ± 1.0*"
-    assert frame.set_index("row").loc["ΔAA vs Baseline", "SimSiam"] == "+10.0 [10.0, 10.0]"
-    assert not frame["SSCL"].str.endswith("*").any()
+@pytest.fixture
+def control_method() -> Iterator[str]:
+    """A method registered with ``role = "control"`` (removed from the registry afterwards)."""
+    from methods.registry import _METHODS, PretrainMethod, register_method
+
+    @register_method("zz_control_test")
+    class Control(PretrainMethod):
+        description = "test-only control"
+        label = "Positive control"
+        role = "control"
+
+        def pretrain(self, backbone, images, ctx) -> None:  # type: ignore[no-untyped-def]
+            """Does nothing: only its place in tables is under test."""
+
+    yield "zz_control_test"
+    _METHODS.pop("zz_control_test")
 
 
-def test_latex_structure(tmp_path: Path) -> None:
-    text = render(_tables(), "latex")
-    assert text.count(r"\begin{tabular}{lrrrr}") == 2 and text.count(r"\bottomrule") == 2
-    assert r"$\Delta$AA vs Baseline & -- & +20.0 [20.0, 20.0]" in text
-    assert r"\textbf{73.1 $\pm$ 1.0}" in text and "Urban/Built-up" in text
-    assert latex_escape("a&b_c%d#") == r"a\&b\_c\%d\#"
-    body = [line for line in text.splitlines() if line.endswith(r"\\")]
-    assert all(line.count("&") == 4 for line in body)
-    if shutil.which("pdflatex") is None:
-        pytest.skip("pdflatex not installed: structure checked only")
-    doc = tmp_path / "t.tex"
-    doc.write_text(
-        "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + text + "\\end{document}\n"
-    )
-    subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, check=True, capture_output=True
-    )
-    assert (tmp_path / "t.pdf").exists()
-
-
-def test_unequal_seed_counts_are_named() -> None:
-    runs = make_runs(methods=("random", "sscl"))
-    runs = runs[~((runs["method"] == "sscl") & (runs["seed"] == 2))]
-    text = render(build_tables(long_form(runs)), "md")
-    assert "n (evaluation seeds): Baseline 3, SSCL 2" in text
-
-
-def test_overlapping_leaders_are_a_tie_not_a_bold_best() -> None:
-    # OA: random 60, 61, 62; sscl 50 + 10 + (-3, +2, +4) + seed = 57, 63, 66 (percent)
-    jitter = {("sscl", 0): 0.07, ("sscl", 1): 0.12, ("sscl", 2): 0.14}
-    runs = make_runs(methods=("sscl", "random"), budgets=(200,), jitter=jitter)
-    text = render(build_tables(long_form(runs)), "md")
-    oa = next(line for line in text.splitlines() if line.startswith("| OA"))
-    assert oa == "| OA | *61.0 ± 1.0*† | *62.0 ± 4.6*† |"
-    assert "italics†: tied for best, a paired 95% interval against the leader includes 0" in text
-    # sscl - random per seed: -3, +2, +4; mean 1, sd sqrt(13), t(0.975, 2 dof) = 4.303:
-    # 1 ± 4.303 * sqrt(13 / 3) = [-7.96, 9.96]
-    delta = next(line for line in text.splitlines() if line.startswith("| ΔOA"))
-    assert delta == "| ΔOA vs Baseline | — | +1.0 [-8.0, 10.0] |"
-
-
-def test_reference_columns_follow_the_methods_and_are_never_marked() -> None:
+def test_reference_columns_follow_the_methods_and_are_tested_too() -> None:
     runs = pd.concat(
         [make_runs(methods=("sscl", "random"), protocols=("linear", "finetune")), reference_runs()],
         ignore_index=True,
@@ -123,43 +198,139 @@ def test_reference_columns_follow_the_methods_and_are_never_marked() -> None:
     tables = build_tables(long_form(runs))
     assert [t.key["protocol"] for t in tables] == ["finetune", "finetune", "linear", "linear"]
     text = render(tables, "md")
-    refs = method_order(["raw", "rf"])  # registered (labelled) by the lead's reference rows, or not
-    labels = [method_label(m) for m in refs]
+    labels = [method_label(m) for m in method_order(["raw", "rf"])]
     assert text.count("|  | Baseline | SSCL | " + " | ".join(labels) + " |") == 4
-    forest = next(line for line in text.splitlines() if line.startswith("| Forest"))
-    # rf has the highest accuracy (base 0.5, as random), but the mark goes to the best pretraining method
-    ref_forest = {"raw": "43.1 ± 1.0", "rf": "53.1 ± 1.0"}
-    assert (
-        forest == "| Forest | **53.1 ± 1.0** | 43.1 ± 1.0 | " + " | ".join(ref_forest[m] for m in refs) + " |"
+    assert "across the 3 columns of a row" in text  # sscl, raw and rf against the Baseline
+    ref_delta = {"Raw bands": "-10.0 [-10.0, -10.0]", "Random forest": "+0.0 [0.0, 0.0]"}
+    assert _row(text, "ΔAA vs Baseline")[1:] == ["—", "-10.0 [-10.0, -10.0]", *(ref_delta[x] for x in labels)]
+    spread = _row(text, "AA sd: pretraining")
+    assert spread[-2:] == ["—¹", "—¹"] and "¹ no pretraining: all spread is evaluation" in text
+
+
+def test_spread_by_source_rows() -> None:
+    # 4 seeds, pretraining seed = seed mod 2: groups {0, 2} and {1, 3}; AA = const + seed / 100
+    runs = make_runs(methods=("random", "sscl"), budgets=(200,), seeds=(0, 1, 2, 3))
+    text = render(build_tables(long_form(runs)), "md")
+    # values 0, 1, 2, 3 (percent points) in groups (0, 2), (1, 3): means 1, 2; MSW = 4 x 1 / 2 = 2;
+    # MSB = 2 x (0.25 + 0.25) = 1 < MSW: the between part truncates to 0
+    assert _row(text, "AA sd: pretraining")[1:] == ["0.0 (0%)", "0.0 (0%)"]
+    assert _row(text, "AA sd: label draw + training")[1:] == ["1.4", "1.4"]
+    one = runs.assign(pretrain_seed=0)
+    text = render(build_tables(long_form(one)), "md")
+    assert _row(text, "AA sd: pretraining")[1:] == ["n/a¹", "n/a¹"]
+    assert "¹ K = 1: pretraining variance unknown" in text
+
+
+def test_unhealthy_pretraining_is_marked_with_its_reason() -> None:
+    runs = make_runs(methods=("random", "sscl"), budgets=(200,)).assign(pretrain_health="passed")
+    bad = (runs["method"] == "sscl") & (runs["seed"] == 1)
+    runs.loc[bad, "pretrain_health"] = "failed: sscl seed 1: CoRe skill 0.001 < 0.05"
+    text = render(build_tables(long_form(runs)), "md")
+    assert_rectangular(text)
+    assert _row(text, "AA")[2].endswith("‡") and not _row(text, "AA")[1].endswith("‡")
+    note = "‡ SSCL: 1 of 3 seed runs use weights from a pretraining that failed its health gate"
+    assert text.count(note) == 1 and "CoRe skill 0.001 \\< 0.05" in text
+    assert r"$^\ddagger$" in render(build_tables(long_form(runs)), "latex")
+
+
+def test_latex_escapes_and_compiles(tmp_path: Path) -> None:
+    assert latex_escape("a&b_c%d#e|f--g<h") == r"a\&b\_c\%d\#e\textbar{}f-{}-g\textless{}h"
+    assert latex_escape("a---b") == "a-{}-{}-b"
+    tables = build_tables(
+        long_form(make_runs(methods=("sscl", "random", "simsiam", "imagenet"))),
+        unavailable={("fp0123456789abcdef", "tiny"): {"unifeat": TIMM_REASON}},
     )
-    assert f"reference columns (not marked): {', '.join(labels)}" in text
-    delta = next(line for line in text.splitlines() if line.startswith("| ΔAA"))
-    ref_delta = {"raw": "-10.0 [-10.0, -10.0]", "rf": "+0.0 [0.0, 0.0]"}
-    assert (
-        delta
-        == "| ΔAA vs Baseline | — | -10.0 [-10.0, -10.0] | " + " | ".join(ref_delta[m] for m in refs) + " |"
+    text = render(tables, "latex")
+    assert text.count(r"\begin{tabular}{lrrrrr}") == 2 and text.count(r"\bottomrule") == 2
+    assert r"$\Delta$AA vs Baseline & --- & +20.0 [20.0, 20.0]" in text
+    body = [line for line in text.splitlines() if line.endswith(r"\\") and "&" in line]
+    assert all(line.count("&") - line.count(r"\&") == 5 for line in body)
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed: structure checked only")
+    doc = tmp_path / "t.tex"
+    doc.write_text(
+        "\\documentclass{article}\\usepackage[utf8]{inputenc}\\usepackage{booktabs}\\begin{document}\n"
+        + text
+        + "\\end{document}\n"
     )
+    subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "t.pdf").exists()
+
+
+def test_summary_is_the_aa_rows_of_the_tables() -> None:
+    runs = pd.concat([constructed_runs(), constructed_runs().assign(protocol="finetune")], ignore_index=True)
+    runs["result_key"] += runs["protocol"]
+    tables = build_tables(long_form(runs))
+    text = render(tables, "summary")
+    (table,) = assert_rectangular(text)
+    assert table[0] == ["protocol", "budget", "Baseline", "SimSiam", "SSCL", "CoRe"]
+    assert [r[:2] for r in table[1:]] == [["finetune", "200"], ["linear", "200"]]
+    md = render(tables, "md")
+    aa, delta = _row(md, "AA"), _row(md, "ΔAA vs Baseline")
+    assert table[1][2] == aa[1]  # the Baseline: no difference to itself
+    assert table[1][3] == f"**{aa[2].strip('*↑')} ({delta[2].strip('*↑')})**↑"
+    assert table[1][4] == f"{aa[3]} ({delta[3]})" and "**" not in table[1][4]
+
+
+def test_committed_results_parse_and_the_readme_shows_the_summary() -> None:
+    for name in ("table.md", "summary.md"):
+        assert_rectangular((REPO / "results" / name).read_text())
+    csv = (REPO / "results" / "table.csv").read_text()
+    for block in csv.strip().split("\n\n"):
+        frame = pd.read_csv(io.StringIO(block), comment="#")
+        assert frame.shape[1] >= 3 and not frame.columns.str.startswith("Unnamed").any()
+    readme = (REPO / "README.md").read_text()
+    start, end = "<!-- summary:start -->\n", "<!-- summary:end -->"
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    block = readme.split(start)[1].split(end)[0]
+    assert block.strip() == (REPO / "results" / "summary.md").read_text().strip()
 
 
 @pytest.mark.usefixtures("tracked")
-def test_table_command_reads_the_store(tmp_path: Path) -> None:
+def test_table_command_reads_the_store_and_its_long_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bench.cli import main
 
     out, long_csv = tmp_path / "t.tex", tmp_path / "long.csv"
-    assert (
-        main(
-            ["table", "--format", "latex", "--samples", "800", "--out", str(out), "--long-csv", str(long_csv)]
-        )
-        == 0
-    )
+    args = ["table", "--format", "latex", "--samples", "800", "--out", str(out), "--long-csv", str(long_csv)]
+    assert main(args) == 0
     assert out.read_text().count(r"\begin{table}") == 1 and "800 labelled pixels per class" in out.read_text()
     long = pd.read_csv(long_csv, keep_default_na=False)
     assert len(long) == 2 * 3 * 10  # 2 methods x 3 seeds at 800; accuracy and IoU x 3 classes + 4 summaries
     assert {"method", "budget", "seed", "protocol", "metric", "class", "value"} <= set(long.columns)
-    paired = pd.read_csv(tmp_path / "long_paired.csv")
-    assert set(paired["metric"]) == {"AA", "OA", "mIoU", "macroF1"} and set(paired["method"]) == {"sscl"}
+    paired = pd.read_csv(tmp_path / "long_paired.csv", keep_default_na=False)
+    assert set(paired["metric"]) == {"accuracy", "AA", "OA", "mIoU", "macroF1"} and set(paired["method"]) == {"sscl"}
     assert (paired["baseline"] == "random").all() and (paired["pairs"] == 3).all()
+    assert {"p_value", "p_holm", "significant", "comparisons"} <= set(paired.columns)
+    assert (paired["p_value"] == 0.25).all()  # 3 pairs of one sign: 2 / 8
+    variance = pd.read_csv(tmp_path / "long_variance.csv")
+    assert set(variance["metric"]) == {"AA", "OA"} and (variance["K"] == 2).all()
+    # the same table again, from the long CSV alone
+    again = tmp_path / "again.tex"
+    assert main(["table", "--from", str(long_csv), "--format", "latex", "--out", str(again)]) == 0
+    assert again.read_text() == out.read_text()
     assert main(["table", "--protocol", "finetune"]) == 2  # nothing matches: a clear error, exit 2
+    capsys.readouterr()
+    assert main(["table", "--from", str(tmp_path / "missing.csv")]) == 2
+    assert main(["table", "--from", str(out)]) == 2  # not a long CSV: one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "missing.csv: no such file" in err[0] and "not a long-form CSV" in err[1]
+
+
+def test_methods_and_samples_filters(tmp_path: Path) -> None:
+    from bench.cli import build_parser
+    from bench.cli.table import selected_long_form
+
+    long_csv = tmp_path / "long.csv"
+    long_form(make_runs(methods=("random", "sscl", "simsiam"), budgets=(200, 600, 1000))).to_csv(long_csv, index=False)
+    for command in ("table", "plot"):
+        args = build_parser().parse_args([command, "--from", str(long_csv), "--samples", "200,1000", "--methods", "random,sscl"])
+        long = selected_long_form(args)
+        assert set(long["budget"]) == {200, 1000} and set(long["method"]) == {"random", "sscl"}
 
 
 @pytest.fixture
