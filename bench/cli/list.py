@@ -128,10 +128,13 @@ def _registered(kind: str) -> dict[str, tuple[str, str]]:
     return {n: (d, backbone_module(n)) for n, d in list_backbones().items()}
 
 
-def _source_of(module: str) -> str:
-    """Where a registration comes from: a plugin's way in, else this repository's file."""
+def _source_of(kind: str, name: str, module: str) -> str:
+    """Where a registration comes from: its entry point, a plugin's way in, else this repository's file."""
     from bench.core import plugins
 
+    by_entry_point = plugins.entry_point_source(kind, name, module)
+    if by_entry_point is not None:
+        return by_entry_point
     plugin = plugins.origin(module)
     if plugin is not None:
         return plugin.describe()
@@ -150,11 +153,11 @@ def entries(kind: str) -> dict[str, tuple[str, str]]:
     try:
         found = dict(_static(package, decorator, skip))
     except LookupError:
-        return {n: (d, _source_of(m)) for n, (d, m) in _registered(kind).items()}
+        return {n: (d, _source_of(kind, n, m)) for n, (d, m) in _registered(kind).items()}
     if plugins.any_plugins():
         for name, (description, module) in _registered(kind).items():
             if name not in found:
-                found[name] = (description, _source_of(module))
+                found[name] = (description, _source_of(kind, name, module))
     return dict(sorted(found.items()))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,9 +57,21 @@ _done_kinds: set[str] = set()
 
 
 def request(modules: list[str], how: str = "--plugin") -> None:
-    """Modules named on the command line; also exported in ``BENCH_PLUGINS`` for child processes."""
+    """Modules named on the command line; also exported in ``BENCH_PLUGINS`` for child processes.
+
+    A module that cannot be found is refused here, in one line, before any registry imports torch.
+    """
     env = _env_modules()
     for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise BenchError(
+                f"plugin {module!r} ({how}) is not importable: no such module on sys.path; install its "
+                "package or add its folder to PYTHONPATH"
+            )
         _requested.setdefault(module, how)
         if module not in env:
             env.append(module)
@@ -115,12 +128,7 @@ def load_plugins(kind: str, adopt: Callable[[str, Any], None] | None = None) -> 
             _loaded[module] = Plugin(module, how, *_distribution_of(module))
             _import(module, how)
     for ep in entry_points(kind):
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
-        how = f"entry point {ep.name!r} of {dist_name or 'an installed package'}" + (
-            f" {version}" if version else ""
-        )
+        how, dist_name, version = _how(ep)
         _loaded.setdefault(ep.module, Plugin(ep.module, how, dist_name, version))
         _import(ep.module, how)
         try:
@@ -129,6 +137,23 @@ def load_plugins(kind: str, adopt: Callable[[str, Any], None] | None = None) -> 
             raise BenchError(f"plugin {ep.value!r} ({how}) does not load: {type(err).__name__}: {err}") from err
         if adopt is not None:
             adopt(ep.name, obj)
+
+
+def _how(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None, str | None]:
+    """("entry point NAME of DIST VERSION", dist, version) of an entry point."""
+    dist = getattr(ep, "dist", None)
+    dist_name = dist.metadata["Name"] if dist is not None else None
+    version = dist.version if dist is not None else None
+    how = f"entry point {ep.name!r} of {dist_name or 'an installed package'}" + (f" {version}" if version else "")
+    return how, dist_name, version
+
+
+def entry_point_source(kind: str, name: str, module: str) -> str | None:
+    """How registration ``name`` of ``kind`` came, when an entry point of that name and module did."""
+    for ep in entry_points(kind):
+        if ep.name == name and (ep.module == module or module.startswith(ep.module + ".")):
+            return _how(ep)[0]
+    return None
 
 
 def origin(module: str) -> Plugin | None:
@@ -180,6 +205,7 @@ __all__ = [
     "Plugin",
     "any_plugins",
     "distribution_of",
+    "entry_point_source",
     "entry_points",
     "load_plugins",
     "loaded",

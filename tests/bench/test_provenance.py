@@ -101,22 +101,6 @@ class New(PretrainMethod):
 '''
 
 
-@pytest.fixture
-def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The repository's sources copied to a temp folder that provenance takes as the repository."""
-    import shutil
-
-    root = tmp_path / "repo"
-    for package in ("bench", "methods", "datasets"):
-        shutil.copytree(
-            provenance._REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    monkeypatch.setattr(provenance, "_REPO", root)
-    provenance.clear_cache()
-    yield root
-    provenance.clear_cache()
-
-
 def _keys(methods: tuple[str, ...]) -> dict[str, str]:
     from types import SimpleNamespace
 
