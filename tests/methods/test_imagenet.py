@@ -12,6 +12,7 @@ from bench.core.errors import BenchError
 from bench.models.backbones import build_backbone
 from methods import PretrainContext, get_method
 from methods.imagenet import stem_filters_from_rgb, weights_status
+from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -227,3 +228,28 @@ def test_doctor_line_says_where_weights_would_come_from(tmp_path: Path) -> None:
         weights_status("resnet18")
         == "timm resnet18: none (offline, not in the hub cache); use --weights FILE"
     )
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_13_band_checkpoint_runs_end_to_end_as_a_labelled_row(
+    tiny_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The field's commonest baseline (SSL4EO-S12 / torchgeo Sentinel-2 resnet18) as a row of its own."""
+    from bench.cli import main
+    from bench.report.aggregate import runs_from_mlflow
+
+    path = tmp_path / "ssl4eo.pth"
+    torch.save(_multispectral_resnet18(13, seed=9), path)
+    argv = ["run", "--method", "imagenet", "--backbone", "resnet18", "--weights", str(path)]
+    argv += ["--label", "SSL4EO", "--samples", "10", "--seeds", "1", "--data", str(tiny_data_root)]
+    assert main([*argv, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("== "))
+    assert lines[title + 1].split() == ["SSL4EO"]  # the table's column
+    (note,) = [line for line in lines if line.startswith("warning: --weights ssl4eo.pth")]
+    assert "loaded 95 of 95 resnet18 trunk tensors" in note and "conv1 (13 bands) and bn1" in note
+    runs = runs_from_mlflow()
+    assert list(runs["method"]) == ["SSL4EO"]
+    assert main([*argv[:-8], "--label", "ImageNet", *argv[-6:]]) == 2  # a registered label is refused
+    assert "registered method's name or label" in capsys.readouterr().err
