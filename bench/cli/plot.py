@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or results_dir() / "accuracy_vs_budget.png"
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise BenchError(
-            f"--out {out}: unknown figure format {out.suffix or '(no suffix)'!r}; use one of {', '.join(FIGURE_FORMATS)}"
+            f"--out {out}: unknown figure format {out.suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(FIGURE_FORMATS)}"
         )
     long = selected_long_form(args)
     stats = summarise(with_references(long))

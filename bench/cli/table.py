@@ -24,7 +24,9 @@ def _budgets(text: str) -> list[int]:
     try:
         return [int(v) for v in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expects comma-separated integers (200,1000), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expects comma-separated integers (200,1000), got {text!r}"
+        ) from None
 
 
 def add_selection_args(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +79,9 @@ def selected_long_form(args: argparse.Namespace) -> pd.DataFrame:
     else:
         frame = runs_from_mlflow(args.experiment)
         where = "in the tracking store"
-    rows = select_for_tables(frame, protocol=args.protocol, backbone=args.backbone, budget_unit=args.budget_unit)
+    rows = select_for_tables(
+        frame, protocol=args.protocol, backbone=args.backbone, budget_unit=args.budget_unit
+    )
     if args.dataset:
         rows = rows[rows["dataset"].astype(str).str.startswith(args.dataset)]
     if args.samples:
@@ -89,7 +93,9 @@ def selected_long_form(args: argparse.Namespace) -> pd.DataFrame:
             raise BenchError(f"--methods: no runs of {', '.join(unknown)} {where}; found: {found}")
         rows = rows[rows["method"].isin(args.methods)]
     if rows.empty:
-        raise BenchError(f"no finished runs match {where}; run `python -m bench run` or `python -m bench sweep` first")
+        raise BenchError(
+            f"no finished runs match {where}; run `python -m bench run` or `python -m bench sweep` first"
+        )
     return rows if args.from_csv is not None else long_form(rows)
 
 

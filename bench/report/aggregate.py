@@ -66,7 +66,9 @@ REFERENCE_ROLES = frozenset({"reference", "control"})
 FAILED_HEALTH = "failed:"
 
 
-def method_order(methods: list[str] | set[str] | pd.Series, references: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def method_order(
+    methods: list[str] | set[str] | pd.Series, references: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """Column order: registered competitors and ablations in the registry's order (the baseline
     first, ``PretrainMethod.role``), unregistered methods by name, then the reference rows and
     controls (registered ones in the registry's order; ``references`` names unregistered ones)."""
@@ -75,8 +77,11 @@ def method_order(methods: list[str] | set[str] | pd.Series, references: set[str]
     known = [m for m in method_labels() if m in present]
     last = {m for m in known if roles[m] in REFERENCE_ROLES} | (present & set(references))
     unknown = sorted(present - set(known) - last)
-    return [m for m in known if m not in last] + unknown + [m for m in known if m in last] + sorted(
-        last - set(known)
+    return (
+        [m for m in known if m not in last]
+        + unknown
+        + [m for m in known if m in last]
+        + sorted(last - set(known))
     )
 
 
@@ -227,19 +232,26 @@ def long_from_csv(path: Path) -> pd.DataFrame:
     from bench.core.errors import BenchError
 
     try:
-        raw = pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "pretrain_seed": ["", "None"]})
+        raw = pd.read_csv(
+            path, keep_default_na=False, na_values={"value": [""], "pretrain_seed": ["", "None"]}
+        )
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
         reason = " ".join(str(err).split())
-        raise BenchError(f"--from {path}: not a long-form CSV of `bench table --long-csv` ({reason})") from err
+        raise BenchError(
+            f"--from {path}: not a long-form CSV of `bench table --long-csv` ({reason})"
+        ) from err
     needed = {*TABLE_KEYS, "method", "seed", "metric", "class", "value"}
     missing = sorted(needed - set(raw.columns))
     if missing:
         raise BenchError(
-            f"--from {path}: not a long-form CSV of `bench table --long-csv` (missing columns: {', '.join(missing)})"
+            f"--from {path}: not a long-form CSV of `bench table --long-csv` "
+            f"(missing columns: {', '.join(missing)})"
         )
     unknown_metrics = sorted(set(raw["metric"]) - set(METRICS))
     if unknown_metrics:
-        raise BenchError(f"--from {path}: unknown metric(s) {', '.join(unknown_metrics)}; known: {', '.join(METRICS)}")
+        raise BenchError(
+            f"--from {path}: unknown metric(s) {', '.join(unknown_metrics)}; known: {', '.join(METRICS)}"
+        )
     known = {name: i for i, name in DFC_NAMES.items()}
     names = sorted((c for c in set(raw["class"]) if c), key=lambda c: (known.get(c, 99), c))
     raw["budget"] = pd.to_numeric(raw["budget"]).astype(int)
@@ -248,7 +260,16 @@ def long_from_csv(path: Path) -> pd.DataFrame:
     for col in ("pretrain_seed",):
         if col in raw.columns:
             raw[col] = pd.to_numeric(raw[col], errors="coerce")
-    for col in ("dataset", "code_version", "backbone", "budget_unit", "protocol", "method", "result_key", "run_id"):
+    for col in (
+        "dataset",
+        "code_version",
+        "backbone",
+        "budget_unit",
+        "protocol",
+        "method",
+        "result_key",
+        "run_id",
+    ):
         if col in raw.columns:
             raw[col] = raw[col].astype(str)
     return raw.assign(

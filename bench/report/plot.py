@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from bench.core.atomic import atomic_path
@@ -97,9 +98,16 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
                         sel["mean"].to_numpy() * 100,
                         sel["std"].to_numpy() * 100,
                     )
-                    ax.plot(x, mean, marker="o", ms=3, lw=1.2, color=colours[method], label=method_label(method))
+                    ax.plot(
+                        x, mean, marker="o", ms=3, lw=1.2, color=colours[method], label=method_label(method)
+                    )
                     ax.fill_between(
-                        x, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[method], alpha=0.15, lw=0
+                        x,
+                        mean - np.nan_to_num(std),
+                        mean + np.nan_to_num(std),
+                        color=colours[method],
+                        alpha=0.15,
+                        lw=0,
                     )
                 _budget_axis(ax, budgets)
                 ax.set_title(f"{protocol}: {metric}")
@@ -113,8 +121,13 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
-        fig.suptitle(f"AA and OA vs label budget (mean ± sample std over seeds; backbone {setting['backbone']})", fontsize=8)
+        fig.legend(
+            handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False
+        )
+        fig.suptitle(
+            f"AA and OA vs label budget (mean ± sample std over seeds; backbone {setting['backbone']})",
+            fontsize=8,
+        )
     return fig
 
 
@@ -145,11 +158,13 @@ def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
             sharey=True,
             layout="constrained",
         )
-        shown: dict[str, object] = {}
+        shown: dict[str, Line2D] = {}
         for i, name in enumerate(names):
             ax = axes[i // ncols, i % ncols]
             for method in methods:
-                sel = classes[(classes["class"] == name) & (classes["method"] == method)].sort_values("budget")
+                sel = classes[(classes["class"] == name) & (classes["method"] == method)].sort_values(
+                    "budget"
+                )
                 if sel.empty:
                     continue
                 (line,) = ax.plot(
@@ -187,7 +202,8 @@ def save_figure(fig: Figure, out: Path) -> Path:
     if fmt is None:
         plt.close(fig)
         raise BenchError(
-            f"{out}: unknown figure format {out.suffix or '(no suffix)'!r}; use one of {', '.join(FIGURE_FORMATS)}"
+            f"{out}: unknown figure format {out.suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(FIGURE_FORMATS)}"
         )
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=fmt, dpi=RASTER_DPI, bbox_inches="tight")

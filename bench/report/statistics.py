@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import stdtrit  # Student's t quantile; scipy.stats costs seconds to import
 
 CONFIDENCE = 0.95
 #: Significance level of a corrected test: a cell is marked only when ``p_holm < ALPHA``.
@@ -153,7 +153,7 @@ def paired_difference(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE
     mean, p = float(diff.mean()), sign_flip_p(diff)
     if n < 2:
         return PairedDifference(mean, math.nan, math.nan, n, p)
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
+    half = float(stdtrit(n - 1, (1 + confidence) / 2) * diff.std(ddof=1) / math.sqrt(n))
     return PairedDifference(mean, mean - half, mean + half, n, p)
 
 
@@ -241,7 +241,9 @@ def paired_comparisons(
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-def seed_summary(values: Sequence[float] | np.ndarray | pd.Series, confidence: float = CONFIDENCE) -> dict[str, float]:
+def seed_summary(
+    values: Sequence[float] | np.ndarray | pd.Series, confidence: float = CONFIDENCE
+) -> dict[str, float]:
     """Mean, sample std (ddof=1), count and the t interval of the mean of one score over seeds
     (NaN entries dropped; std and interval NaN below two seeds): a cell's aggregate for MLflow."""
     x = np.asarray(values, dtype=np.float64)
@@ -249,7 +251,7 @@ def seed_summary(values: Sequence[float] | np.ndarray | pd.Series, confidence: f
     n = len(x)
     mean = float(x.mean()) if n else math.nan
     std = float(x.std(ddof=1)) if n > 1 else math.nan
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+    half = float(stdtrit(n - 1, (1 + confidence) / 2) * std / math.sqrt(n)) if n > 1 else math.nan
     return {"mean": mean, "std": std, "n": float(n), "ci_low": mean - half, "ci_high": mean + half}
 
 

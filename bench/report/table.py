@@ -246,7 +246,14 @@ def build_tables(
         def find(metric: str, cls: str, method: str, frame: pd.DataFrame = compared) -> pd.Series | None:
             return frame.loc[(metric, cls, method)] if (metric, cls, method) in frame.index else None
 
-        def cell(text: str, method: str, mark: str = "", extra: tuple[str, ...] = ()) -> Cell:
+        def cell(
+            text: str,
+            method: str,
+            mark: str = "",
+            extra: tuple[str, ...] = (),
+            na: dict[str, str] = na,
+            health: dict[str, str] = health,
+        ) -> Cell:
             if method in na:
                 return Cell("n/a", notes=(na[method],))
             own = (health[method],) if method in health else ()
@@ -294,7 +301,9 @@ def build_tables(
                 v = spread.loc[method]
                 note = (notes.add(str(v["note"])),) if v["note"] else ()
                 if math.isnan(v["between_sd"]):
-                    between.append(cell("n/a" if v["note"] != NO_PRETRAINING_NOTE else "—", method, extra=note))
+                    between.append(
+                        cell("n/a" if v["note"] != NO_PRETRAINING_NOTE else "—", method, extra=note)
+                    )
                 else:
                     share = "" if math.isnan(v["pretrain_share"]) else f" ({v['pretrain_share']:.0%})"
                     between.append(cell(f"{100 * v['between_sd']:.1f}{share}", method))
@@ -463,7 +472,11 @@ def to_latex(tables: list[Table]) -> str:
         header = " & ".join(["", *(latex_escape(method_label(m)) for m in table.columns)])
         body = []
         for label, cells in table.rows:
-            if label in ("AA", next((r for r, _ in table.rows if r.startswith("Δ")), None), "AA sd: pretraining"):
+            if label in (
+                "AA",
+                next((r for r, _ in table.rows if r.startswith("Δ")), None),
+                "AA sd: pretraining",
+            ):
                 body.append(r"\midrule")
             body.append(" & ".join([latex_escape(label), *map(_latex_cell, cells)]) + r" \\")
         caption = f"{table.title}. {table.varied()}. {table.footer()}."
@@ -481,7 +494,11 @@ def to_latex(tables: list[Table]) -> str:
             r"\bottomrule",
             r"\end{tabular}",
             *(
-                [r"\par\smallskip{\footnotesize " + r" \\ ".join(_latex_note(n) for n in table.notes.items()) + "\\par}"]
+                [
+                    r"\par\smallskip{\footnotesize "
+                    + r" \\ ".join(_latex_note(n) for n in table.notes.items())
+                    + "\\par}"
+                ]
                 if notes
                 else []
             ),
@@ -514,16 +531,20 @@ def to_summary(tables: list[Table]) -> str:
     for table in tables:
         settings.setdefault(tuple(str(table.key[k]) for k in _SETTING), []).append(table)
     for (dataset, backbone, unit), group in settings.items():
-        columns = method_order({m for t in group for m in t.columns}, {m for t in group for m in t.references})
+        columns = method_order(
+            {m for t in group for m in t.columns}, {m for t in group for m in t.references}
+        )
         notes = _Notes()
         lines = [
             _md_row(["protocol", "budget", *(md_escape(method_label(m)) for m in columns)]),
             "|---|---:|" + "---:|" * len(columns),
         ]
         for table in group:
-            aa = dict(zip(table.columns, table.row("AA"), strict=True)) if any(
-                r == "AA" for r, _ in table.rows
-            ) else {}
+            aa = (
+                dict(zip(table.columns, table.row("AA"), strict=True))
+                if any(r == "AA" for r, _ in table.rows)
+                else {}
+            )
             delta_label = f"ΔAA vs {method_label(str(table.baseline))}"
             has_delta = any(r == delta_label for r, _ in table.rows)
             delta = dict(zip(table.columns, table.row(delta_label), strict=True)) if has_delta else {}
@@ -533,7 +554,9 @@ def to_summary(tables: list[Table]) -> str:
                 if base is None:
                     cells.append("–")
                     continue
-                renumbered = tuple(notes.add(table.notes[m], m if not m.isdigit() else None) for m in base.notes)
+                renumbered = tuple(
+                    notes.add(table.notes[m], m if not m.isdigit() else None) for m in base.notes
+                )
                 text = base.text
                 d = delta.get(method)
                 mark = d.mark if d is not None else ""
@@ -583,9 +606,9 @@ __all__ = [
     "Cell",
     "Table",
     "build_tables",
-    "paired_report",
-    "variance_report",
     "latex_escape",
     "md_escape",
+    "paired_report",
     "render",
+    "variance_report",
 ]

@@ -115,7 +115,12 @@ def test_markdown_layout() -> None:
     assert "with 3 paired seeds no cell can be marked (smallest p = 2/2^3 = 0.25" in text
     assert "**" not in text
     # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval, p = 2/8, x3
-    assert _row(text, "ΔOA vs Baseline")[1:] == ["—", "+20.0 [20.0, 20.0]", "+10.0 [10.0, 10.0]", "-10.0 [-10.0, -10.0]"]
+    assert _row(text, "ΔOA vs Baseline")[1:] == [
+        "—",
+        "+20.0 [20.0, 20.0]",
+        "+10.0 [10.0, 10.0]",
+        "-10.0 [-10.0, -10.0]",
+    ]
     assert _row(text, "p OA (Holm)")[1:] == ["—", "0.750", "0.750", "0.750"]
 
 
@@ -292,7 +297,9 @@ def test_committed_results_parse_and_the_readme_shows_the_summary() -> None:
 
 
 @pytest.mark.usefixtures("tracked")
-def test_table_command_reads_the_store_and_its_long_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_command_reads_the_store_and_its_long_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from bench.cli import main
 
     out, long_csv = tmp_path / "t.tex", tmp_path / "long.csv"
@@ -303,7 +310,9 @@ def test_table_command_reads_the_store_and_its_long_csv(tmp_path: Path, capsys: 
     assert len(long) == 2 * 3 * 10  # 2 methods x 3 seeds at 800; accuracy and IoU x 3 classes + 4 summaries
     assert {"method", "budget", "seed", "protocol", "metric", "class", "value"} <= set(long.columns)
     paired = pd.read_csv(tmp_path / "long_paired.csv", keep_default_na=False)
-    assert set(paired["metric"]) == {"accuracy", "AA", "OA", "mIoU", "macroF1"} and set(paired["method"]) == {"sscl"}
+    assert set(paired["metric"]) == {"accuracy", "AA", "OA", "mIoU", "macroF1"} and set(paired["method"]) == {
+        "sscl"
+    }
     assert (paired["baseline"] == "random").all() and (paired["pairs"] == 3).all()
     assert {"p_value", "p_holm", "significant", "comparisons"} <= set(paired.columns)
     assert (paired["p_value"] == 0.25).all()  # 3 pairs of one sign: 2 / 8
@@ -326,9 +335,13 @@ def test_methods_and_samples_filters(tmp_path: Path) -> None:
     from bench.cli.table import selected_long_form
 
     long_csv = tmp_path / "long.csv"
-    long_form(make_runs(methods=("random", "sscl", "simsiam"), budgets=(200, 600, 1000))).to_csv(long_csv, index=False)
+    long_form(make_runs(methods=("random", "sscl", "simsiam"), budgets=(200, 600, 1000))).to_csv(
+        long_csv, index=False
+    )
     for command in ("table", "plot"):
-        args = build_parser().parse_args([command, "--from", str(long_csv), "--samples", "200,1000", "--methods", "random,sscl"])
+        args = build_parser().parse_args(
+            [command, "--from", str(long_csv), "--samples", "200,1000", "--methods", "random,sscl"]
+        )
         long = selected_long_form(args)
         assert set(long["budget"]) == {200, 1000} and set(long["method"]) == {"random", "sscl"}
 
