@@ -466,8 +466,11 @@ def to_csv(tables: list[Table]) -> str:
 
 
 def to_latex(tables: list[Table]) -> str:
-    """booktabs ``table`` environments (needs ``\\usepackage{booktabs}``), marked cells in bold."""
-    parts = ["% requires \\usepackage{booktabs}"]
+    """booktabs ``table`` environments (needs ``\\usepackage{booktabs,graphicx}``), marked cells in bold.
+
+    A table wider than the line (nine method columns are) is scaled down to the line width, never up.
+    """
+    parts = ["% requires \\usepackage{booktabs,graphicx}"]
     for table in tables:
         header = " & ".join(["", *(latex_escape(method_label(m)) for m in table.columns)])
         body = []
@@ -486,13 +489,14 @@ def to_latex(tables: list[Table]) -> str:
             r"\centering",
             r"\small",
             r"\setlength{\tabcolsep}{3pt}",
+            r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
             r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
             r"\toprule",
             header + r" \\",
             r"\midrule",
             *body,
             r"\bottomrule",
-            r"\end{tabular}",
+            r"\end{tabular}}",
             *(
                 [
                     r"\par\smallskip{\footnotesize "

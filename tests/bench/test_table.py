@@ -252,19 +252,22 @@ def test_latex_escapes_and_compiles(tmp_path: Path) -> None:
     assert all(line.count("&") - line.count(r"\&") == 5 for line in body)
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed: structure checked only")
-    doc = tmp_path / "t.tex"
-    doc.write_text(
-        "\\documentclass{article}\\usepackage[utf8]{inputenc}\\usepackage{booktabs}\\begin{document}\n"
-        + text
-        + "\\end{document}\n"
-    )
-    subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )
-    assert (tmp_path / "t.pdf").exists()
+    committed = (REPO / "results" / "table.tex").read_text()
+    for name, tables_tex in (("t", text), ("committed", committed)):
+        doc = tmp_path / f"{name}.tex"
+        doc.write_text(
+            "\\documentclass{article}\\usepackage[utf8]{inputenc}\\usepackage{booktabs,graphicx}"
+            "\\begin{document}\n" + tables_tex + "\\end{document}\n"
+        )
+        done = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert (tmp_path / f"{name}.pdf").exists()
+        assert "Overfull \\hbox" not in done.stdout  # wide tables are scaled to the line
 
 
 def test_summary_is_the_aa_rows_of_the_tables() -> None:
