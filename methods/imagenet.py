@@ -40,6 +40,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +111,7 @@ def _reference_state(timm_name: str) -> tuple[dict[str, torch.Size], str, str]:
 
     with torch.device("meta"):
         model = timm.create_model(timm_name, pretrained=False)
-    cfg = model.pretrained_cfg
+    cfg: dict[str, Any] = dict(model.pretrained_cfg)  # type: ignore[arg-type]
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     return shapes, str(cfg["first_conv"]), f"{cfg['classifier']}."
 
@@ -226,7 +227,7 @@ def hub_weights(timm_name: str) -> Path | None:
             if isinstance(found, str):
                 return Path(found)
     if cfg.url:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(str(cfg.url)).name
         if cached.is_file():
             return cached
     return None
@@ -283,10 +284,8 @@ def imagenet_state(trunk: TimmDenseTrunk, weights: Path | None) -> MappedCheckpo
     except (OSError, RuntimeError) as exc:
         detail = f"no ImageNet weights for {name} from the Hugging Face hub (offline, or not in the cache)"
         raise BenchError(f"{detail}: {exc}; {_how_to_provide(name)}") from exc
-    import timm.models
-
-    first_conv = f"{timm.models.get_pretrained_cfg(name).first_conv}.weight"
-    return MappedCheckpoint(state, state[first_conv], "")
+    _, first_conv, _ = _reference_state(name)
+    return MappedCheckpoint(state, state[f"{first_conv}.weight"], "")
 
 
 def stem_filters_from_rgb(rgb: torch.Tensor, width: int, kernel: int) -> torch.Tensor:

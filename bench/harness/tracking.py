@@ -373,7 +373,7 @@ def cell_run(
     client, _ = setup_tracking()
     close_dead_runs(run_id)
     run = client.get_run(run_id)
-    if ds is not None and not run.inputs.dataset_inputs:
+    if ds is not None and not (run.inputs and run.inputs.dataset_inputs):
         client.log_inputs(run_id, datasets=[dataset_input(ds, "evaluation")])
     if run.info.status == "RUNNING":
         client.set_terminated(run_id)

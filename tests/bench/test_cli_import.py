@@ -15,6 +15,7 @@ COMMAND_LINES = [
     ["run", "--method", "sscl", "--samples", "800", "--protocol", "both"],
     ["sweep", "--methods", "random,sscl", "--samples", "200,400", "--seeds", "2"],
     ["pretrain", "--method", "sscl", "--pretrain-seed", "1"],
+    ["export", "--method", "sscl", "--backbone", "resnet18", "--out", "x"],
     ["table", "--format", "latex"],
     ["plot", "--protocol", "linear"],
     ["tune", "--method", "sscl", "--trials", "3"],
