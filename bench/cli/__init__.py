@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 COMMANDS = (
     "run",
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
+        store_line = _unwritable_store(err)
+        if store_line is not None:
+            print(f"error: {store_line}", file=sys.stderr)
+            return 2
         if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             line = _resource_line(err)
             if line is None:
@@ -94,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     except Exception as err:  # out of memory, a full disk wrapped by torch or MLflow, a symlink loop
-        line = _resource_line(err)
+        line = _unwritable_store(err) or _resource_line(err)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)
@@ -116,3 +121,48 @@ def _resource_line(err: BaseException) -> str | None:
         home = None
     store = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(os.getcwd(), 'mlflow.db')}"
     return resource_problem(err, home=home, store=store)
+
+
+def _tracking_store() -> tuple[str, Path | None, bool]:
+    """(tracking URI, its local path or None for a server, whether that path is a sqlite file), as
+    ``bench.harness.tracking`` resolves it."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(os.getcwd(), 'mlflow.db')}"
+    if uri.startswith("sqlite:///"):
+        return uri, Path(uri.removeprefix("sqlite:///")), True
+    if uri.startswith("file:"):
+        return uri, Path(uri.removeprefix("file:").removeprefix("//")), False
+    if "://" not in uri:
+        return uri, Path(uri), False
+    return uri, None, False
+
+
+def _in_store(filename: str, path: Path, sqlite: bool) -> bool:
+    """Whether a refused ``filename`` is the store's: the sqlite file, its journal, lock or folder
+    (not another file beside it, e.g. a ``BENCH_HOME`` in the same directory), or a file-store file."""
+    where = Path(filename).resolve()
+    path = path.resolve()
+    if sqlite:
+        return where == path.parent or (where.parent == path.parent and where.name.startswith(path.name))
+    return where == path or path in where.parents
+
+
+def _unwritable_store(err: BaseException) -> str | None:
+    """One line naming the MLflow store when it is what refused a write (not ``BENCH_HOME``): a
+    permission error on the store's files, or sqlite's "attempt to write a readonly database"."""
+    uri, path, sqlite = _tracking_store()
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = str(cause)
+        readonly = "readonly database" in text
+        denied = isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        if denied and path is not None and cause.filename:
+            readonly = readonly or _in_store(str(cause.filename), path, sqlite)
+        if readonly:
+            return (
+                f"the MLflow store {uri} is not writable ({type(cause).__name__}: {text.splitlines()[0][:160]}); "
+                "make it writable, or point MLFLOW_TRACKING_URI at a store you can write"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
