@@ -157,11 +157,13 @@ def _unwritable_store(err: BaseException) -> str | None:
         text = str(cause)
         readonly = "readonly database" in text
         denied = isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-        if denied and path is not None and cause.filename:
-            readonly = readonly or _in_store(str(cause.filename), path, sqlite)
+        filename = getattr(cause, "filename", None)
+        if denied and path is not None and filename:
+            readonly = readonly or _in_store(str(filename), path, sqlite)
         if readonly:
+            first = text.splitlines()[0][:160] if text else ""
             return (
-                f"the MLflow store {uri} is not writable ({type(cause).__name__}: {text.splitlines()[0][:160]}); "
+                f"the MLflow store {uri} is not writable ({type(cause).__name__}: {first}); "
                 "make it writable, or point MLFLOW_TRACKING_URI at a store you can write"
             )
         cause = cause.__cause__ or cause.__context__

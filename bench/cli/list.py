@@ -274,6 +274,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "list", help="registered methods, protocols, backbones (with their source) and datasets"
     )
     parser.add_argument(
-        "--settings", metavar="METHOD", help="print the settings of METHOD (or a protocol): keys, types, defaults"
+        "--settings",
+        metavar="METHOD",
+        help="print the settings of METHOD (or a protocol): keys, types, defaults",
     )
     parser.set_defaults(func=run_list)

@@ -20,7 +20,9 @@ class UnknownName(BenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def match_name(name: str, known: Iterable[str], what: str = "method", hint: str = "`bench list` shows them") -> str:
+def match_name(
+    name: str, known: Iterable[str], what: str = "method", hint: str = "`bench list` shows them"
+) -> str:
     """``name`` itself, or the one known name equal to it ignoring case; else :class:`UnknownName`."""
     names = sorted(set(known))
     if name in names:

@@ -134,7 +134,9 @@ def load_plugins(kind: str, adopt: Callable[[str, Any], None] | None = None) -> 
         try:
             obj = ep.load()
         except Exception as err:
-            raise BenchError(f"plugin {ep.value!r} ({how}) does not load: {type(err).__name__}: {err}") from err
+            raise BenchError(
+                f"plugin {ep.value!r} ({how}) does not load: {type(err).__name__}: {err}"
+            ) from err
         if adopt is not None:
             adopt(ep.name, obj)
 
@@ -144,7 +146,9 @@ def _how(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None, str | None
     dist = getattr(ep, "dist", None)
     dist_name = dist.metadata["Name"] if dist is not None else None
     version = dist.version if dist is not None else None
-    how = f"entry point {ep.name!r} of {dist_name or 'an installed package'}" + (f" {version}" if version else "")
+    how = f"entry point {ep.name!r} of {dist_name or 'an installed package'}" + (
+        f" {version}" if version else ""
+    )
     return how, dist_name, version
 
 
@@ -160,7 +164,9 @@ def origin(module: str) -> Plugin | None:
     """The plugin that brought ``module`` (itself or a package above it), None for this repository's."""
     best = None
     for name, plugin in _loaded.items():
-        if (module == name or module.startswith(name + ".")) and (best is None or len(name) > len(best.module)):
+        if (module == name or module.startswith(name + ".")) and (
+            best is None or len(name) > len(best.module)
+        ):
             best = plugin
     if best is None:  # a module a plugin package imported: same top-level package
         top = module.partition(".")[0]
@@ -214,4 +220,3 @@ __all__ = [
     "request",
     "reset",
 ]
-

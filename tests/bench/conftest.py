@@ -18,7 +18,9 @@ def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     people share one working tree) do not move its digests."""
     root = tmp_path / "repo"
     for package in ("bench", "methods", "datasets"):
-        shutil.copytree(provenance._REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            provenance._REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     monkeypatch.setattr(provenance, "_REPO", root)
     provenance.clear_cache()
     yield root

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_unknown_method_is_one_line_with_the_closest_names_before_torch(tmp_path: Path) -> None:
     probe = (
-        "import sys; from bench.cli import main; code = main(['run', '--method', 'simclr', '--samples', '5']); "
+        "import sys; from bench.cli import main; "
+        "code = main(['run', '--method', 'simclr', '--samples', '5']); "
         "print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(code)"
     )
     env = os.environ | {"PYTHONPATH": str(REPO), "BENCH_HOME": str(tmp_path)}
@@ -105,10 +106,16 @@ def test_an_unwritable_mlflow_store_is_named(
 def test_another_datasets_package_first_on_the_path_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "site"
     (fake / "datasets").mkdir(parents=True)
-    (fake / "datasets" / "__init__.py").write_text("raise ImportError('Hugging Face datasets needs pyarrow')\n")
+    (fake / "datasets" / "__init__.py").write_text(
+        "raise ImportError('Hugging Face datasets needs pyarrow')\n"
+    )
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(fake), str(REPO)]), "BENCH_HOME": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "bench", "data", "check"], capture_output=True, text=True, env=env, cwd=tmp_path
+        [sys.executable, "-m", "bench", "data", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert f"`import datasets` finds {fake / 'datasets' / '__init__.py'}" in out.stderr

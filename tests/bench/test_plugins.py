@@ -130,7 +130,17 @@ def test_an_installed_plugin_is_listed_and_runs_in_run_and_sweep(
 
     # `run` then `sweep` in one process (one import of torch); the sweep adds the loose module by
     # the command's --plugin and runs on the backbone the entry point registered
-    common = ["--samples", "10", "--seeds", "1", "--data", str(tiny_data_root), "--device", "cpu", "--no-progress"]
+    common = [
+        "--samples",
+        "10",
+        "--seeds",
+        "1",
+        "--data",
+        str(tiny_data_root),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     run = ["run", "--method", "toyplug", *common, "--set", "toyplug.factor=0.9"]
     sweep = ["sweep", "--plugin", "loose_plug", "--methods", "toyplug,loose_random", "--protocol", "linear"]
     sweep += ["--backbone", "toytiny", *common]
@@ -176,7 +186,9 @@ def test_an_installed_plugin_is_listed_in_process(
     plugins.reset()
     try:
         assert main(["list"]) == 0
-        lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+        lines = {
+            line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")
+        }
         assert "[entry point 'toyplug' of toy-bench-plugin 0.3.1]" in lines["toyplug"]
         assert "[entry point 'toytiny' of toy-bench-plugin 0.3.1]" in lines["toytiny"]
         assert "[BENCH_PLUGINS (loose_plug)]" in lines["loose_random"]
