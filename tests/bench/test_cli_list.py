@@ -61,3 +61,20 @@ def test_bench_list_prints_every_section_without_importing_torch() -> None:
     for heading in ("methods:", "backbones:", "datasets:", "  sscl ", "  resnet18 ", "  dfc2020 "):
         assert heading in out
     assert out.rstrip().endswith("no torch")
+
+
+def test_every_entry_names_the_file_that_registers_it() -> None:
+    """The source column read from source is the module the imported registry names."""
+    from bench.cli.list import entries
+    from bench.models.base import backbone_module
+    from bench.protocols.registry import get_protocol
+    from methods import get_method
+
+    modules = {
+        "methods": lambda n: get_method(n).__module__,
+        "protocols": lambda n: type(get_protocol(n)).__module__,
+        "backbones": backbone_module,
+    }
+    for kind, module_of in modules.items():
+        for name, (_, source) in entries(kind).items():
+            assert source == module_of(name).replace(".", "/") + ".py", (kind, name)

@@ -72,3 +72,31 @@ def test_dropped_in_module_is_registered_and_pretrains(
 
 def test_builtin_methods_are_registered() -> None:
     assert {"random", "imagenet", "simsiam", "sscl", "unifeat", "core"} <= set(list_methods())
+
+
+def test_names_match_in_any_case_and_a_miss_names_the_closest() -> None:
+    from bench.core.names import UnknownName
+
+    assert get_method("SSCL") is get_method("sscl")
+    with pytest.raises(UnknownName, match=r"unknown method 'simsam'; did you mean simsiam"):
+        get_method("simsam")
+    with pytest.raises(KeyError):  # callers that treat unknown names as KeyError keep working
+        get_method("nope")
+
+
+def test_an_entry_point_naming_a_class_is_registered_under_its_name() -> None:
+    """``bench.methods`` entry point ``name = "pkg.mod:Class"`` on a class without the decorator."""
+    from methods.random_init import RandomInit
+    from methods.registry import adopt_plugin
+
+    class Undecorated(RandomInit):
+        description = "no decorator"
+        baseline = False
+
+    try:
+        adopt_plugin("undecorated_test", Undecorated)
+        assert get_method("undecorated_test") is Undecorated and Undecorated.name == "undecorated_test"
+        adopt_plugin("again_test", RandomInit)  # already registered by its decorator: left alone
+        assert "again_test" not in _METHODS
+    finally:
+        _METHODS.pop("undecorated_test", None)
