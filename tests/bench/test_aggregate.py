@@ -196,11 +196,15 @@ def record_runs(runs: pd.DataFrame) -> None:
 
 @pytest.fixture
 def tracked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
-    """A fresh local MLflow store holding :func:`make_runs` (2 methods x 2 budgets x 3 seeds)."""
+    """A fresh local MLflow store holding :func:`make_runs` (2 methods x 2 budgets x 3 seeds); one
+    sscl run at 200 used weights whose pretraining failed its health gate (``--allow-unhealthy``)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("BENCH_EXPERIMENT", "test-aggregate")
-    runs = make_runs()
+    runs = make_runs().assign(pretrain_health="passed")
+    runs.loc[
+        (runs["method"] == "sscl") & (runs["budget"] == 200) & (runs["seed"] == 1), "pretrain_health"
+    ] = "failed: sscl seed 1: skill 0.001"
     record_runs(runs)
     return runs
 
@@ -214,3 +218,5 @@ def test_runs_from_mlflow_round_trip(tracked: pd.DataFrame) -> None:
     expected = summarise(long_form(tracked))
     got = summarise(long_form(stored))
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_categorical=False)
+    health = stored.set_index("result_key")["pretrain_health"]
+    assert health.to_dict() == tracked.set_index("result_key")["pretrain_health"].to_dict()

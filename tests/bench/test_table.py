@@ -327,6 +327,10 @@ def test_table_command_reads_the_store_and_its_long_csv(
     assert again.read_text() == out.read_text()
     assert main(["table", "--protocol", "finetune"]) == 2  # nothing matches: a clear error, exit 2
     capsys.readouterr()
+    assert main(["table", "--samples", "200", "--format", "csv"]) == 0  # the store's health tags
+    printed = capsys.readouterr().out
+    assert "# ‡ SSCL: 1 of 3 seed runs use weights from a pretraining that failed its health gate" in printed
+    assert "(failed: sscl seed 1: skill 0.001)" in printed
     assert main(["table", "--from", str(tmp_path / "missing.csv")]) == 2
     assert main(["table", "--from", str(out)]) == 2  # not a long CSV: one line
     err = capsys.readouterr().err.strip().splitlines()
