@@ -576,7 +576,7 @@ def to_summary(tables: list[Table]) -> str:
             f"{dataset[:12]}): mean ± sample std over seeds (ddof=1), in brackets the mean paired "
             f"difference to the Baseline with its {CONFIDENCE:.0%} t interval. {first.varied()}."
         )
-        footer = f"{max(tests, key=len)}; code: {', '.join(versions) or 'unknown'}."
+        footer = f"{'; '.join(dict.fromkeys(tests))}; code: {', '.join(versions) or 'unknown'}."
         notes_lines = _notes_text(notes.notes, lambda m: m.translate(_SUPERSCRIPTS))
         block = [md_escape(caption), "", *lines, ""]
         if notes_lines:
