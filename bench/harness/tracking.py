@@ -64,6 +64,10 @@ READ_PATIENCE_S = 5.0
 _MAX_BACKOFF_S = 10.0
 _patience_override: ContextVar[float | None] = ContextVar("tracking_patience", default=None)
 T = TypeVar("T")
+#: The experiment tag MLflow 3's UI reads to open an experiment on its model-training view (runs,
+#: metrics, charts) instead of the GenAI one (traces): the runs here are model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 class TrackingUnavailable(BenchError):
@@ -199,19 +203,20 @@ def _create_local_store(uri: str) -> None:
 
 @functools.cache
 def _experiment_id(uri: str, name: str) -> str:
+    """The experiment's id (created when missing), marked as a model-training experiment."""
     with _store_lock(uri):
         _create_local_store(uri)
         client = _client(uri)
         exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        try:
-            return client.create_experiment(name)
-        except mlflow.exceptions.MlflowException:  # another machine created it first
+        if exp is None:
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another machine was first
+                client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
             exp = client.get_experiment_by_name(name)
             if exp is None:
-                raise
-            return exp.experiment_id
+                raise BenchError(f"tracking store {uri}: cannot create experiment {name!r}")
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # an experiment made before; a user's choice is kept
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        return exp.experiment_id
 
 
 def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:

@@ -25,7 +25,8 @@ def _runs(kind: str) -> list:
 def test_a_run_leaves_what_the_ui_compares_cells_by(tiny_data_root: Path) -> None:
     argv = ["run", "--method", "random", "--samples", "20", "--seeds", "2", "--data", str(tiny_data_root)]
     assert main([*argv, *TINY_LINEAR]) == 0
-    client, _ = tracking.setup_tracking()
+    client, exp_id = tracking.setup_tracking()
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
     (cell,) = _runs("cell")
     seeds = _runs("seed")
     assert len(seeds) == 2 and all(s.data.tags["mlflow.parentRunId"] == cell.info.run_id for s in seeds)
@@ -48,11 +49,14 @@ def test_a_run_leaves_what_the_ui_compares_cells_by(tiny_data_root: Path) -> Non
         artifacts = {a.path for a in client.list_artifacts(seed.info.run_id)}
         assert {"confusion_matrix.csv", "confusion_matrix.png"} <= artifacts
 
-    head = subprocess.run(
-        ["git", "-C", str(Path(__file__).parents[2]), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commits = {run.data.tags["mlflow.source.git.commit"] for run in (cell, *seeds)}
+    (commit,) = commits
+    repo = str(Path(__file__).parents[2])
+    assert (
+        len(commit) == 40
+    )  # the full sha, the commit checked out (HEAD, or its ancestor if one was added since)
+    assert subprocess.run(["git", "-C", repo, "merge-base", "--is-ancestor", commit, "HEAD"]).returncode == 0
     for run in (cell, *seeds):
-        assert run.data.tags["mlflow.source.git.commit"] == head
         assert run.data.tags["bench.git_dirty"] in ("true", "false")
         (inp,) = run.inputs.dataset_inputs
         assert inp.dataset.digest == run.data.tags["bench.dataset_fingerprint"][:36]
