@@ -188,8 +188,10 @@ def run(args: argparse.Namespace) -> int:
     for cell in cells:
         print(report(cell, ds.classes.names))
         print()
+    uri = tracking_uri()
+    see = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
     print(
         f"wall time {time.perf_counter() - start:.1f} s on {device}; "
-        f"MLflow: {tracking_uri()} experiment {experiment_name()!r} (`mlflow ui` shows the runs)"
+        f"MLflow: {uri} experiment {experiment_name()!r} (to see the runs: {see})"
     )
     return 0
