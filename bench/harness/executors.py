@@ -38,6 +38,7 @@ from bench.core.device import resolve_device
 from bench.core.errors import BenchError
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json
+from bench.core.reaper import reap_on_exit, stop_reaper
 from bench.harness import runner, tracking
 from bench.harness.claims import ClaimStore
 from bench.harness.pretraining import PretrainSpec, load_or_pretrain
@@ -172,11 +173,12 @@ def run_ray(
     if not pending:
         return merge([report], start)
     started_here = not ray.is_initialized()
+    reaper = None
     if started_here:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            reaper = start_local_ray(num_cpus)
     try:
         if gpus_per_unit is None:
             gpus_per_unit = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -197,7 +199,27 @@ def run_ray(
     finally:
         if started_here:
             ray.shutdown()
+        stop_reaper(reaper)
     return merge(reports, start)
+
+
+def start_local_ray(num_cpus: int | None = None) -> Any:
+    """``ray.init`` of a local instance whose processes die with this driver.
+
+    Ray's GCS and raylet share the driver's fate, but the agents under the raylet (dashboard,
+    runtime env) outlived a killed driver by about two minutes; a watcher
+    (:func:`bench.core.reaper.reap_on_exit`) kills the instance's process tree as soon as the
+    driver is gone. Returns the watcher, for :func:`bench.core.reaper.stop_reaper`.
+    """
+    import ray
+
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:  # the instance's own processes (private API: without it, nothing is watched)
+        node = ray._private.worker._global_node
+        roots = [info.process.pid for infos in node.all_processes.values() for info in infos]
+    except Exception:
+        return None
+    return reap_on_exit(roots)
 
 
 def run_submitit(
