@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from bench.core.device import resolve_device
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, resource_problem
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json
 from bench.core.reaper import reap_on_exit, stop_reaper
@@ -95,6 +95,9 @@ def pretrain_task(spec: PretrainSpec | None, ctx: RemoteContext) -> str | None:
     except tracking.TrackingUnavailable as err:
         return str(err)
     except Exception as err:  # the units report it; the sweep carries on with other methods
+        line = resource_problem(err)  # a full disk, no memory: the one line a local sweep prints
+        if line is not None:
+            return line
         return str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
     return None
 
@@ -105,7 +108,13 @@ def unit_task(unit: Unit, ctx: RemoteContext, pretrain_failure: str | None) -> S
         return SweepReport(failed={unit.label: pretrain_failure})
     ds, device = ctx.enter()
     claims = ClaimStore(bench_home() / "claims")
-    return run_sweep([unit], ds, device, claims, progress=False)
+    try:
+        return run_sweep([unit], ds, device, claims, progress=False)
+    except Exception as err:  # a full disk or no memory stops the sweep with its one line
+        line = resource_problem(err)
+        if line is None:
+            raise
+        return SweepReport(stopped=line)
 
 
 def merge(reports: Sequence[SweepReport], start: float) -> SweepReport:
