@@ -18,12 +18,11 @@ import numpy as np
 import torch
 
 from bench.core.names import match_name
+from bench.core.roles import ROLES, MethodInfo, default_role, table_order
 from bench.core.settings import cast_settings
 from bench.models.backbones import SegBackbone
 
 _METHODS: dict[str, type[PretrainMethod]] = {}
-#: Method roles in table column order (``PretrainMethod.role``).
-ROLES: tuple[str, ...] = ("competitor", "ablation", "reference", "control")
 
 M = TypeVar("M", bound="type[PretrainMethod]")
 
@@ -160,7 +159,7 @@ def register_method(name: str) -> Callable[[M], M]:
         if "label" not in vars(cls):
             cls.label = name
         if "role" not in vars(cls):
-            cls.role = "reference" if cls.evaluated_by is not None else "competitor"
+            cls.role = default_role(cls.evaluated_by)
         if cls.role not in ROLES:
             raise ValueError(f"method {name!r}: role {cls.role!r} is not one of {', '.join(ROLES)}")
         _METHODS[name] = cls
@@ -205,11 +204,17 @@ def method_roles() -> dict[str, str]:
     return {cls.name: cls.role for cls in _in_table_order()}
 
 
+def method_infos() -> list[MethodInfo]:
+    """Every registered method's name, label, role and baseline flag, in table column order."""
+    from methods import discover
+
+    discover()
+    return [MethodInfo(m.name, m.label, m.role, m.baseline) for m in _in_table_order()]
+
+
 def _in_table_order() -> list[type[PretrainMethod]]:
-    rank = {role: i for i, role in enumerate(ROLES)}
-    return sorted(
-        _METHODS.values(), key=lambda cls: (not cls.baseline, rank[cls.role], cls.label.casefold())
-    )
+    infos = {cls.name: MethodInfo(cls.name, cls.label, cls.role, cls.baseline) for cls in _METHODS.values()}
+    return [_METHODS[info.name] for info in table_order(infos.values())]
 
 
 def baseline_method() -> str:

@@ -87,6 +87,7 @@ class Plan:
     stage_batch: int
     labelled: int  # the synthetic subset
     test: int
+    pool: int  # its unlabelled SEN12MS-layout pretraining pool (the default pretraining data)
     size: int
     seed: int
     cell_samples: int
@@ -106,6 +107,7 @@ GPU = Plan(
     stage_batch=64,
     labelled=256,
     test=256,
+    pool=256,
     size=256,
     seed=0,
     cell_samples=1000,
@@ -126,6 +128,7 @@ SMOKE = Plan(
     stage_batch=4,
     labelled=12,
     test=8,
+    pool=12,
     size=32,
     seed=19,  # tests/conftest.py's tiny set: both splits hold all 8 evaluated classes
     cell_samples=20,
@@ -242,9 +245,9 @@ class Acceptance:
         proc = self.run(
             "synth",
             "synth",
-            [sys.executable, "-m", "bench", "data", "synth", "--out", str(self.subset), "--train",
-             str(p.labelled), "--test", str(p.test), "--size", str(p.size), "--seed", str(p.seed),
-             "--workers", str(workers)],
+            [sys.executable, "-m", "bench", "data", "synth", "--out", str(self.subset),
+             "--train", str(p.labelled), "--test", str(p.test), "--pretrain", str(p.pool),
+             "--size", str(p.size), "--seed", str(p.seed), "--workers", str(workers)],
         )  # fmt: skip
         if proc is not None and proc.returncode == 0:
             # decode once into the cache here, so that no later step's time includes it
@@ -254,6 +257,7 @@ class Acceptance:
         self.results["subset"] = {
             "labelled": p.labelled,
             "test": p.test,
+            "pool": p.pool,
             "size": p.size,
             "workers": workers,
             "seconds": time.perf_counter() - started,

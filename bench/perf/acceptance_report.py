@@ -403,7 +403,8 @@ def _section(results: dict[str, Any], key: str) -> list[str]:
         subset = timed.get("subset") or results.get("subset") or {}
         made = results.get("subset") or {}
         lines = [
-            f"Subset: {subset.get('labelled', '?')} labelled + {subset.get('test', '?')} test patches of "
+            f"Subset: {subset.get('labelled', '?')} labelled + {subset.get('test', '?')} test + "
+            f"{made.get('pool', '?')} unlabelled pool patches of "
             f"{subset.get('size', '?')} px, made and cached by {made.get('workers', '?')} worker(s) in "
             f"{_fmt(made.get('seconds'), 's')}; backbone {timed.get('backbone', '?')}, preset "
             f"{timed.get('preset', '?')}, {timed.get('samples', '?')} labelled pixels per class, seed 0; "

@@ -9,7 +9,9 @@ cross-entropy, AdamW; forward + backward + step, bf16 autocast and channels_last
 - *project*: the backbone with the finetune protocol's classifier (:class:`Segmenter`);
 - *standard*: the timm trunk on all bands + the same FPN-lite decoder at 1/4 + logits upsampled
   (:class:`~bench.models.timm_resnet.StandardSegmenter`; resnet18 for ``tiny``);
-- *trunk alone*: the timm classification network on all bands (what issue 12's table started from).
+- *trunk alone*: the timm classification network on all bands (what issue 12's table started from);
+- *plain stem*: the project model with ``lean_stem=False`` (:class:`~bench.models.base.SegBackbone`):
+  what the memory-lean stem path saves in memory and costs in throughput, on this device.
 
 Memory: CUDA's peak allocated memory per model. On CPU there is no peak counter worth the name, so
 the rows say n/a there; on every device the stage also counts the activations each model holds
@@ -21,6 +23,7 @@ Defaults: 256 px x 64 on CUDA, 64 px x 8 on CPU.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -49,7 +52,8 @@ class TrainingCost:
 
 
 def training_cost(model: nn.Module, x: torch.Tensor) -> TrainingCost:
-    """FLOPs and activation bytes held for ``model(x).mean().backward()`` (counted, not timed)."""
+    """FLOPs of ``model(x).mean().backward()`` and the activation bytes its forward pass saves
+    for the backward pass (counted, not timed)."""
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     held: dict[int, int] = {}
 
@@ -59,8 +63,12 @@ def training_cost(model: nn.Module, x: torch.Tensor) -> TrainingCost:
             held[storage.data_ptr()] = storage.nbytes()
         return t
 
-    with FlopCounterMode(display=False) as flops, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x).float().mean().backward()
+    with FlopCounterMode(display=False) as flops:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x).float().mean()
+        # outside the hooks: what a backward pass recomputes (and frees) is not held from the
+        # forward pass (bench.models.base's lean stem recomputes BatchNorm + ReLU there)
+        loss.backward()
     model.zero_grad(set_to_none=True)
     return TrainingCost(float(flops.get_total_flops()), sum(held.values()))
 
@@ -127,6 +135,9 @@ def backbone_stage(args: argparse.Namespace) -> list[PerfRow]:
             timm_name, in_chans=_BANDS, num_classes=_CLASSES
         ),
     }
+    plain = copy.deepcopy(backbone)
+    plain.lean_stem = False  # the stem and fusion as plain layers: what the lean path saves and costs
+    models[f"project {name}, plain stem (lean_stem=False)"] = Segmenter(plain, _CLASSES)
     shape = f"{batch}x{_BANDS}x{crop}x{crop}, {device.type}{', bf16' if cuda else ', fp32'}"
     rows: list[PerfRow] = []
     results: list[Measured] = []
@@ -149,7 +160,7 @@ def backbone_stage(args: argparse.Namespace) -> list[PerfRow]:
             ),
             PerfRow("backbone", f"{label} fwd+bwd, 2 images", measured.cost.flops / 1e9, "GFLOP"),
         ]
-    ours, standard = results[0], results[1]
+    ours, standard, plain_stem = results[0], results[1], results[3]
     rows += [
         PerfRow(
             "backbone",
@@ -170,6 +181,19 @@ def backbone_stage(args: argparse.Namespace) -> list[PerfRow]:
             "ratio",
         ),
         PerfRow("backbone", "project / standard FLOPs", ours.cost.flops / standard.cost.flops, "ratio"),
+        PerfRow(
+            "backbone",
+            "lean / plain stem throughput",
+            ours.images_per_s / plain_stem.images_per_s,
+            "ratio",
+        ),
+        PerfRow("backbone", "lean / plain stem peak memory", ours.peak_gib / plain_stem.peak_gib, "ratio"),
+        PerfRow(
+            "backbone",
+            "lean / plain stem activations held for backward",
+            ours.cost.held_bytes / plain_stem.cost.held_bytes,
+            "ratio",
+        ),
     ]
     return rows
 

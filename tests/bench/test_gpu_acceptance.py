@@ -182,7 +182,7 @@ def test_smoke_run_writes_the_whole_report(tmp_path: Path) -> None:
         ["bash", str(REPO / "scripts" / "gpu_acceptance.sh"), "--smoke", str(out)],
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=600,
         env={**os.environ, "PYTHON": sys.executable, SLACK_ENV: "3"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
