@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.table import add_selection_args, refuse_untraceable, selected_long_form
+from bench.cli.table import add_selection_args, refuse_untraceable, selected_long_form, source_method_infos
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Labels and colours in the tables' column order, read from the methods' source (no torch)."""
+    from bench.report.aggregate import using_method_infos
+
+    with using_method_infos(source_method_infos()):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from bench.core.errors import BenchError
     from bench.core.paths import results_dir
     from bench.report.aggregate import summarise, with_references

@@ -12,6 +12,8 @@ from bench.cli.common import TABLE_FORMATS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from bench.core.roles import MethodInfo
+
 #: Suffix of the companion files written beside a long-form CSV (and read back by ``--from``).
 PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX = "_paired", "_variance", "_unavailable"
 
@@ -64,6 +66,78 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write into results/ even when a run read has a +dirty code version (not traceable to a commit)",
     )
+
+
+def source_method_infos() -> list[MethodInfo] | None:
+    """This repository's methods' labels, roles and baseline flag read from their source, in column
+    order; None (ask the registry) when plugins are installed or a registration is not literal.
+
+    ``@register_method("name")`` on a class whose only base is ``PretrainMethod`` with literal
+    ``label``, ``role``, ``baseline`` and ``evaluated_by`` attributes; the registry's defaults
+    otherwise (label: the name; role: :func:`bench.core.roles.default_role`). Reads the files
+    ``bench list`` reads (:mod:`bench.cli.list`), with its helpers; tests/bench/test_table.py holds
+    this reading equal to the registry's.
+    """
+    import ast
+
+    from bench.cli.list import _decorator_args, _literal, _package_dir
+    from bench.core import plugins
+    from bench.core.roles import ROLES, MethodInfo, default_role, table_order
+
+    if plugins.any_plugins():
+        return None
+    wanted = ("label", "role", "baseline", "evaluated_by")
+    infos = []
+    for path in sorted(_package_dir("methods").glob("*.py")):
+        if path.stem == "registry" or path.stem.startswith("_"):
+            continue
+        source = path.read_text(encoding="utf-8")
+        if "register_method" not in source:
+            continue
+        tree = ast.parse(source, filename=str(path))
+        calls = sum(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "register_method"
+            for n in ast.walk(tree)
+        )
+        # every class of the module: its bases and its own literal attributes (None: not literal)
+        own: dict[str, tuple[list[str], dict[str, object] | None]] = {}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            attrs: dict[str, object] | None = {}
+            for stmt in node.body:
+                target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else None
+                target = stmt.target if isinstance(stmt, ast.AnnAssign) else target
+                if isinstance(target, ast.Name) and target.id in wanted and attrs is not None:
+                    value = getattr(stmt, "value", None)
+                    attrs = {**attrs, target.id: value.value} if isinstance(value, ast.Constant) else None
+            own[node.name] = ([b.id if isinstance(b, ast.Name) else "?" for b in node.bases], attrs)
+        decorated = [
+            (n, args)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ClassDef) and (args := _decorator_args(n, "register_method")) is not None
+        ]
+        if calls != len(decorated):
+            return None
+        for node, args in decorated:
+            name = _literal(args[0]) if args else None
+            bases, attrs = own[node.name]
+            inherited: dict[str, object] = {}
+            while bases != ["PretrainMethod"]:  # a base of this module: baseline, evaluated_by inherit
+                if len(bases) != 1 or bases[0] not in own or own[bases[0]][1] is None:
+                    return None
+                bases, base_attrs = own[bases[0]]
+                inherited = {**(base_attrs or {}), **inherited}
+            if name is None or attrs is None:
+                return None
+            evaluated_by = attrs.get("evaluated_by", inherited.get("evaluated_by"))
+            role = attrs.get("role", default_role(evaluated_by if isinstance(evaluated_by, str) else None))
+            label = attrs.get("label", name)  # the registry sets label and role per class, never inherited
+            baseline = attrs.get("baseline", inherited.get("baseline", False))
+            if not isinstance(label, str) or role not in ROLES:
+                return None
+            infos.append(MethodInfo(name, label, str(role), bool(baseline)))
+    return table_order(infos)
 
 
 def selected_long_form(args: argparse.Namespace) -> pd.DataFrame:
@@ -159,6 +233,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Column labels and order come from the methods' source (:func:`source_method_infos`): reading
+    a table imports no method (torch, lightly, timm)."""
+    from bench.report.aggregate import using_method_infos
+
+    with using_method_infos(source_method_infos()):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench.core.atomic import atomic_write_text

@@ -14,13 +14,15 @@ table by :func:`with_references`, because they share its budgets, seeds and test
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from bench.core.roles import MethodInfo
 from bench.harness.tracking import completed_runs, metric_name
 from datasets.classes import DFC_NAMES
-from methods.registry import method_labels, method_roles
 
 #: Identity of a seed run: the MLflow tags (``bench.<name>``) and params the frame keeps.
 ID_TAGS: dict[str, str] = {
@@ -73,8 +75,8 @@ def method_order(
     first, ``PretrainMethod.role``), unregistered methods by name, then the reference rows and
     controls (registered ones in the registry's order; ``references`` names unregistered ones)."""
     present = set(methods)
-    roles = method_roles()
-    known = [m for m in method_labels() if m in present]
+    roles = {m.name: m.role for m in method_infos()}
+    known = [m for m in roles if m in present]
     last = {m for m in known if roles[m] in REFERENCE_ROLES} | (present & set(references))
     unknown = sorted(present - set(known) - last)
     return (
@@ -87,7 +89,44 @@ def method_order(
 
 def method_label(method: str) -> str:
     """Column header of a method: its registry label (``random`` -> ``Baseline``), else its name."""
-    return method_labels().get(method, method)
+    return next((m.label for m in method_infos() if m.name == method), method)
+
+
+_SOURCE_INFOS: list[MethodInfo] | None = None
+
+
+@contextlib.contextmanager
+def using_method_infos(infos: list[MethodInfo] | None) -> Iterator[None]:
+    """Within the block, labels, roles and the baseline come from ``infos`` instead of the registry
+    (None: the registry's).
+
+    ``bench table`` and ``bench plot`` read them from the methods' source (``bench.cli.table``),
+    which spares importing every method (torch, lightly, timm: seconds) only to name columns.
+    """
+    global _SOURCE_INFOS
+    before, _SOURCE_INFOS = _SOURCE_INFOS, infos
+    try:
+        yield
+    finally:
+        _SOURCE_INFOS = before
+
+
+def method_infos() -> list[MethodInfo]:
+    """Every registered method's label, role and baseline flag, in column order (the registry's,
+    or those given to :func:`use_method_infos`)."""
+    if _SOURCE_INFOS is not None:
+        return _SOURCE_INFOS
+    from methods.registry import method_infos as registered
+
+    return registered()
+
+
+def baseline_name() -> str:
+    """The method every other is compared against: the one flagged ``baseline`` (exactly one)."""
+    flagged = [m.name for m in method_infos() if m.baseline]
+    if len(flagged) != 1:
+        raise ValueError(f"exactly one registered method must set baseline = True; found {flagged}")
+    return flagged[0]
 
 
 def _class_order(suffix: str) -> tuple[int, str]:

@@ -35,6 +35,7 @@ from bench.report.aggregate import (
     STD_KIND,
     SUMMARY_METRICS,
     TABLE_KEYS,
+    baseline_name,
     failed_health,
     method_label,
     method_order,
@@ -51,7 +52,6 @@ from bench.report.statistics import (
     paired_comparisons,
     variance_by_source,
 )
-from methods.registry import baseline_method
 
 FORMATS = ("md", "csv", "latex", "summary")
 _UNIT_WORDS = {"pixels": "labelled pixels per class", "images": "labelled images"}
@@ -213,7 +213,7 @@ def build_tables(
     """
     if long.empty:
         return []
-    baseline = baseline or baseline_method()
+    baseline = baseline or baseline_name()
     view = with_references(long)
     stats = summarise(view)
     references = set(view.loc[view["reference"], "method"])
@@ -589,7 +589,7 @@ def to_summary(tables: list[Table]) -> str:
 def paired_report(long: pd.DataFrame) -> pd.DataFrame:
     """The paired CSV beside the long form: every method, ablation and reference row against the
     registry's baseline, per table and tested score, with the p-values the tables mark by."""
-    return paired_comparisons(with_references(long), baseline_method(), TABLE_KEYS)
+    return paired_comparisons(with_references(long), baseline_name(), TABLE_KEYS)
 
 
 def variance_report(long: pd.DataFrame) -> pd.DataFrame:

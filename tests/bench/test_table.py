@@ -6,6 +6,7 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -392,3 +393,30 @@ def test_pretraining_seeds_are_counted_per_method() -> None:
     assert "K (pretraining seed(s)): Baseline 2, SSCL 1" in render(build_tables(long_form(runs)), "md")
     unknown = runs.drop(columns="pretrain_seed")  # runs recorded before the param existed
     assert "; K unknown." in render(build_tables(long_form(unknown)), "md")
+
+
+def test_labels_and_roles_read_from_source_equal_the_registrys() -> None:
+    from bench.cli.table import source_method_infos
+    from methods.registry import method_infos
+
+    source = source_method_infos()
+    assert source is not None  # this repository's registrations are all literal
+    names = {m.name for m in source}
+    # tests register methods of their own at run time: compare the ones the source has
+    assert source == [m for m in method_infos() if m.name in names]
+    assert [m.name for m in source][:4] == ["random", "imagenet", "simsiam", "sscl"]
+
+
+def test_reading_a_table_imports_no_method(tmp_path: Path) -> None:
+    long_csv = tmp_path / "long.csv"
+    long_form(make_runs(methods=("random", "sscl", "core"))).to_csv(long_csv, index=False)
+    probe = (
+        "import sys; from bench.cli import main; "
+        f"assert main(['table', '--from', {str(long_csv)!r}, '--format', 'summary']) == 0; "
+        "print(sorted(m for m in ('torch', 'lightly', 'timm') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    assert "| protocol | budget | Baseline | SSCL | CoRe |" in out  # the registry's labels and order
