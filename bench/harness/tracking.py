@@ -34,6 +34,7 @@ import re
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -379,7 +380,7 @@ def cell_run(
     close_dead_runs(run_id)
     run = client.get_run(run_id)
     if ds is not None and not (run.inputs and run.inputs.dataset_inputs):
-        client.log_inputs(run_id, datasets=[dataset_input(ds, "evaluation")])
+        log_dataset(run_id, ds)
     if run.info.status == "RUNNING":
         client.set_terminated(run_id)
     refresh_parent_status(run_id)
@@ -450,9 +451,23 @@ def dataset_input(ds: Any, context: str) -> DatasetInput:
 
 
 def log_dataset(run_id: str, ds: Any, context: str = "evaluation") -> None:
-    """Log ``ds`` as an input of ``run_id`` (see :func:`dataset_input`)."""
+    """Log ``ds`` as an input of ``run_id`` (see :func:`dataset_input`).
+
+    The store keeps one dataset entry per (experiment, name, digest), found-or-inserted without a
+    lock: two workers that log it at once collide on the insert, and the loser's retry finds it.
+    An input that still fails is left out with a warning; it describes a run, it is not a result.
+    """
     client, _ = setup_tracking()
-    client.log_inputs(run_id, datasets=[dataset_input(ds, context)])
+    for attempt in range(3):
+        try:
+            client.log_inputs(run_id, datasets=[dataset_input(ds, context)])
+            return
+        except MlflowException as err:
+            if attempt == 2:
+                line = str(err).splitlines()[0][:160]
+                warnings.warn(f"dataset input not logged to run {run_id}: {line}", stacklevel=2)
+            else:
+                time.sleep(0.2 * (attempt + 1))
 
 
 def _now_ms() -> int:
@@ -487,7 +502,7 @@ def start_seed(
         _log_params(client, run.info.run_id, params)
         _STARTED_PARAMS[run.info.run_id] = dict(params)
     if ds is not None:
-        client.log_inputs(run.info.run_id, datasets=[dataset_input(ds, "evaluation")])
+        log_dataset(run.info.run_id, ds)
     return run.info.run_id
 
 
