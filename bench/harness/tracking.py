@@ -153,6 +153,8 @@ def _client(uri: str) -> MlflowClient:
     # our retry loop bounds the wait; MLflow's own (7 retries, ~8 min) would run inside every call
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # the fluent API prints "View run ... at: URL" for every run it ends: once per unit in a sweep's log
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return cast(MlflowClient, _PatientClient(MlflowClient(uri)))
 
 
