@@ -253,3 +253,16 @@ def test_a_13_band_checkpoint_runs_end_to_end_as_a_labelled_row(
     assert list(runs["method"]) == ["SSL4EO"]
     assert main([*argv[:-8], "--label", "ImageNet", *argv[-6:]]) == 2  # a registered label is refused
     assert "registered method's name or label" in capsys.readouterr().err
+
+
+def test_sweep_labels_name_one_swept_method_each() -> None:
+    from bench.cli.common import labels_for
+
+    assert labels_for(["imagenet=SSL4EO"], ["random", "imagenet"]) == {"imagenet": "SSL4EO"}
+    assert labels_for(["SSL4EO"], ["imagenet"]) == {"imagenet": "SSL4EO"}
+    with pytest.raises(BenchError, match="say which method"):
+        labels_for(["SSL4EO"], ["random", "imagenet"])
+    with pytest.raises(BenchError, match="not among the swept methods"):
+        labels_for(["simsiam=SSL4EO"], ["imagenet"])
+    with pytest.raises(BenchError, match="registered method's name or label"):
+        labels_for(["imagenet=baseline"], ["imagenet"])
