@@ -13,9 +13,25 @@ Choices (the published description gives the ideas, not these constants):
   speckle is about 65 % of the input variance, so an unweighted MSE is mostly a SAR-denoising
   objective and barely asks for the optical spectrum. The statistics come from the training part
   of the pool (evenly spaced patches, ``stats_patches``), never from evaluation data.
-- **Dropped and cut-out values are marked missing** with ``missing_value`` -1.0: the inputs are in
-  [0, 1] (DESIGN 2.3), so no real pixel takes -1, whereas 0 is also clipped-dark water in S2 and
-  the -25 dB fill of NaN SAR. The network can tell "absent" from "dark".
+- **Missing data is marked in feature space** (``marker`` "embedding", version 3). The band-shared
+  stem runs on the present bands only: a dropped band is not in the stem's batch at all, so it
+  neither reaches a convolution nor the stem's BatchNorm statistics. Cut-out pixels (a box in
+  every band of an image) are filled with the band's pool mean (``BandStatistics``, in the
+  input's own normalisation, so an in-range value under ``scaled`` and ``zscore`` alike) and the
+  stem runs on them, but at every dropped band-pixel and every stem pixel that covers a cut
+  input pixel its output is replaced by a learned mask embedding (``CoReHead.mask_embedding``,
+  one ``stem_width`` vector, MAE's mask token per band-pixel) before fusion
+  (``SegBackbone.features_from_bands``). The embedding belongs to CoRe's head, not to the
+  transferred backbone: downstream inputs are never missing. Why: version 2 wrote -1 into the
+  input (``marker`` "value", ``missing_value``; kept for the A/B). About 35 % of a batch's
+  elements were then 10 to 400 band-stds outside the data; the stem's batch-statistics BN
+  compressed the real signal about 3x, and behind a UniFeat stem trained at 0.1x the learning
+  rate one CoRe run in three settled at the per-band mean (issue 20: skill -0.008, restored std
+  0.013). Under ``zscore``, -1 is moreover an ordinary value. A/B on the v3 embedded default,
+  ``sscl`` at its previous schedule (150 + 150 steps of 16), pretraining seed 0, linear probe on
+  validation pixels (200 px/class, budget seeds 0-1; ``scripts/choose_pretrain_schedules.py seeds
+  --methods sscl --set core.marker=value``): -1 marker val AA 55.0, skill 0.167 (optical 0.162);
+  mask embedding (sscl's new defaults, same seed) val AA 57.2, skill 0.179 (optical 0.176).
 - **Decoder** conv3x3 -> ReLU -> conv1x1 (``head_hidden`` 32): a linear 1x1 head can only read the
   spectrum off the features linearly; a small non-linear head with 3x3 context keeps the burden
   of restoration on the backbone (it is discarded) while not forcing its features to be linear in

@@ -37,12 +37,15 @@ class HealthCheck:
     config_path: str = ""
 
     def bounds(self, config: Any) -> tuple[float | None, float | None]:
-        """(minimum, maximum) for this config."""
-        for part in filter(None, self.config_path.split(".")):
-            config = getattr(config, part)
+        """(minimum, maximum) for this config (read only by thresholds that are functions of it)."""
 
         def value(t: Threshold | None) -> float | None:
-            return None if t is None else float(t(config) if callable(t) else t)
+            if t is None or not callable(t):
+                return None if t is None else float(t)
+            stage = config
+            for part in filter(None, self.config_path.split(".")):
+                stage = getattr(stage, part)
+            return float(t(stage))
 
         return value(self.minimum), value(self.maximum)
 

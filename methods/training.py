@@ -157,3 +157,33 @@ def fit(
         reduce_losses=lambda losses: average_([losses]),  # the global batch's loss, alike on every rank
         progress=ctx.progress,
     )
+
+
+@torch.no_grad()
+def recompute_bn_statistics(
+    backbone: nn.Module, images: np.ndarray, device: torch.device, batches: int = 16, batch_size: int = 16
+) -> None:
+    """Re-estimate every BatchNorm's running mean and variance on clean patches of ``images``.
+
+    A pretraining method estimates them on what it fed the network (CoRe: degraded inputs, two
+    thirds of its stem's batch; SimSiam: augmented crops), while downstream sees clean full
+    patches. This replaces them by a cumulative average over ``batches`` evenly spaced batches of
+    whole clean patches, weights untouched. Whether to do it (for every method alike) was decided
+    on validation pixels; ``scripts/choose_pretrain_schedules.py --bn`` measures it.
+    """
+    norms = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(images) == 0:
+        return
+    momenta = [m.momentum for m in norms]
+    was_training = backbone.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    backbone.train()
+    rows = np.linspace(0, len(images) - 1, min(len(images), batches * batch_size)).astype(int)
+    for start in range(0, len(rows), batch_size):
+        batch = np.asarray(images[np.sort(rows[start : start + batch_size])], dtype=np.float32)
+        backbone(as_input(torch.from_numpy(batch), device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    backbone.train(was_training)

@@ -119,6 +119,7 @@ def test_the_main_command_logged_to_a_file_is_short_and_says_what_happened(
     ]
     argv = ["run", "--method", "sscl", "--samples", "20", "--seeds", "2", "--data", str(tiny_data_root)]
     argv += [arg for pair in short for arg in ("--set", pair)]
+    argv += ["--allow-unhealthy"]  # 4 steps cannot pass the health gate (issue 20); marked, not stopped
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",

@@ -86,6 +86,7 @@ def test_main_command_sscl_end_to_end(tiny_data_root: Path, capsys: pytest.Captu
     ]
     argv = ["run", "--method", "sscl", "--samples", "20", "--seeds", "2", "--data", str(tiny_data_root)]
     argv += ["--no-progress", *(arg for pair in short for arg in ("--set", pair))]
+    argv += ["--allow-unhealthy"]  # 4 steps cannot pass the health gate (issue 20); marked, not stopped
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "SSCL" in out and "AA " in out and "OA " in out

@@ -25,7 +25,9 @@ def _banded_images(low: float, width: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _stem_inputs(model: torch.nn.Module) -> tuple[list[torch.Tensor], torch.utils.hooks.RemovableHandle]:
     seen: list[torch.Tensor] = []
-    handle = model.stem.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    # the convolution that sees raw band values (whichever path the backbone takes to it)
+    conv = model.stem.first_conv
+    handle = conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
     return seen, handle
 
 

@@ -106,11 +106,12 @@ def test_core_degradations_do_what_they_claim() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(256, 15, 16, 16) + 0.1
     cfg = CoReConfig(p_band=0.2, p_modality=0.3, blur_p=0.0, cutout_boxes=1, cutout_max_frac=0.25)
-    out = degrade(x, cfg, gen)
+    mean = x.mean(dim=(0, 2, 3))
+    out = degrade(x, cfg, gen, mean)
     dropped = out.dropped[:, :, None, None].expand_as(x)
-    assert (out.x[dropped] == cfg.missing_value).all()  # marked missing, a value no input takes
-    assert (out.x[out.cut.expand_as(x)] == cfg.missing_value).all()
-    assert cfg.missing_value < 0 <= float(x.min())
+    band_mean = mean.view(1, -1, 1, 1).expand_as(x)
+    assert torch.equal(out.x[dropped], band_mean[dropped])  # an in-range fill: the band's pool mean
+    assert torch.equal(out.x[out.cut.expand_as(x)], band_mean[out.cut.expand_as(x)])
     kept = ~dropped & ~out.cut.expand_as(x)
     torch.testing.assert_close(out.x[kept], x[kept])
     assert (~out.dropped).any(dim=1).all()  # some band always survives
