@@ -529,6 +529,7 @@ _STARTED_PARAMS: dict[str, dict[str, str]] = {}
 
 def fail_run(run_id: str) -> None:
     """Best effort: mark a run FAILED (the server may be what failed)."""
+    _STARTED_PARAMS.pop(run_id, None)
     client, _ = setup_tracking()
     with contextlib.suppress(Exception), patience(0.0):
         client.set_terminated(run_id, "FAILED")
