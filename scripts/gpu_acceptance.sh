@@ -9,6 +9,10 @@
 #   bash scripts/gpu_acceptance.sh OUTDIR       # on the GPU machine
 #   bash scripts/gpu_acceptance.sh --smoke OUTDIR   # every step on the CPU at tiny sizes (< 3 min)
 #
+# On this workplace's device tool (the wheels folder is git-ignored, so it must be carried):
+#   run(command="bash scripts/gpu_acceptance.sh $OUT", carry=[".gpu-wheels"], timeout_s=540)
+# and commit $OUT/report.md as docs/gpu-acceptance/<date>-<machine>.md.
+#
 # The GPU machine has torch, timm, numpy, pandas and scikit-learn but not lightly, rasterio,
 # mlflow or optuna, and reaches no registry: the wheels from .gpu-wheels/ are installed first,
 # with --no-index and --no-deps into a separate folder put on PYTHONPATH, so the machine's own

@@ -231,11 +231,15 @@ class SegBackbone(nn.Module):
     256 px      193.3 MiB, 2.64x        103.3 MiB, 1.41x
     ==========  ======================  ======================
 
-    (tiny: 1.52x -> 0.90x at both sizes.) FLOPs unchanged (1.10x: the recomputed first convolution
-    has one input channel). Throughput on 2 shared CPU cores, lean and plain in alternating rounds:
-    0.96x at 128 px, batch 8 (the BatchNorm/ReLU recompute); on a GPU the ``backbone`` stage's
-    "lean / plain stem" rows give both figures (``scripts/gpu_acceptance.sh``), and
-    ``lean_stem = False`` restores the plain path without touching weights or results.
+    (tiny: 1.52x -> 0.90x at both sizes.) Before this path the stage reported 2.25x at 128 px: it
+    counted the whole batch's input storage and what the backward pass saves as held; both are
+    fixed, and the table compares like with like. FLOPs unchanged (1.10x: the recomputed first
+    convolution has one input channel). Throughput, lean / plain, same weights, alternating
+    rounds in one process on 2 loaded CPU cores (one thread): resnet18 0.96x at 128 px batch 8,
+    0.83x at 256 px batch 4; tiny 1.02x at 128 px: the recompute is elementwise work, which a
+    CPU pays for at full price. On a GPU the ``backbone`` stage's "lean / plain stem" rows give
+    both figures (``scripts/gpu_acceptance.sh``); ``lean_stem = False`` restores the plain path
+    without touching weights or results.
     """
 
     #: Whether :meth:`features` takes the memory-lean path (see the class docstring).

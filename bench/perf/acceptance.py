@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import platform
@@ -64,6 +65,9 @@ STACK = (
     "filelock",
     "tqdm",
 )
+
+#: Modules the harness imports from the carried wheels (and timm from the image), checked first.
+IMPORTS = ("lightly.loss", "lightly.models.modules", "rasterio", "mlflow", "optuna", "sqlalchemy", "timm")
 
 #: Multiplies the overall deadline and every step's limit (default 1): for a loaded machine.
 SLACK_ENV = "BENCH_ACCEPTANCE_SLACK"
@@ -106,7 +110,7 @@ GPU = Plan(
     stage_crop=256,
     stage_batch=64,
     labelled=256,
-    test=256,
+    test=128,
     pool=256,
     size=256,
     seed=0,
@@ -383,8 +387,6 @@ class Acceptance:
 def perf_jobs(path: Path) -> None:
     """Run the ``bench perf`` stages that ``path`` lists, each into its JSON file (rows and seconds,
     or a one-line error): the same stage functions ``python -m bench perf`` runs."""
-    import importlib
-
     from bench.core.device import use_thread_share
     from bench.perf.stages import run_stages
 
@@ -460,6 +462,12 @@ def environment() -> dict[str, str]:
             env[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             env[dist] = "not installed"
+    for module in IMPORTS:  # what the carried wheels must provide, imported the way the code does
+        try:
+            importlib.import_module(module)
+            env[f"import {module}"] = "ok"
+        except Exception as err:
+            env[f"import {module}"] = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True

@@ -85,7 +85,8 @@ def _measure(model: nn.Module, batch: int, crop: int, device: torch.device, step
     gen = torch.Generator().manual_seed(0)
     x_host = torch.rand(batch, _BANDS, crop, crop, generator=gen)
     y_host = torch.randint(_CLASSES, (batch, crop, crop), generator=gen)
-    cost = training_cost(model.train(), x_host[:2])  # 2: BatchNorm needs more than one value
+    cost = training_cost(model.train(), x_host[:2].clone())  # 2: BatchNorm needs more than one value;
+    # a copy: a slice would count the whole batch's storage as held
     model = to_device(model, device).train()
     x, y = as_input(x_host, device), y_host.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
