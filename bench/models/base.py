@@ -231,9 +231,10 @@ class SegBackbone(nn.Module):
     256 px      193.3 MiB, 2.64x        103.3 MiB, 1.41x
     ==========  ======================  ======================
 
-    (tiny: 1.52x -> 0.90x at both sizes.) Before this path the stage reported 2.25x at 128 px: it
-    counted the whole batch's input storage and what the backward pass saves as held; both are
-    fixed, and the table compares like with like. FLOPs unchanged (1.10x: the recomputed first
+    (tiny: 1.52x -> 0.90x at both sizes.) Before, the stage reported 2.25x at 128 px: it counted
+    the whole batch's input storage (8 images, not 2) as held by both models, which flattered the
+    ratio; it now counts 2 images and only what the forward pass saves (a backward-pass recompute
+    is not held), so both columns are measured alike. FLOPs unchanged (1.10x: the recomputed first
     convolution has one input channel). Throughput, lean / plain, same weights, alternating
     rounds in one process on 2 loaded CPU cores (one thread): resnet18 0.96x at 128 px batch 8,
     0.83x at 256 px batch 4; tiny 1.02x at 128 px: the recompute is elementwise work, which a
