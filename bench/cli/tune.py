@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.core.errors import BenchError
     from bench.harness.runner import cell_spec, parse_overrides
-    from bench.harness.tune import trial_states, completed, default_study_name, load_config, tune
+    from bench.harness.tune import completed, default_study_name, load_config, trial_states, tune
     from datasets import load_dataset
 
     prepare(args)
@@ -100,9 +100,12 @@ def run(args: argparse.Namespace) -> int:
         pretrain=args.pretrain,
         budget_seeds=args.budget_seeds,
     )
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(trial_states(study).items()) if state != "complete")
+    counts = ", ".join(
+        f"{n} {state}" for state, n in sorted(trial_states(study).items()) if state != "complete"
+    )
     print(
-        f"study {study_name}: {completed(study)} completed trials" + (f" ({counts})" if counts else "")
+        f"study {study_name}: {completed(study)} completed trials"
+        + (f" ({counts})" if counts else "")
         + f"; best validation AA {100 * study.best_value:.1f}%"
     )
     print(f"best settings: {study.best_params}")

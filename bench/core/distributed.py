@@ -106,7 +106,14 @@ def _silent_ranks(rank: int, ranks: int) -> list[int]:
     return [r for r in before if before[r] == after.get(r)]
 
 
-_PEER_FAILURE = ("timed out", "timeout", "connection reset", "connection closed", "pair closure", "broken pipe")
+_PEER_FAILURE = (
+    "timed out",
+    "timeout",
+    "connection reset",
+    "connection closed",
+    "pair closure",
+    "broken pipe",
+)
 
 
 @contextlib.contextmanager
@@ -121,9 +128,7 @@ def _guard(op: str) -> Iterator[None]:
         rank, ranks = world()
         silent = _silent_ranks(rank, ranks)
         who = (
-            f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))}"
-            if silent
-            else "a peer rank"
+            f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))}" if silent else "a peer rank"
         )
         raise PeerTimeout(
             f"rank {rank} of {ranks}: {who} stopped answering in {op} (stalled or dead; waited up to "

@@ -153,9 +153,7 @@ def resource_problem(err: BaseException, *, home: Path | None = None, store: str
             f"too many open files{at} (limit {now}): raise the limit (ulimit -n {suggestion}) "
             "or run fewer workers at once (BENCH_LOCAL_WORKERS)"
         )
-    loop = _loop_point(
-        name or next((m.group(1) for e in _chain(err) if (m := _LOOP.search(str(e)))), "")
-    )
+    loop = _loop_point(name or next((m.group(1) for e in _chain(err) if (m := _LOOP.search(str(e)))), ""))
     return (
         f"symlink loop at {loop}: a symlink on this path points back to itself; fix or remove it "
         f"(ls -l {loop}), then re-run"

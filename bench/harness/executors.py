@@ -224,7 +224,7 @@ def start_local_ray(num_cpus: int | None = None) -> Any:
 
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     try:  # the instance's own processes (private API: without it, nothing is watched)
-        node = ray._private.worker._global_node
+        node: Any = ray._private.worker._global_node
         roots = [info.process.pid for infos in node.all_processes.values() for info in infos]
     except Exception:
         return None

@@ -290,7 +290,8 @@ def tuned_path(spec: CellSpec, ds: Any, pretrain: bool) -> Path:
     """``bench_home()/tuned/<method>-<protocol>-<budget><unit>-<backbone>-<dataset>[-pretrain].json``:
     one file per (method, protocol, budget, backbone, dataset fingerprint), never overwritten by
     tuning another of them."""
-    name = f"{spec.method}-{spec.protocol}-{spec.samples}{spec.budget_unit}-{spec.backbone}-{ds.fingerprint[:12]}"
+    budget = f"{spec.samples}{spec.budget_unit}"
+    name = f"{spec.method}-{spec.protocol}-{budget}-{spec.backbone}-{ds.fingerprint[:12]}"
     return bench_home() / "tuned" / f"{name}{'-pretrain' if pretrain else ''}.json"
 
 

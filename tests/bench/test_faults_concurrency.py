@@ -16,9 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 import torch
+from mlflow.tracking import MlflowClient
 
 from bench.harness import tracking
 from bench.harness.claims import ClaimStore

@@ -1,4 +1,6 @@
-"""A stalled peer ends every live rank within ``BENCH_DIST_TIMEOUT_S``, in one line naming it (issue 25 item 4).
+"""A stalled peer ends every live rank within ``BENCH_DIST_TIMEOUT_S``, in one line naming it.
+
+Issue 25 item 4.
 
 Two gloo processes join through the environment as ``torchrun`` starts them; after one good
 all-reduce, rank 1 SIGSTOPs itself. Rank 0, in the next gradient all-reduce, must stop within the

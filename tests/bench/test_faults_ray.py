@@ -91,7 +91,9 @@ def _wait_gone(pids: list[int], seconds: float) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the watcher reads /proc (Linux)")
 def test_orphans_of_a_killed_driver_are_reaped() -> None:
-    driver = subprocess.Popen([sys.executable, "-c", FAKE_DRIVER], env=_env(), stdout=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", FAKE_DRIVER], env=_env(), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert driver.stdout is not None
         raylet = int(driver.stdout.readline())

@@ -44,7 +44,7 @@ def _one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def _temporaries() -> list[Path]:
-    return [p for p in bench_home().rglob(".*.tmp*")] if bench_home().exists() else []
+    return list(bench_home().rglob(".*.tmp*")) if bench_home().exists() else []
 
 
 def _enospc(*args: object, **kwargs: object) -> None:
@@ -83,7 +83,9 @@ def test_full_disk_while_writing_a_budget_stops_a_sweep(
 
 
 def test_full_tracking_database(
-    mlflow_store: str, tiny_data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_data_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     log_batch = MlflowClient.log_batch
 

@@ -69,7 +69,7 @@ def test_one_identity_whatever_form_a_setting_takes(tiny_dataset: Dataset) -> No
     assert specs[0].method_config()["augment"]["scale"] == (0.5, 1.0)
     units = grid(["simsiam"], [5], range(2), ["linear"], method_overrides=forms[0])
     assert len(units) == 2
-    method, _ = parse_overrides(["method.augment={\"scale\": [0.5, 1.0]}"])
+    method, _ = parse_overrides(['method.augment={"scale": [0.5, 1.0]}'])
     assert CellSpec("simsiam", 5, method_overrides=method) == specs[0]
 
 

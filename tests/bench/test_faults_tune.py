@@ -54,9 +54,10 @@ def _check_resumed(study: str, tuned: Path) -> None:
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-@pytest.mark.slow  # a subprocess that imports torch and mlflow, then a resumed study: ~20 s, more on a busy machine
+@pytest.mark.slow  # a subprocess importing torch and mlflow, then a resumed study: ~20 s
+@pytest.mark.usefixtures("mlflow_store")
 def test_a_trial_killed_by_sigkill_is_failed_and_asked_again(
-    mlflow_store: str, tiny_data_root: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A real ``bench tune`` subprocess, SIGKILLed while its first trial holds its claim."""
     python_path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
@@ -85,12 +86,13 @@ def test_a_trial_killed_by_sigkill_is_failed_and_asked_again(
     _check_resumed("killed", path)
 
 
-def test_dead_owner_without_heartbeat_and_tuned_files_per_budget(
-    mlflow_store: str, tiny_data_root: Path
-) -> None:
+@pytest.mark.usefixtures("mlflow_store")
+def test_dead_owner_without_heartbeat_and_tuned_files_per_budget(tiny_data_root: Path) -> None:
     """A RUNNING trial whose process is gone (recorded pid, stale claim): failed, re-asked; and a
     second budget writes its own settings file."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     journal = bench_home() / "optuna" / "dead.journal"
     journal.parent.mkdir(parents=True)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
