@@ -166,7 +166,6 @@ class Acceptance:
             "command": " ".join(["scripts/gpu_acceptance.sh", *(["--smoke"] if smoke else []), str(out)]),
             "plan": {k: v for k, v in vars(plan).items() if k != "limits"},
             "steps": [],
-            "processes": [],
             "perf": {"backbone": {}, "pretrain": {}, "train": {}},
             "tests": {},
         }
@@ -184,14 +183,11 @@ class Acceptance:
     def remaining(self) -> float:
         return self.plan.deadline_s - (time.perf_counter() - self.start)
 
-    def run(
-        self, name: str, kind: str | float, argv: list[str], record: bool = True
-    ) -> subprocess.CompletedProcess[str] | None:
-        """Run one step under min(its limit, what the deadline leaves); record its status (in
-        ``self.processes`` instead of the steps when ``record`` is False)."""
+    def run(self, name: str, kind: str | float, argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+        """Run one step under min(its limit, what the deadline leaves); record its status."""
         limit = min(self.plan.limits[kind] if isinstance(kind, str) else kind, self.remaining() - 2)
         step: dict[str, Any] = {"name": name, "status": "skipped", "seconds": 0.0, "limit_s": limit}
-        (self.results["steps"] if record else self.results["processes"]).append(step)
+        self.results["steps"].append(step)
         if limit < 5:
             step["error"] = "out of time (overall deadline)"
             self.write()
@@ -293,9 +289,9 @@ class Acceptance:
         path = self.work / f"jobs-{specs[0]['name']}.json"
         path.write_text(json.dumps(specs))
         limit = sum(p.limits[stage] for stage, _ in jobs)
-        label = str(specs[0]["name"]) if len(specs) == 1 else f"perf worker ({len(specs)} jobs)"
+        label = str(specs[0]["name"]) if len(specs) == 1 else f"worker: {len(specs)} perf jobs in one process"
         argv = [sys.executable, "-m", "bench.perf.acceptance", "--perf-jobs", str(path)]
-        self.run(label, limit, argv, record=len(specs) > 1)
+        self.run(label, limit, argv)
         for spec, (stage, backbone) in zip(specs, jobs, strict=True):
             out = Path(spec["json"])
             done = json.loads(out.read_text()) if out.exists() else None

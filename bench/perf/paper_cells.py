@@ -92,6 +92,7 @@ def _specs(method: str, args: argparse.Namespace, fraction: float) -> tuple[list
     pairs = preset_pairs(args.preset, method)
     method_pairs = [p for p in pairs if p.startswith("method.")]
     protocol_pairs = [p for p in pairs if not p.startswith("method.")]
+    method_pairs += _unset_steps(method, method_pairs)
     method_pairs, m_full, m_run = scaled_pairs(method_pairs, fraction, args.cap_crop, args.cap_batch)
     protocol_pairs, f_full, f_run = scaled_pairs(
         protocol_pairs, args.finetune_fraction, args.cap_crop, args.cap_batch
@@ -113,6 +114,32 @@ def _specs(method: str, args: argparse.Namespace, fraction: float) -> tuple[list
     ]
     steps = {"pretrain_full": m_full, "pretrain_run": m_run, "finetune_full": f_full, "finetune_run": f_run}
     return list(dict.fromkeys(specs)), steps
+
+
+def _unset_steps(method: str, method_pairs: list[str]) -> list[str]:
+    """``method.<stage>steps=N`` pairs for the schedules the preset leaves at the method's default,
+    so that ``--fraction`` cuts every schedule (and records it), not only the preset's."""
+    import dataclasses
+
+    from bench.harness.runner import parse_overrides
+    from methods import get_method
+
+    if get_method_is_reference(method):
+        return []
+    cls = get_method(method)
+    config = dataclasses.asdict(cls.config_from_dict(parse_overrides(method_pairs)[0]))
+    given = {p.partition("=")[0] for p in method_pairs}
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif key == "steps" and isinstance(value, int) and f"method.{prefix}steps" not in given:
+                found.append(f"method.{prefix}steps={value}")
+
+    walk(config, "")
+    return found
 
 
 def _spec_fields() -> set[str]:
@@ -168,7 +195,10 @@ def time_cells(args: argparse.Namespace) -> dict[str, Any]:
     save()
 
     if args.warmup:
-        warm_method = next((m for m in methods if not get_method_is_reference(m)), None)
+        trained = [
+            m for m in methods if not get_method_is_reference(m) and _specs(m, args, 0.0)[1]["pretrain_full"]
+        ]
+        warm_method = next(iter(trained), None)  # a method with steps: CUDA, cuBLAS and cuDNN warm up
         if warm_method is not None:
             specs, _ = _specs(warm_method, args, 0.0)  # 1 step per stage
             try:
