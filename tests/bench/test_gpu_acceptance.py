@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.perf.acceptance import SLACK_ENV, junit_cases
+from bench.perf.acceptance import SLACK_ENV, cuda_test_files, junit_cases
 from bench.perf.acceptance_report import (
     BACKBONES,
     GOALS,
@@ -169,6 +169,12 @@ def test_junit_cases_read_outcomes_and_times(tmp_path: Path) -> None:
         ("tests/bench/test_x.py::test_c", "skipped"),
     ]
     assert cases[0]["seconds"] == 1.5
+
+
+def test_cuda_tests_are_collected_from_the_files_that_mark_them() -> None:
+    files = cuda_test_files(REPO / "tests")
+    assert str(Path(__file__)) in files and str(REPO / "tests" / "bench" / "test_backbones.py") in files
+    assert all("mark.cuda" in Path(f).read_text() for f in files)
 
 
 @pytest.mark.slow
