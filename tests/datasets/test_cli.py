@@ -63,11 +63,14 @@ def test_perf_data_stage(tiny_data_root: Path, capsys: pytest.CaptureFixture[str
     assert main(["perf", "--stage", "nope"]) == 2
 
 
+@pytest.mark.slow  # generates the whole default (960 patches, with its pool): ~30 s on 2 free cores
 def test_embedded_default(bench_home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """No --data: the default set is generated once under BENCH_HOME, big enough for 800 px/class."""
+    """No --data: the default set is generated once under BENCH_HOME, big enough for 800 px/class,
+    with its pretraining pool."""
     assert main(["data", "check"]) == 0
     assert "labelled: 160 patches of 64x64 px" in capsys.readouterr().out
     ds = load_dataset(progress=False)
     assert ds.root == bench_home_dir / "data" / DEFAULT_NAME and ds.layout == "synthetic"
     assert min(ds.labelled.class_pixels[n] for n in DEFAULT_CLASSES.names) >= 2000
     assert not [p for p in (bench_home_dir / "data").iterdir() if p.name != DEFAULT_NAME]
+    assert ds.pretrain_pool == ds.root / "sen12ms" and ds.pretrain_pool_id is not None
