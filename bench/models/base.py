@@ -236,11 +236,11 @@ class SegBackbone(nn.Module):
     ratio; it now counts 2 images and only what the forward pass saves (a backward-pass recompute
     is not held), so both columns are measured alike. FLOPs unchanged (1.10x: the recomputed first
     convolution has one input channel). Throughput, lean / plain, same weights, alternating
-    rounds in one process on 2 loaded CPU cores (one thread): resnet18 0.96x at 128 px batch 8,
-    0.83x at 256 px batch 4; tiny 1.02x at 128 px: the recompute is elementwise work, which a
-    CPU pays for at full price. On a GPU the ``backbone`` stage's "lean / plain stem" rows give
-    both figures (``scripts/gpu_acceptance.sh``); ``lean_stem = False`` restores the plain path
-    without touching weights or results.
+    rounds in one process on 2 loaded CPU cores (one thread): resnet18 0.86-0.96x at 128 px
+    batch 8 (two runs), 0.83x at 256 px batch 4; tiny 1.02x at 128 px: the recompute is
+    elementwise work, which a CPU pays for at full price. On a GPU the ``backbone`` stage's
+    "lean / plain stem" rows give both figures (``scripts/gpu_acceptance.sh``);
+    ``lean_stem = False`` restores the plain path without touching weights or results.
     """
 
     #: Whether :meth:`features` takes the memory-lean path (see the class docstring).

@@ -328,6 +328,31 @@ def judge_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def lean_stem_note(rows: Rows) -> str:
+    """What the memory-lean stem path (``SegBackbone.lean_stem``) buys and costs on this device,
+    and whether the plain path would also meet DESIGN 3's memory goal: the figures that decide
+    its default."""
+    speed = row_value(rows, "lean / plain stem throughput")
+    memory = row_value(rows, "lean / plain stem peak memory")
+    standard = next(
+        (r for r in rows if str(r["measure"]).startswith("standard") and r["unit"] == "GiB"), None
+    )
+    plain = next((r for r in rows if "plain stem" in str(r["measure"]) and r["unit"] == "GiB"), None)
+    if math.isnan(speed):
+        return "_lean stem: not measured_"
+    text = f"Lean stem vs plain stem: throughput {_fmt(speed)}x, peak memory {_fmt(memory)}x."
+    if standard is None or plain is None or math.isnan(_num(plain["value"])):
+        return text
+    plain_ratio = _num(plain["value"]) / _num(standard["value"])
+    text += f" The plain stem's peak memory is {_fmt(plain_ratio)}x the standard model's"
+    if speed < 0.97 and plain_ratio <= 4:
+        text += (
+            "; it meets the <= 4x goal too and is faster here: `SegBackbone.lean_stem = False` would"
+            " trade the memory for the throughput."
+        )
+    return text + "."
+
+
 # --------------------------------------------------------------------------------------------
 # Markdown
 
@@ -376,6 +401,8 @@ def _section(results: dict[str, Any], key: str) -> list[str]:
         for b in BACKBONES:
             lines += [f"### {b}", ""]
             lines += _rows_table(_perf(results, key, b), _step_note(results, f"perf-{key}-{b}"))
+            if key == "backbone" and _perf(results, key, b):
+                lines += ["", lean_stem_note(_perf(results, key, b) or [])]
             lines.append("")
         return lines
     if key == "data":

@@ -28,6 +28,7 @@ from bench.perf.acceptance_report import (
     build_markdown,
     finish,
     grid_estimate,
+    lean_stem_note,
     report_json,
 )
 
@@ -124,6 +125,18 @@ def test_report_has_every_section_and_every_goal_line_whatever_ran() -> None:
     assert verdicts["presets"] is True and verdicts["cuda-tests"] is True
     data = json.loads(report_json(results))  # strict JSON (no NaN)
     assert [g["key"] for g in data["goals"]] == [g.key for g in GOALS]
+
+
+def test_lean_stem_note_says_when_the_plain_stem_would_do() -> None:
+    rows = [
+        _row("standard resnet18 (trunk + FPN-lite) peak memory", 2.0, "GiB"),
+        _row("project resnet18, plain stem (lean_stem=False) peak memory", 6.0, "GiB"),
+        _row("lean / plain stem throughput", 0.9),
+        _row("lean / plain stem peak memory", 0.6),
+    ]
+    assert "lean_stem = False" in lean_stem_note(rows)  # plain: 3x <= 4x, and 10% faster
+    rows[1]["value"] = 10.0  # plain: 5x, over the goal: keep the lean stem
+    assert "lean_stem = False" not in lean_stem_note(rows) and "5.00x" in lean_stem_note(rows)
 
 
 def test_empty_results_still_give_the_whole_report() -> None:
