@@ -94,9 +94,13 @@ def judge(
             return Verdict(False, _line(method, seed, f"{check.figure} {what}", check.reason))
         figures.append((check.figure, float(value)))
         if low is not None and value < low:
-            return Verdict(False, _line(method, seed, f"{check.figure} {value:.3g} < {low:.3g}", check.reason))
+            return Verdict(
+                False, _line(method, seed, f"{check.figure} {value:.3g} < {low:.3g}", check.reason)
+            )
         if high is not None and value > high:
-            return Verdict(False, _line(method, seed, f"{check.figure} {value:.3g} > {high:.3g}", check.reason))
+            return Verdict(
+                False, _line(method, seed, f"{check.figure} {value:.3g} > {high:.3g}", check.reason)
+            )
     return Verdict(True, figures=tuple(figures))
 
 

@@ -18,9 +18,15 @@ Choices (the published description gives the idea, not these constants):
   ``stem_width -> proj_dim -> proj_dim`` (BN, ReLU; BN without affine at the output, as in
   SimSiam) and a bottleneck predictor ``proj_dim -> proj_dim/4 -> proj_dim``. ``proj_dim`` 64 is
   eight times the tiny stem's width; larger is wasted on a 2-layer stem.
-- ``steps`` 150, ``batch_size`` 16, AdamW lr 1e-3: the loss plateaus within this on the embedded
-  default and the stage costs well under a minute on 2 CPU cores; scale ``steps``/``batch_size``
-  on a GPU.
+- Schedule ``steps`` 150, ``batch_size`` 32, AdamW lr 1e-3, chosen on validation pixels by
+  ``nice -n 5 .venv/bin/python scripts/choose_pretrain_schedules.py schedules --methods unifeat``
+  (issue 20) under the compute rule of every self-supervised method, 4800 images seen. Linear
+  probe AA on the v3 embedded default's validation pixels (200 px/class, budget seeds 0-1),
+  pretraining seed 0: lr 1e-3 batch 16 (300 steps) 43.3 (effective rank 15.7); lr 3e-3 batch 16
+  43.9 (13.4); lr 1e-3 batch 32 45.3 (19.1). Inside ``sscl`` the stage keeps batch 16 and gets
+  100 steps, a third of sscl's images (``methods.sscl``). Scale ``steps``/``batch_size`` on a GPU.
+- Health gate (``UNIFEAT_HEALTH``): effective rank at least 4, std of the normalised pixel
+  projections at least 0.25/sqrt(``proj_dim``) (``methods.monitors.collapse_checks``).
 - Pairing (``band_pair_views``): the two bands are gathered as the two channels of one image, so
   one crop and one flip serve both, and the branches are split branch-first: ``z[0, k]`` and
   ``z[1, k]`` are image ``k``'s two bands at the same pixels. (Version 1 reshaped the (B, 2) pairs
@@ -51,7 +57,7 @@ class UniFeatConfig(TrainConfig):
     """UniFeat settings; see the module docstring for why each default."""
 
     steps: int = 150
-    batch_size: int = 16
+    batch_size: int = 32
     crop: int = 32
     p_cross: float = 0.5
     proj_dim: int = 64
@@ -156,7 +162,9 @@ def train_unifeat(
 class UniFeat(PretrainMethod):
     """SSCL stage 1 alone: cross-band pixel-wise SimSiam on the single-channel stem."""
 
-    version = "2"  # v2: the two branches are the two bands of the same image (v1 mis-paired them)
+    #: v2: the two branches are the two bands of the same image (v1 mis-paired them).
+    #: v3: health gate, schedule chosen on validation (batch 32).
+    version = "3"
     description = "SSCL stage 1 only (ablation): cross-band pixel-wise SimSiam on the band-shared stem"
     label = "UniFeat"
     role = "ablation"

@@ -50,6 +50,7 @@ from bench.core.device import use_thread_share  # noqa: E402
 from bench.harness import runner, tracking  # noqa: E402
 from bench.harness.pretraining import UnhealthyPretraining, load_or_pretrain, pretraining_images  # noqa: E402
 from bench.harness.runner import CellSpec  # noqa: E402
+from bench.models.backbones import SegBackbone  # noqa: E402
 from bench.protocols.metrics import Scores  # noqa: E402
 from bench.protocols.registry import get_protocol  # noqa: E402
 from datasets import load_dataset  # noqa: E402
@@ -89,7 +90,7 @@ def figures(key: str) -> dict[str, float]:
     return {k.removeprefix("pretrain."): v for k, v in m.items() if any(w in k for w in wanted)}
 
 
-def validation_aa(backbone: torch.nn.Module, spec: CellSpec, ds: object, budget_seeds: range) -> float:
+def validation_aa(backbone: SegBackbone, spec: CellSpec, ds: object, budget_seeds: range) -> float:
     protocol = get_protocol("linear")
     cfg = spec.protocol_config()
     scores = []
@@ -107,7 +108,9 @@ def evaluate(method: str, overrides: dict[str, object], seed: int, ds: object, b
         backbone, record = load_or_pretrain(spec.pretrain_spec(), ds, CPU, progress=False)
         health = "passed"
     except UnhealthyPretraining as err:
-        allowed = CellSpec(method, SAMPLES, method_overrides=overrides, pretrain_seed=seed, allow_unhealthy=True)
+        allowed = CellSpec(
+            method, SAMPLES, method_overrides=overrides, pretrain_seed=seed, allow_unhealthy=True
+        )
         backbone, record = load_or_pretrain(allowed.pretrain_spec(), ds, CPU, progress=False)
         health = f"FAILED ({str(err).split(': ', 1)[1].split(' (')[0]})"
     seconds = time.perf_counter() - start
@@ -129,10 +132,17 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", choices=("schedules", "seeds"), default="schedules")
     parser.add_argument("--methods", default="simsiam,unifeat,core,sscl")
     parser.add_argument("--seeds", type=int, default=5, help="seeds mode: pretraining seeds 0..N-1")
+    parser.add_argument("--seed-list", help="seeds mode: these pretraining seeds instead (comma list)")
     parser.add_argument("--budget-seeds", type=int, default=2)
     parser.add_argument("--images", type=int, default=IMAGES)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="seeds mode: method settings (e.g. core.marker=value for the marker A/B)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="seeds mode: method settings (e.g. core.marker=value for the marker A/B)",
+    )
     args = parser.parse_args()
     use_thread_share()
     ds = load_dataset(None, progress=False)
@@ -140,10 +150,14 @@ def main() -> None:
     for method in args.methods.split(","):
         if args.mode == "schedules":
             for lr, batch in CANDIDATES:
-                print(evaluate(method, schedule(method, lr, batch, args.images), 0, ds, budget_seeds), flush=True)
+                print(
+                    evaluate(method, schedule(method, lr, batch, args.images), 0, ds, budget_seeds),
+                    flush=True,
+                )
         else:
             overrides, _ = runner.parse_overrides(args.overrides)
-            for seed in range(args.seeds):
+            seeds = [int(v) for v in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+            for seed in seeds:
                 print(evaluate(method, overrides, seed, ds, budget_seeds), flush=True)
 
 

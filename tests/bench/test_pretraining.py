@@ -173,7 +173,9 @@ def test_run_stops_on_a_dead_pretraining_and_allow_unhealthy_runs_it_tagged(
     assert main([*argv, "--allow-unhealthy"]) == 0
     assert "UNHEALTHY, evaluated anyway" in capsys.readouterr().out
     runs = completed_runs()
-    assert len(runs) == 2 and runs[f"tags.{HEALTH_TAG}"].str.startswith("failed: pretraining core seed 0").all()
+    assert (
+        len(runs) == 2 and runs[f"tags.{HEALTH_TAG}"].str.startswith("failed: pretraining core seed 0").all()
+    )
 
     assert main(argv) != 0  # the recorded seeds are not reused silently without the flag
     assert "core seed 0 failed its health gate" in capsys.readouterr().err

@@ -35,7 +35,9 @@ def _outside_every_band(rows: torch.Tensor, lows: np.ndarray, width: float) -> i
     """How many single-band images (N, 1, H, W) do not lie wholly inside some band's range."""
     lo = torch.from_numpy(lows).view(1, -1)
     flat = rows.flatten(1)
-    inside = (flat.min(1).values.view(-1, 1) >= lo - 1e-4) & (flat.max(1).values.view(-1, 1) <= lo + width + 1e-4)
+    inside = (flat.min(1).values.view(-1, 1) >= lo - 1e-4) & (
+        flat.max(1).values.view(-1, 1) <= lo + width + 1e-4
+    )
     return int((~inside.any(dim=1)).sum())
 
 

@@ -10,10 +10,14 @@ from methods.health import HealthCheck, judge, prefixed
 
 
 def test_every_self_supervised_method_declares_reasoned_checks() -> None:
-    figures = {name: {c.figure for c in get_method(name).health} for name in ("simsiam", "unifeat", "core", "sscl")}
+    figures = {
+        name: {c.figure for c in get_method(name).health} for name in ("simsiam", "unifeat", "core", "sscl")
+    }
     assert figures["core"] == {"recon_skill", "recon_skill_optical", "restored_std_ratio"}
     assert figures["unifeat"] == figures["simsiam"] == {"effective_rank", "collapse_std"}
-    assert figures["sscl"] == {f"unifeat/{f}" for f in figures["unifeat"]} | {f"core/{f}" for f in figures["core"]}
+    assert figures["sscl"] == {f"unifeat/{f}" for f in figures["unifeat"]} | {
+        f"core/{f}" for f in figures["core"]
+    }
     for name in ("simsiam", "unifeat", "core", "sscl"):
         assert all(len(c.reason) > 20 for c in get_method(name).health), name
     assert get_method("random").health == ()
@@ -33,7 +37,9 @@ def test_judge_names_method_seed_and_figure_in_one_line() -> None:
     # the dead run of issue 20: CoRe settled at the per-band mean
     dead = judge("sscl", 1, cls.health, cfg, {**healthy, "sscl/core/recon_skill": -0.008})
     assert not dead.passed and "\n" not in dead.line
-    assert dead.line.startswith("pretraining sscl seed 1 failed its health gate: core/recon_skill -0.008 < 0.1 (")
+    assert dead.line.startswith(
+        "pretraining sscl seed 1 failed its health gate: core/recon_skill -0.008 < 0.1 ("
+    )
     assert dead.tag == f"failed: {dead.line}"
     unmeasured = {k: v for k, v in healthy.items() if "restored" not in k}
     assert "core/restored_std_ratio was not measured" in judge("sscl", 0, cls.health, cfg, unmeasured).line
