@@ -340,11 +340,11 @@ def lean_stem_note(rows: Rows) -> str:
     plain = next((r for r in rows if "plain stem" in str(r["measure"]) and r["unit"] == "GiB"), None)
     if math.isnan(speed):
         return "_lean stem: not measured_"
-    text = f"Lean stem vs plain stem: throughput {_fmt(speed)}x, peak memory {_fmt(memory)}x."
+    text = f"Lean stem vs plain stem: throughput {_fmt(speed, 'x')}, peak memory {_fmt(memory, 'x')}."
     if standard is None or plain is None or math.isnan(_num(plain["value"])):
         return text
     plain_ratio = _num(plain["value"]) / _num(standard["value"])
-    text += f" The plain stem's peak memory is {_fmt(plain_ratio)}x the standard model's"
+    text += f" The plain stem's peak memory is {_fmt(plain_ratio, 'x')} the standard model's"
     if speed < 0.97 and plain_ratio <= 4:
         text += (
             "; it meets the <= 4x goal too and is faster here: `SegBackbone.lean_stem = False` would"

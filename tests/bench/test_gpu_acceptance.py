@@ -136,7 +136,7 @@ def test_lean_stem_note_says_when_the_plain_stem_would_do() -> None:
     ]
     assert "lean_stem = False" in lean_stem_note(rows)  # plain: 3x <= 4x, and 10% faster
     rows[1]["value"] = 10.0  # plain: 5x, over the goal: keep the lean stem
-    assert "lean_stem = False" not in lean_stem_note(rows) and "5.00x" in lean_stem_note(rows)
+    assert "lean_stem = False" not in lean_stem_note(rows) and "5.00 x" in lean_stem_note(rows)
 
 
 def test_empty_results_still_give_the_whole_report() -> None:
