@@ -179,3 +179,19 @@ def test_run_stops_on_a_dead_pretraining_and_allow_unhealthy_runs_it_tagged(
 
     assert main(argv) != 0  # the recorded seeds are not reused silently without the flag
     assert "core seed 0 failed its health gate" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_sweep_goes_on_past_a_dead_pretraining_and_lists_its_cell(
+    tiny_data_root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sweep", "--methods", "core,random", "--samples", "20", "--seeds", "2", "--protocol", "linear"]
+    argv += ["--data", str(tiny_data_root), "--no-progress", *(f"--set=core.{k}={v}" for k, v in DEAD_CORE)]
+    assert main(argv) != 0
+    out = capsys.readouterr().out
+    assert "sweep: 2 done, 0 skipped (already complete), 2 failed" in out  # random's 2 seeds went on
+    assert (
+        "failed (2): core linear 20 pixels seed 0 ...: pretraining core seed 0 failed its health gate" in out
+    )
+    runs = completed_runs()
+    assert set(runs["tags.bench.method"]) == {"random"} and (runs[f"tags.{HEALTH_TAG}"] == "passed").all()
