@@ -19,4 +19,4 @@ def test_trained_methods_contribute_a_bare_model_of_their_step() -> None:
             with_bare.add(name)
             out = forward()
             out.float().mean().backward()  # differentiable, as the perf stage needs
-    assert with_bare == {"simsiam", "unifeat", "core"}
+    assert with_bare == {"simsiam", "unifeat", "core", "supervised"}
