@@ -100,7 +100,8 @@ the labelled/test content of version 2; 2 cores shared by seven processes, 1730 
 
 The pool's first settings (640 patches, 32 regions, lc error 20% of blocks, region bias 30%) were
 kept: under the linear protocol the control's features are worth 14 AA points at both budgets,
-and the fine-tuned baseline gains 10 points from 10 to 200 px per class (39.5 -> 49.6); under
+and the fine-tuned baseline gains 11 points from 10 to 1000 px per class (39.5, 49.6, 50.9 at
+10, 200, 1000; 5 seeds: labels are the bottleneck below 200, the shift above); under
 fine-tuning the control's lead is within the seed noise (finetuning relearns the backbone; see
 ``docs/finetune-defaults.md``), which a larger or cleaner pool would not change: the control's
 linear lead is already 14 points, and a 4x longer control schedule (600 steps) moved the
