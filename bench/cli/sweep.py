@@ -99,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
+    from bench.core.errors import BenchError
     from bench.core.paths import bench_home
     from bench.harness.claims import ClaimStore
     from bench.harness.presets import preset_budgets
@@ -106,8 +107,6 @@ def run(args: argparse.Namespace) -> int:
     from bench.harness.sweep import Unit, grid, run_sweep
     from bench.harness.tune import load_config
     from datasets import load_dataset
-
-    from bench.core.errors import BenchError
 
     for option, given in (("--methods", args.methods), ("--samples", args.samples)):
         if given is not None and not given:  # "" would mean "every method" or "no cell" silently

@@ -302,6 +302,18 @@ def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -
     return SeedResult(seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val)
 
 
+def _stop_if_unhealthy(run_id: str) -> None:
+    """A seed recorded earlier (with ``--allow-unhealthy``) on weights that failed their health gate
+    is not reused silently: without the flag its cell stops with the gate's line."""
+    client, _ = tracking.setup_tracking()
+    health = client.get_run(run_id).data.tags.get(HEALTH_TAG, "")
+    if health.startswith("failed: "):
+        raise UnhealthyPretraining(
+            f"{health.removeprefix('failed: ')}; recorded seeds use these weights "
+            "(`--allow-unhealthy` reports them, marked)"
+        )
+
+
 #: Seed-run tag, ``"true"`` when some class had fewer labelled pixels than ``--samples`` (all it had
 #: were drawn), else ``"false"``; tables and titles mark such budgets as capped (``--samples 100000``
 #: is not "100000 pixels per class"). :data:`REALISED_TAG` then holds the realised range.
@@ -322,18 +334,6 @@ def capped_range(
     if not totals or min(totals) >= samples:
         return None
     return f"{min(totals)}-{max(totals)}"
-
-
-def _stop_if_unhealthy(run_id: str) -> None:
-    """A seed recorded earlier (with ``--allow-unhealthy``) on weights that failed their health gate
-    is not reused silently: without the flag its cell stops with the gate's line."""
-    client, _ = tracking.setup_tracking()
-    health = client.get_run(run_id).data.tags.get(HEALTH_TAG, "")
-    if health.startswith("failed: "):
-        raise UnhealthyPretraining(
-            f"{health.removeprefix('failed: ')}; recorded seeds use these weights "
-            "(`--allow-unhealthy` reports them, marked)"
-        )
 
 
 def budget_for(spec: CellSpec, seed: int, ds: Any) -> LabelBudget:
