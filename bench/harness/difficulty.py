@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
 
 from bench.core.errors import BenchError
+from bench.core.intervals import t_interval
 from bench.core.provenance import stable_hash
 from bench.protocols.budget import validation_split
 from bench.protocols.metrics import Scores
@@ -209,12 +209,7 @@ class ControlRow:
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float, float]:
         """(mean, low, high) of the paired difference, t interval over seeds (NaN below 2 seeds)."""
-        d, n = self.diff, len(self.diff)
-        mean = float(d.mean())
-        if n < 2:
-            return mean, float("nan"), float("nan")
-        half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * d.std(ddof=1) / np.sqrt(n))
-        return mean, mean - half, mean + half
+        return t_interval(self.diff, confidence)
 
 
 def control_differences(

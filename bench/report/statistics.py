@@ -43,7 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # Student's t quantile; scipy.stats costs seconds to import
+
+from bench.core.intervals import t_interval
 
 CONFIDENCE = 0.95
 #: Significance level of a corrected test: a cell is marked only when ``p_holm < ALPHA``.
@@ -150,11 +151,8 @@ def paired_difference(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE
     n = len(diff)
     if n == 0:
         return PairedDifference(math.nan, math.nan, math.nan, 0)
-    mean, p = float(diff.mean()), sign_flip_p(diff)
-    if n < 2:
-        return PairedDifference(mean, math.nan, math.nan, n, p)
-    half = float(stdtrit(n - 1, (1 + confidence) / 2) * diff.std(ddof=1) / math.sqrt(n))
-    return PairedDifference(mean, mean - half, mean + half, n, p)
+    mean, low, high = t_interval(diff, confidence)
+    return PairedDifference(mean, low, high, n, sign_flip_p(diff))
 
 
 def compare_to_baseline(
@@ -249,10 +247,9 @@ def seed_summary(
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
     n = len(x)
-    mean = float(x.mean()) if n else math.nan
+    mean, low, high = t_interval(x, confidence)
     std = float(x.std(ddof=1)) if n > 1 else math.nan
-    half = float(stdtrit(n - 1, (1 + confidence) / 2) * std / math.sqrt(n)) if n > 1 else math.nan
-    return {"mean": mean, "std": std, "n": float(n), "ci_low": mean - half, "ci_high": mean + half}
+    return {"mean": mean, "std": std, "n": float(n), "ci_low": low, "ci_high": high}
 
 
 #: Notes of :func:`variance_by_source` (shown as footnotes).
