@@ -67,6 +67,8 @@ class FinetuneConfig:
     warmup: float = 0.05
     eval_every: int = 50
     selection: bool = True
+    probe_steps: int = 0
+    probe_lr: float = 1e-2
 
 
 class Segmenter(nn.Module):
@@ -169,6 +171,8 @@ def finetune(
         {"params": list(model.backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_factor},
         {"params": list(model.head.parameters()), "lr": cfg.lr},
     ]
+    if cfg.probe_steps > 0:
+        probe_head(model, data, cfg, gen, device, progress)
     select = cfg.selection and has_validation_pixels(budget)
     best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
     history: list[tuple[int, float]] = []
@@ -208,6 +212,56 @@ def finetune(
         model.load_state_dict(best[1])
     model.validation_history = history  # (step, validation AA) of every evaluated checkpoint
     return model.eval()
+
+
+def probe_head(
+    model: Segmenter,
+    data: TrainingPatches,
+    cfg: FinetuneConfig,
+    gen: torch.Generator,
+    device: torch.device,
+    progress: bool = True,
+) -> None:
+    """LP-FT's first stage (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features and
+    Underperform Out-of-Distribution"): train the head alone on the frozen backbone, in eval mode
+    (its BN statistics untouched), so that end-to-end fine-tuning starts from a fitted head instead
+    of a random one whose large early gradients distort the pretrained features."""
+    probe = ProbeSchedule(cfg.probe_steps, cfg.probe_lr, cfg.weight_decay, cfg.warmup)
+    model.backbone.eval()
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+
+    def loss_at(step: int) -> torch.Tensor:
+        x, y = data.batch(cfg.batch_size, cfg.crop, gen)
+        with torch.no_grad(), autocast(device):
+            feats = model.backbone.features(as_input(x, device))
+        with autocast(device):
+            logits = upsample(model.head(feats.float()), x.shape[-2:])
+        return F.cross_entropy(logits.float(), y.to(device).long(), ignore_index=IGNORE)
+
+    try:
+        run_steps(
+            "probe head",
+            model.head.parameters(),
+            probe,
+            loss_at,
+            device=device,
+            check_every=10,
+            progress=progress,
+        )
+    finally:
+        for p in model.backbone.parameters():
+            p.requires_grad_(True)
+
+
+@dataclass(frozen=True)
+class ProbeSchedule:
+    """The head-only stage's schedule (:func:`probe_head`)."""
+
+    steps: int
+    lr: float
+    weight_decay: float
+    warmup: float
 
 
 def predictor(model: nn.Module, device: torch.device) -> Predict:

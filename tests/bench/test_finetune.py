@@ -77,3 +77,32 @@ def test_non_finite_loss_raises_and_writes_no_result(tiny_dataset) -> None:
         run_seed(spec, 0, tiny_dataset, torch.device("cpu"), backbone=backbone, progress=False)
     assert find_completed(result_key(spec, 0, tiny_dataset)) is None
     assert completed_runs().empty
+
+
+def test_probe_stage_fits_the_head_and_leaves_the_backbone_untouched() -> None:
+    """LP-FT's first stage: the head learns, the backbone's weights and BN statistics stay as given."""
+    from bench.protocols.finetune import Segmenter, probe_head
+
+    torch.manual_seed(0)
+    b = budget()
+    images = np.random.default_rng(1).random((4, 15, 32, 32)).astype(np.float16)
+    images[b.patch, b.label, b.row, b.col] += 3.0  # the label is readable from one band
+    data = TrainingPatches.from_budget(images, b, torch.device("cpu"))
+    model = Segmenter(build_backbone("tiny", 15), 3)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.head.weight.detach().clone()
+
+    def loss() -> float:
+        x, y = data.batch(64, 8, torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            model.eval()
+            return float(torch.nn.functional.cross_entropy(model(x.float()), y.long(), ignore_index=IGNORE))
+
+    start = loss()
+    cfg = FinetuneConfig(probe_steps=60, batch_size=8, crop=8)
+    probe_head(model, data, cfg, torch.Generator().manual_seed(0), torch.device("cpu"), progress=False)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats included
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    assert not torch.equal(head_before, model.head.weight)
+    assert loss() < start
