@@ -111,7 +111,7 @@ def _report(
     seeds = "budget seed 0" if args.budget_seeds == 1 else f"budget seeds 0..{args.budget_seeds - 1}"
     return f"""# Fine-tuning defaults: one rule for every method
 
-`FinetuneConfig`'s `steps` and `backbone_lr_factor` were chosen by
+`FinetuneConfig`'s {" and ".join(f"`{k}`" for k in GRID)} were chosen by
 
 ```bash
 .venv/bin/python scripts/choose_finetune_defaults.py --budget-seeds {args.budget_seeds}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.cli.common import add_data_args, add_pretrain_data_arg
+from bench.core.paths import shown_path
 
 if TYPE_CHECKING:
     from datasets import CachedSplit, Dataset
@@ -178,7 +179,7 @@ def _difficulty(args: argparse.Namespace) -> int:
         pretraining_labels(ds, args.pretrain_data, transductive=False)
     n_train = len(ds.labelled) - round(0.2 * len(ds.labelled))
     print(
-        f"dataset {ds.root}  fingerprint {ds.fingerprint}\n"
+        f"dataset {shown_path(ds.root)}  fingerprint {ds.fingerprint}\n"
         f"test: labelled pool ({len(ds.labelled)} patches) -> test split ({len(ds.test)} patches); "
         f"pool-val: pool-train ({n_train} patches) -> pool-val (the rest, split by patch)"
     )

@@ -225,7 +225,8 @@ def control_differences(
     """``supervised`` minus ``random`` AA per (protocol, budget), paired over ``seeds`` seeds.
 
     Both run as ordinary cells (cached, recorded in MLflow, resumable); ``pretrain_seeds`` is K of
-    ``--pretrain-seeds`` for the control (seed ``s`` uses pretraining seed ``s mod K``).
+    ``--pretrain-seeds`` (seed ``s`` uses pretraining seed ``s mod K``), for the baseline too (its
+    initialisation seed), so these are the very cells a sweep with the same K runs and tables.
     """
     from bench.harness.runner import CellSpec, run_cell
 
@@ -234,7 +235,7 @@ def control_differences(
         for n in samples:
             start = time.perf_counter()
             aa = {}
-            for method, k in ((CONTROL, pretrain_seeds), (BASELINE, 1)):
+            for method, k in ((CONTROL, pretrain_seeds), (BASELINE, pretrain_seeds)):
                 spec = CellSpec(method, n, protocol=protocol, pretrain_seeds=k, pretrain_data=pretrain_data)
                 cell = run_cell(spec, range(seeds), ds, device, progress=False)
                 aa[method] = np.array([r.scores.aa for r in cell.seeds])

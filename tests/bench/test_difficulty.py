@@ -91,3 +91,14 @@ def test_cli_controls_on_the_tiny_pool(tiny_pool_data_root: Path, capsys: pytest
     assert "positive control: supervised (pool lc labels) - random" in printed
     runs = mlflow.search_runs(filter_string="tags.`bench.kind` = 'difficulty'", output_format="list")
     assert {"control.linear.10.diff", "control.finetune.10.low"} <= set(runs[0].data.metrics)
+
+
+def test_printed_paths_carry_no_machine_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``results/difficulty.txt`` is committed: the dataset shows under ``$BENCH_HOME``, not as /abs/path."""
+    from bench.core.paths import shown_path
+
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(tmp_path / "home" / "data" / "synthetic-v3") == "$BENCH_HOME/data/synthetic-v3"
+    assert shown_path(tmp_path / "elsewhere") == "elsewhere"
+    assert str(tmp_path) not in shown_path(tmp_path / "home" / "data")

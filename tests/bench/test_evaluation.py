@@ -135,7 +135,9 @@ def test_the_linear_probe_reads_informative_features(tiny_dataset: Dataset) -> N
     budget = budget_for(CellSpec("random", 30), 0, tiny_dataset)
     torch.manual_seed(0)
     backbone = build_backbone("tiny", len(tiny_dataset.band_names))
-    cfg = dataclasses.replace(QUICK_FT, steps=200, crop=32, eval_every=50)
+    cfg = dataclasses.replace(
+        QUICK_FT, steps=200, crop=32, eval_every=50, probe_steps=0
+    )  # all learning in the trunk
     trained = finetune(backbone, tiny_dataset, budget, cfg, 0, CPU, progress=False).backbone
     confusion = get_protocol("linear").evaluate(
         trained, tiny_dataset, budget, LinearConfig(), seed=0, device=CPU, progress=False

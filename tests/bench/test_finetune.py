@@ -99,7 +99,7 @@ def test_probe_stage_fits_the_head_and_leaves_the_backbone_untouched() -> None:
             return float(torch.nn.functional.cross_entropy(model(x.float()), y.long(), ignore_index=IGNORE))
 
     start = loss()
-    cfg = FinetuneConfig(probe_steps=60, batch_size=8, crop=8)
+    cfg = FinetuneConfig(probe_steps=60, steps=60, batch_size=8, crop=8)
     probe_head(model, data, cfg, torch.Generator().manual_seed(0), torch.device("cpu"), progress=False)
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats included
