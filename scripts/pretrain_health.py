@@ -1,0 +1,85 @@
+"""List every pretraining run in the tracking store with its health gate's figures (DESIGN 4.1).
+
+Issue 26 asks that every pretraining run behind the committed results pass its gate, and that the
+figures be shown, not just the verdict: a run that passes by a hair reads differently from one that
+passes by a mile. This prints one markdown table per method: pretraining seed, the
+``bench.pretrain_health`` tag, each figure the method's gate judges (the last value the run
+logged, as ``pretrain.<method>/<figure>``; thresholds in ``methods/<method>.py``), the wall
+time, and the commit.
+
+    MLFLOW_TRACKING_URI=sqlite:///mlflow.db .venv/bin/python scripts/pretrain_health.py [--code-version C]
+
+Only FINISHED runs are listed (a run killed mid-way has no verdict), the latest per pretraining
+key, so a retrained entry (``--force-pretrain``) shows once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mlflow
+
+from bench.harness import tracking
+from methods import get_method
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", default=None, help="MLflow experiment (default: the harness's)")
+    parser.add_argument("--code-version", default=None, help="only runs whose commit starts with this")
+    args = parser.parse_args()
+    tracking.setup_tracking()
+    names = [args.experiment] if args.experiment else None
+    runs = mlflow.search_runs(
+        experiment_names=names,
+        search_all_experiments=names is None,
+        filter_string="tags.`bench.kind` = 'pretrain' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    latest: dict[str, mlflow.entities.Run] = {}
+    for run in runs:
+        commit = run.data.tags.get("mlflow.source.git.commit", "")
+        if args.code_version and not commit.startswith(args.code_version):
+            continue
+        latest.setdefault(run.data.tags.get("bench.pretrain_key", run.info.run_id), run)
+    by_method: dict[str, list[mlflow.entities.Run]] = {}
+    for run in latest.values():
+        by_method.setdefault(run.data.tags.get("bench.method", "?"), []).append(run)
+    if not by_method:
+        print("no finished pretraining runs in the tracking store")
+        return 1
+    for method in sorted(by_method):
+        try:
+            figures = [c.figure for c in get_method(method).health]
+        except KeyError:
+            figures = []
+        if not figures:  # an ungated method (the control): its own figures, loss and lr aside
+            prefix = f"pretrain.{method}/"
+            logged = {k for r in by_method[method] for k in r.data.metrics if k.startswith(prefix)}
+            figures = sorted({k.split("/", 1)[1] for k in logged} - {"loss", "lr"})
+        print(f"\n{method}\n")
+        print("| " + " | ".join(["seed", "health", *figures, "seconds", "commit"]) + " |")
+        print("|" + "---|" * (len(figures) + 4))
+        rows = sorted(by_method[method], key=lambda r: int(r.data.tags.get("bench.pretrain_seed", "0")))
+        for run in rows:
+            metrics = run.data.metrics
+            keys = [f"pretrain.{method}/{f}" for f in figures]
+            values = [f"{metrics[k]:.3g}" if k in metrics else "-" for k in keys]
+            cells = [
+                run.data.tags.get("bench.pretrain_seed", "?"),
+                run.data.tags.get("bench.pretrain_health", "not gated"),
+                *values,
+                f"{metrics.get('pretrain.seconds', float('nan')):.0f}",
+                run.data.tags.get("mlflow.source.git.commit", "?")[:12],
+            ]
+            print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
