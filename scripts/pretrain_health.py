@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mlflow
 
 from bench.harness import tracking
+from bench.harness.pretraining import HEALTH_TAG
+from bench.report.table import md_escape
 from methods import get_method
 
 
@@ -32,11 +34,9 @@ def main() -> int:
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: the harness's)")
     parser.add_argument("--code-version", default=None, help="only runs whose commit starts with this")
     args = parser.parse_args()
-    tracking.setup_tracking()
-    names = [args.experiment] if args.experiment else None
+    _, experiment_id = tracking.setup_tracking(args.experiment)
     runs = mlflow.search_runs(
-        experiment_names=names,
-        search_all_experiments=names is None,
+        experiment_ids=[experiment_id],
         filter_string="tags.`bench.kind` = 'pretrain' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         output_format="list",
@@ -63,7 +63,7 @@ def main() -> int:
             logged = {k for r in by_method[method] for k in r.data.metrics if k.startswith(prefix)}
             figures = sorted({k.split("/", 1)[1] for k in logged} - {"loss", "lr"})
         print(f"\n{method}\n")
-        print("| " + " | ".join(["seed", "health", *figures, "seconds", "commit"]) + " |")
+        print(_row(["seed", "health", *figures, "seconds", "commit"]))
         print("|" + "---|" * (len(figures) + 4))
         rows = sorted(by_method[method], key=lambda r: int(r.data.tags.get("bench.pretrain_seed", "0")))
         for run in rows:
@@ -72,13 +72,18 @@ def main() -> int:
             values = [f"{metrics[k]:.3g}" if k in metrics else "-" for k in keys]
             cells = [
                 run.data.tags.get("bench.pretrain_seed", "?"),
-                run.data.tags.get("bench.pretrain_health", "not gated"),
+                run.data.tags.get(HEALTH_TAG, "not gated"),
                 *values,
                 f"{metrics.get('pretrain.seconds', float('nan')):.0f}",
                 run.data.tags.get("mlflow.source.git.commit", "?")[:12],
             ]
-            print("| " + " | ".join(cells) + " |")
+            print(_row(cells))
     return 0
+
+
+def _row(cells: list[str]) -> str:
+    """One markdown table row, every cell escaped (a ``|`` in a failed gate's line would split it)."""
+    return "| " + " | ".join(md_escape(c) for c in cells) + " |"
 
 
 if __name__ == "__main__":
