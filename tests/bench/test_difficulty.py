@@ -32,7 +32,10 @@ def test_rows_score_the_right_pixels(tiny_dataset: Dataset) -> None:
 
 
 @pytest.mark.usefixtures("mlflow_store")
-def test_cli_prints_and_logs_one_run(tiny_data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_and_logs_one_run(
+    tiny_data_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tiny_data_root.parent)  # the dataset line shows the path relative to here
     argv = [
         "data",
         "difficulty",
@@ -46,6 +49,7 @@ def test_cli_prints_and_logs_one_run(tiny_data_root: Path, capsys: pytest.Captur
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "gap logistic 40/class: pool-val AA - test AA" in printed and "Wetlands" in printed
+    assert printed.startswith(f"dataset {Path('.') / tiny_data_root.name}  ")  # no machine root
     runs = mlflow.search_runs(filter_string="tags.`bench.kind` = 'difficulty'", output_format="list")
     assert len(runs) == 1
     metrics = runs[0].data.metrics
