@@ -8,6 +8,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.core.paths import bench_home
+
 #: The protocol names (``bench.harness.runner.PROTOCOLS``), here so that parsing imports no torch.
 PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune")
 #: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
@@ -260,3 +262,14 @@ def warnings_once() -> Iterator[None]:
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught):
                 print(f"warning: {message}")
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as printed in outputs that may be committed (``results/difficulty.txt``): under
+    ``$BENCH_HOME`` as ``$BENCH_HOME/...``, under the working directory relative to it, else as is;
+    so no committed file carries the machine's absolute paths."""
+    path = Path(path).resolve()
+    for root, shown in ((bench_home(), "$BENCH_HOME"), (Path.cwd().resolve(), ".")):
+        if path.is_relative_to(root):
+            return str(Path(shown) / path.relative_to(root))
+    return str(path)

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cli.common import add_data_args, add_pretrain_data_arg
-from bench.core.paths import shown_path
+from bench.cli.common import add_data_args, add_pretrain_data_arg, shown_path
 
 if TYPE_CHECKING:
     from datasets import CachedSplit, Dataset

@@ -13,6 +13,7 @@ the last step of the fixed schedule instead.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -233,10 +234,8 @@ def probe_head(
     Underperform Out-of-Distribution"): train the head alone on the frozen backbone, in eval mode
     (its BN statistics untouched), so that end-to-end fine-tuning starts from a fitted head instead
     of a random one whose large early gradients distort the pretrained features."""
-    probe = ProbeSchedule(min(cfg.probe_steps, cfg.steps), cfg.probe_lr, cfg.weight_decay, cfg.warmup)
+    probe = dataclasses.replace(cfg, steps=min(cfg.probe_steps, cfg.steps), lr=cfg.probe_lr)
     model.backbone.eval()
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
 
     def loss_at(step: int) -> torch.Tensor:
         x, y = data.batch(cfg.batch_size, cfg.crop, gen)
@@ -246,29 +245,16 @@ def probe_head(
             logits = upsample(model.head(feats.float()), x.shape[-2:])
         return F.cross_entropy(logits.float(), y.to(device).long(), ignore_index=IGNORE)
 
-    try:
-        run_steps(
-            "probe head",
-            model.head.parameters(),
-            probe,
-            loss_at,
-            device=device,
-            check_every=10,
-            progress=progress,
-        )
-    finally:
-        for p in model.backbone.parameters():
-            p.requires_grad_(True)
-
-
-@dataclass(frozen=True)
-class ProbeSchedule:
-    """The head-only stage's schedule (:func:`probe_head`)."""
-
-    steps: int
-    lr: float
-    weight_decay: float
-    warmup: float
+    # the optimizer holds the head alone, and no_grad keeps the backbone out of the graph
+    run_steps(
+        "probe head",
+        model.head.parameters(),
+        probe,
+        loss_at,
+        device=device,
+        check_every=10,
+        progress=progress,
+    )
 
 
 def predictor(model: nn.Module, device: torch.device) -> Predict:

@@ -99,7 +99,7 @@ def test_cli_controls_on_the_tiny_pool(tiny_pool_data_root: Path, capsys: pytest
 
 def test_printed_paths_carry_no_machine_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``results/difficulty.txt`` is committed: the dataset shows under ``$BENCH_HOME``, not as /abs/path."""
-    from bench.core.paths import shown_path
+    from bench.cli.common import shown_path
 
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
