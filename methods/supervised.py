@@ -14,8 +14,11 @@ unchanged on a real SEN12MS copy with its ``lc_*`` files (``--pretrain-data``).
 
 Choices:
 
-- the schedule of ``simsiam`` (150 steps of 16 crops of 32 px, AdamW lr 1e-3, ``methods.training``):
-  the same compute as a self-supervised method, so the control is not stronger by training longer.
+- the compute rule of every self-supervised method (issue 20, ``scripts/choose_pretrain_schedules.py``):
+  4800 crops of 32 px seen, here 300 steps of 16, AdamW lr 1e-3 (``methods.training``), so the
+  control is neither stronger by training longer nor weaker by training shorter. Until issue 21's
+  second round it ran 150 steps of 16 (2400 crops, half the rule): its schedule was copied from
+  ``simsiam`` before that moved to 150 steps of 32.
 - exact crops and dihedral flips (``methods.augment``) applied to images and labels together (the
   labels travel as a 16th channel of the batch), no resampling, so labels stay class indices.
 - logits upsampled from the backbone's coarse features to the crop, as the finetune protocol's
@@ -48,7 +51,7 @@ MAX_CLASSES = 10
 class SupervisedConfig(TrainConfig):
     """Supervised-pretraining settings; see the module docstring for why each default."""
 
-    steps: int = 150
+    steps: int = 300
     batch_size: int = 16
     crop: int = 32
 
