@@ -111,15 +111,21 @@ class Table:
         seeds = _per_method("n", self.seeds, "evaluation seeds")
         return f"{seeds}; {_per_method('K', self.pretrain_seeds, 'pretraining seed(s)')}"
 
-    def test_note(self) -> str:
-        """How cells are marked, and whether any can be with this many seeds."""
+    def family_size(self) -> int:
+        """How many columns one row's Holm correction spans (0 without a Baseline)."""
+        return 0 if self.comparisons.empty else int(self.comparisons["comparisons"].max())
+
+    def test_note(self, columns: str | None = None) -> str:
+        """How cells are marked, and whether any can be with this many seeds; ``columns`` words the
+        family size when one note speaks for tables of different sizes (the summary's rows)."""
         if self.comparisons.empty:
             return "no paired test (no Baseline in this table)"
         pairs = int(self.comparisons["pairs"].max())
-        m = int(self.comparisons["comparisons"].max())
+        m = self.family_size()
         text = (
-            f"p = exact two-sided sign-flip test over paired seeds, Holm-corrected across the {m} "
-            f"columns of a row; bold = p < {ALPHA:g} after correction (↑ above, ↓ below the Baseline)"
+            f"p = exact two-sided sign-flip test over paired seeds, Holm-corrected across the "
+            f"{columns or m} columns of a row; bold = p < {ALPHA:g} after correction (↑ above, ↓ below "
+            "the Baseline)"
         )
         if pairs < min_seeds(m):
             text += (
@@ -570,7 +576,10 @@ def to_summary(tables: list[Table]) -> str:
             lines.append(_md_row([md_escape(str(table.key["protocol"])), str(table.key["budget"]), *cells]))
         first = group[0]
         versions = sorted({v for t in group for v in t.code_versions})
-        tests = [t.test_note() for t in group]
+        # rows of a partial sweep compare different numbers of columns: one sentence names them all
+        sizes = sorted({t.family_size() for t in group} - {0})
+        columns = f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}" if len(sizes) > 1 else None
+        tests = [t.test_note(columns) for t in group]
         caption = (
             f"AA (%) by protocol and budget ({_UNIT_WORDS.get(unit, unit)}; backbone {backbone}, dataset "
             f"{dataset[:12]}): mean ± sample std over seeds (ddof=1), in brackets the mean paired "

@@ -286,6 +286,18 @@ def test_summary_is_the_aa_rows_of_the_tables() -> None:
     assert table[1][4] == f"{aa[3]} ({delta[3]})" and "**" not in table[1][4]
 
 
+def test_summary_states_the_test_once_when_rows_compare_different_columns() -> None:
+    """A partial sweep: CoRe has no finetune runs yet, so that row's Holm family is one column
+    smaller; the footer says so in one sentence instead of repeating it per family size."""
+    linear = constructed_runs()
+    finetune = constructed_runs().assign(protocol="finetune")
+    runs = pd.concat([linear, finetune[finetune["method"] != "core"]], ignore_index=True)
+    runs["result_key"] += runs["protocol"]
+    text = render(build_tables(long_form(runs)), "summary")
+    assert text.count("exact two-sided sign-flip test") == 1
+    assert "Holm-corrected across the 2 or 3 columns of a row" in text
+
+
 def test_committed_results_parse_and_the_readme_shows_the_summary() -> None:
     for name in ("table.md", "summary.md"):
         assert_rectangular((REPO / "results" / name).read_text())
