@@ -118,6 +118,7 @@ under it the control leads by +4.1 [+1.2, +7.0] at 10 and +2.0 [+0.3, +3.6] at 2
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -899,6 +900,28 @@ def make_patch(config: SynthConfig, split: str, index: int, nonfinite: bool = Fa
     return {"s1": s1, "s2": s2, "dfc": p.labels[None], "lc": _lc(rng, p, region, (t.c, t.f), config)}
 
 
+def content_digest(config: SynthConfig) -> str:
+    """SHA-256 of every patch's arrays (split by split, patch by patch, modality by name, with the
+    non-finite pixels ``generate`` adds), without writing a file: the generated content as bytes,
+    which must be the same on every machine (DESIGN 13; tests pin it)."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        n = split_size(config, split)[0]
+        with_nonfinite = _nonfinite_patches(config, split, n)
+        for i in range(n):
+            for name, array in sorted(make_patch(config, split, i, i in with_nonfinite).items()):
+                digest.update(f"{split}/{i}/{name}/{array.dtype.str}/{array.shape}".encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _nonfinite_patches(config: SynthConfig, split: str, n: int) -> set[int]:
+    """The patches of ``split`` that get NaN / -inf pixels (``nonfinite_fraction`` of them, at least one)."""
+    pick = np.random.default_rng([config.seed, 99, SPLITS.index(split)])
+    n_bad = max(1, round(config.nonfinite_fraction * n)) if config.nonfinite_fraction > 0 else 0
+    return set(pick.choice(n, size=min(n, n_bad), replace=False).tolist()) if n else set()
+
+
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -989,9 +1012,7 @@ def generate(
                 for mod in ("s1", "s2", "dfc", "lc"):
                     folder = (out / ReleasedDFC2020.patch_path(split, mod, 0)).parent
                     folder.mkdir(parents=True, exist_ok=True)
-            pick = np.random.default_rng([config.seed, 99, SPLITS.index(split)])
-            n_bad = max(1, round(config.nonfinite_fraction * n)) if config.nonfinite_fraction > 0 else 0
-            with_nonfinite = set(pick.choice(n, size=min(n, n_bad), replace=False).tolist()) if n else set()
+            with_nonfinite = _nonfinite_patches(config, split, n)
             jobs = [(out, config, split, i, i in with_nonfinite) for i in range(n)]
             results = executor.map(_write_patch, jobs, chunksize=4) if executor else map(_write_patch, jobs)
             counts = np.zeros(23 if split == "pretrain" else 11, dtype=np.int64)
