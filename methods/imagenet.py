@@ -311,6 +311,7 @@ class ImageNet(PretrainMethod):
     label = "ImageNet"
     Config = ImageNetConfig
     needs_data = False
+    reads_weights = True
 
     @classmethod
     def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:

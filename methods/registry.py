@@ -66,6 +66,9 @@ class PretrainMethod(ABC):
     needs_data: ClassVar[bool] = True
     #: Methods that also read the pretraining pool's own labels (``PretrainContext.labels``).
     needs_labels: ClassVar[bool] = False
+    #: Methods that read a ``--weights`` file (``PretrainContext.weights``): only theirs enter the
+    #: weights identity (by content), so a stray ``--weights`` does not re-key ``random``.
+    reads_weights: ClassVar[bool] = False
     #: Set on reference rows (``raw``, ``rf``): the reference protocol that evaluates them on the raw
     #: bands instead of a pretrained backbone. None for every pretraining method.
     evaluated_by: ClassVar[str | None] = None

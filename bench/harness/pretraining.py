@@ -20,6 +20,8 @@ any error before it, leaves it FAILED.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import time
 import weakref
@@ -79,7 +81,9 @@ class PretrainSpec:
         data = Path(self.pretrain_data).resolve() if needs_data and self.pretrain_data else None
         object.__setattr__(self, "pretrain_data", data)
         object.__setattr__(self, "transductive", bool(self.transductive and needs_data))
-        object.__setattr__(self, "weights", Path(self.weights).resolve() if self.weights else None)
+        reads_weights = get_method(self.method).reads_weights
+        weights = Path(self.weights).resolve() if reads_weights and self.weights else None
+        object.__setattr__(self, "weights", weights)
 
     def build_method(self) -> PretrainMethod:
         """The method with its full config (defaults + overrides); unknown settings raise."""
@@ -97,7 +101,7 @@ class PretrainSpec:
             "seed": self.seed,
             "pretrain_data": str(self.pretrain_data) if self.pretrain_data else None,
             "transductive": self.transductive,
-            "weights": str(self.weights) if self.weights else None,
+            "weights": weights_content(self.weights) if self.weights else None,
         }
 
     def cache_key(self, backbone_spec: Any, data_fingerprint: str) -> str:
@@ -106,6 +110,27 @@ class PretrainSpec:
         the pool at another path keeps its cached weights)."""
         ident = {k: v for k, v in self.identity().items() if k != "pretrain_data"}  # content, not path
         return stable_hash({**ident, "backbone_spec": asdict(backbone_spec), "data": data_fingerprint})
+
+
+def weights_content(path: Path) -> str:
+    """The identity of a ``--weights`` file: the sha256 of its bytes, never its path, so a file
+    replaced at the same path gives new keys (and a copy elsewhere keeps its results). Hashed once
+    per (path, size, modification time) in a process; a missing file is named in the key, and its
+    method then stops with the one-line error that says how to provide it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"missing:{path.name}"
+    return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True)
