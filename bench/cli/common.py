@@ -273,3 +273,8 @@ def shown_path(path: Path) -> str:
         if path.is_relative_to(root):
             return str(Path(shown) / path.relative_to(root))
     return str(path)
+
+
+def comma_list(text: str) -> list[str]:
+    """``--methods a,b`` as a list (argparse ``type``), blanks dropped."""
+    return [part.strip() for part in text.split(",") if part.strip()]

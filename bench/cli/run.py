@@ -32,7 +32,7 @@ from bench.cli.common import (
 from bench.core.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.harness.runner import CellResult
+    from bench.harness.runner import CellResult, CellSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,15 +121,12 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from bench.core.device import resolve_device
-    from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides, run_cell
-    from bench.harness.tracking import experiment_name, tracking_uri
-    from datasets import load_dataset
+def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
+    """The cells ``bench run`` evaluates for ``args`` (one per protocol; a reference row once):
+    preset < tuned config < ``--set`` < flags, each spec's settings checked. ``bench verify``
+    re-runs committed cells through this very function."""
+    from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides
 
-    start = time.perf_counter()
-    prepare(args)
-    device = resolve_device(args.device)
     overrides = args.overrides
     if args.config is not None:
         from bench.harness.tune import load_config
@@ -165,6 +162,19 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # fail on a bad --set before any data is generated
         spec.method_config()
         spec.protocol_config()
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.core.device import resolve_device
+    from bench.harness.runner import run_cell
+    from bench.harness.tracking import experiment_name, tracking_uri
+    from datasets import load_dataset
+
+    start = time.perf_counter()
+    prepare(args)
+    device = resolve_device(args.device)
+    specs = cell_specs(args)
     from bench.harness.availability import unavailable_methods
 
     reason = unavailable_methods([args.method], args.backbone, args.weights).get(args.method)
