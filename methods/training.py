@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +40,10 @@ class TrainConfig:
     AdamW rather than SimSiam's SGD: the CPU schedules are a few hundred steps, where an adaptive
     optimiser converges much faster; ``warmup`` is a fraction of ``steps`` before cosine decay.
     """
+
+    #: Settings per preset (``bench --preset NAME``, :mod:`bench.harness.presets`) for a stage of
+    #: this class; a subclass without its own entry for a preset gets this generic one.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"batch_size": 64, "crop": 128}}
 
     steps: int = 200
     batch_size: int = 32
