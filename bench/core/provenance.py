@@ -228,8 +228,12 @@ def _sorted_imports(run: list[ast.Import | ast.ImportFrom]) -> list[ast.stmt]:
 
 class _MeaningOnly(ast.NodeTransformer):
     """Strips from a parsed module what computes nothing: docstrings and other bare strings,
-    function signature annotations, ``if TYPE_CHECKING:`` blocks, and the order of a run of imports
-    (see :func:`meaning_dump`). Comments and line numbers are gone with parsing already."""
+    function signature and local variable annotations, ``if TYPE_CHECKING:`` blocks, and the order
+    of a run of imports (see :func:`meaning_dump`). Comments and line numbers are gone with parsing
+    already."""
+
+    def __init__(self) -> None:
+        self._scopes: list[str] = []  # "function" or "class", innermost last
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         super().generic_visit(node)
@@ -260,9 +264,32 @@ class _MeaningOnly(ast.NodeTransformer):
         for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
             if arg is not None:
                 arg.annotation = None
-        return self.generic_visit(node)
+        return self._in_scope("function", node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        return self._in_scope("class", node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        """A local variable's annotation is never evaluated (PEP 526): ``x: int = v`` means
+        ``x = v``, and ``x: int`` alone (it still makes ``x`` local) one placeholder for any type.
+        A class's or module's annotations are kept (they are evaluated, and a dataclass field's
+        type casts settings)."""
+        self.generic_visit(node)
+        if not self._scopes or self._scopes[-1] != "function":
+            return node
+        if node.value is not None:
+            return ast.Assign(targets=[node.target], value=node.value)
+        node.annotation = ast.Constant(value=None)
+        return node
+
+    def _in_scope(self, scope: str, node: ast.AST) -> ast.AST:
+        self._scopes.append(scope)
+        try:
+            return self.generic_visit(node)
+        finally:
+            self._scopes.pop()
 
 
 def meaning_dump(source: str | bytes) -> str:
@@ -270,7 +297,8 @@ def meaning_dump(source: str | bytes) -> str:
 
     Left out: comments and layout (parsing drops them), docstrings and other bare strings, the
     annotations of function signatures (never evaluated for a number: ``from __future__ import
-    annotations`` keeps them strings), ``if TYPE_CHECKING:`` blocks, and the order of a run of
+    annotations`` keeps them strings) and of local variables (never evaluated at all),
+    ``if TYPE_CHECKING:`` blocks, and the order of a run of
     consecutive imports, and of the names in one ``from ... import``, where each binds its own name.
     Annotations in class bodies stay (a dataclass field's type casts its ``--set`` value).
     An import order that matters (a module computing at import, registries filling in order) is

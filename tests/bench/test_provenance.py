@@ -215,6 +215,11 @@ def loss(x: "np.ndarray", scale: float = 2.0):  # reworded comment
     assert meaning_dump("from a import x\nfrom b import x\n") != meaning_dump(
         "from b import x\nfrom a import x\n"
     )
+    # a local variable's annotation is never evaluated; a class attribute's is
+    assert meaning_dump("def f():\n    x: list[int] = []\n    y: int\n") == meaning_dump(
+        "def f():\n    x = []\n    y: float\n"
+    )
+    assert meaning_dump("def f():\n    y: int\n") != meaning_dump("def f():\n    pass\n")
     # a function whose body was its docstring means what ``pass`` means
     assert meaning_dump('def f():\n    """Nothing yet."""\n') == meaning_dump("def f():\n    pass\n")
     # a dataclass field's type is kept: settings are cast to it
