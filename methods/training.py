@@ -125,8 +125,8 @@ def fit(
             raise BenchError(f"{label}: batch_size {cfg.batch_size} does not split over {ranks} processes")
         # batch indices: the shared generator above; augmentations: one generator per rank
         gen = make_generator(ctx, salt + 7_919 * (rank + 1))
-    params = list(params)
-    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    given: list[Any] = list(params)
+    groups = given if given and isinstance(given[0], dict) else [{"params": given}]
     broadcast_([p.data for group in groups for p in group["params"]])  # every rank starts from rank 0's
     monitors: dict[str, Monitor] = {}
 
