@@ -320,7 +320,8 @@ def _dump(node: Any) -> str:
     return repr(node)
 
 
-def _declared(module: str) -> bool:
+def _walked(module: str) -> bool:
+    """Imports are followed into every module of the repository but :data:`NOT_COMPUTING`."""
     return module not in NOT_COMPUTING
 
 
@@ -348,7 +349,7 @@ def _closure(
 @functools.cache
 def _shared_files() -> frozenset[Path]:
     seeds = [path for module in COMPUTING if (path := _file_of(module, _REPO)) is not None]
-    return frozenset(_closure(seeds, _REPO, _declared))
+    return frozenset(_closure(seeds, _REPO, _walked))
 
 
 def dependency_files(modules: Sequence[str] = ()) -> list[Path]:
@@ -361,7 +362,7 @@ def dependency_files(modules: Sequence[str] = ()) -> list[Path]:
     for module in modules:
         path = _file_of(module, _REPO)
         if path is not None:
-            files |= _closure([path], _REPO, _declared, closed=shared)
+            files |= _closure([path], _REPO, _walked, closed=shared)
     return sorted(files)
 
 
