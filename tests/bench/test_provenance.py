@@ -257,6 +257,19 @@ def test_docstring_and_comment_edits_keep_every_key_and_a_loss_edit_keys_its_met
     _edit(runner, '    """What one cell evaluates.', '    """What one cell evaluates (its identity).')
     _edit(runner, "def _frozen(", "# overrides as sorted pairs\ndef _frozen(")
     assert _all_keys() == before
+    # an import reorder (as an import sorter would make it) and an annotation fix keep them too
+    _edit(runner, "import json\nimport time\n", "import time\nimport json\n")
+    _edit(
+        runner,
+        "from bench.core.errors import BenchError\nfrom bench.core.paths import bench_home\n",
+        "from bench.core.paths import bench_home\nfrom bench.core.errors import BenchError\n",
+    )
+    _edit(
+        runner,
+        "def result_key(spec: CellSpec, seed: int, ds: Any) -> str:",
+        "def result_key(spec, seed, ds):",
+    )
+    assert _all_keys() == before
 
     _edit(core, "return F.mse_loss(restored, target), {}", "return F.l1_loss(restored, target), {}")
     after = _all_keys()
