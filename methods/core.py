@@ -74,6 +74,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -94,6 +95,8 @@ MARKERS = ("embedding", "value")
 @dataclass
 class CoReConfig(TrainConfig):
     """CoRe settings; see the module docstring for why each default."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 2000, "batch_size": 64, "crop": 128}}
 
     steps: int = 300
     batch_size: int = 16

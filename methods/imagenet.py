@@ -314,6 +314,11 @@ class ImageNet(PretrainMethod):
     reads_weights = True
 
     @classmethod
+    def weights_origin(cls, backbone: str) -> str | None:
+        """:func:`weights_status`: the hub cache, the hub, or ``--weights FILE``."""
+        return weights_status(backbone)
+
+    @classmethod
     def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:
         """No timm trunk, a ``--weights`` file that is not there, or no weights cached and no hub."""
         timm_name = timm_trunk_name(backbone)

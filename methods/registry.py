@@ -103,6 +103,13 @@ class PretrainMethod(ABC):
         """
         return None
 
+    @classmethod
+    def weights_origin(cls, backbone: str) -> str | None:
+        """One line for ``bench doctor``: where this method's weights for ``backbone`` would come
+        from when they are not made here (a download, a hub cache), or None for a method that
+        makes its own. Cheap: no download."""
+        return None
+
     def config_dict(self) -> dict[str, Any]:
         """The full config (defaults included) as recorded with results and in cache keys."""
         return dataclasses.asdict(self.config)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,6 +56,8 @@ from methods.training import StepOutput, TrainConfig, fit
 @dataclass
 class UniFeatConfig(TrainConfig):
     """UniFeat settings; see the module docstring for why each default."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 1000, "batch_size": 64, "crop": 64}}
 
     steps: int = 150
     batch_size: int = 32
