@@ -688,7 +688,9 @@ def _layout(rng: np.random.Generator, size: int, region: Region, config: SynthCo
         ru, rv = _rotated(size, rng.uniform(0, np.pi))
         walk = np.cumsum(rng.normal(0, 0.15, size=4 * size)).astype(np.float32)
         t = np.clip((rv + 2 * size).astype(np.int64), 0, 4 * size - 1)
-        centre = rng.uniform(0.2, 0.8) * size + rng.uniform(2, 8) * portable.sin(rv / rng.uniform(8, 30)) + walk[t]
+        centre = (
+            rng.uniform(0.2, 0.8) * size + rng.uniform(2, 8) * portable.sin(rv / rng.uniform(8, 30)) + walk[t]
+        )
         river = np.abs(ru - centre) < rng.uniform(1.0, 4.0)
         truth[river] = 10
         subtype[river] = sub_of[0, 10]

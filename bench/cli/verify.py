@@ -65,13 +65,17 @@ def run(args: argparse.Namespace) -> int:
     if tolerance < 0:
         raise BenchError(f"--tolerance {tolerance}: expects a difference in points >= 0")
     if not args.source.is_file():
-        raise BenchError(f"--from {args.source}: no such file (the committed results are results/runs_long.csv)")
+        raise BenchError(
+            f"--from {args.source}: no such file (the committed results are results/runs_long.csv)"
+        )
     long = long_from_csv(args.source)
     units = sample_units(
         long, args.cells, args.sample_seed, args.methods, [args.protocol] if args.protocol else None
     )
     device = resolve_device(args.device)
-    ds = load_dataset(args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme)
+    ds = load_dataset(
+        args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
+    )
     made_on = sorted(set(long["dataset"].astype(str)))
     if ds.fingerprint not in made_on:
         raise BenchError(

@@ -102,6 +102,7 @@ COMPUTING: tuple[str, ...] = (
     "datasets.layouts",
     "datasets.loader",
     "datasets.normalise",
+    "datasets.portable",
     "datasets.reader",
     "datasets.synthetic",
     "bench.harness.runner",

@@ -72,11 +72,9 @@ def units_of(long: pd.DataFrame) -> list[Unit]:
     if missing:
         raise BenchError(f"the results CSV lacks the column(s) {', '.join(missing)} a re-run needs")
     runs = long.drop_duplicates("result_key")
-    k = long.groupby(["method", "protocol", "budget", "budget_unit", "backbone"], observed=True)
-    if "pretrain_seed" in long.columns:
-        largest = k["pretrain_seed"].max()
-    else:
-        largest = k["seed"].max() * np.nan
+    cells = long.groupby(["method", "protocol", "budget", "budget_unit", "backbone"], observed=True)
+    column = "pretrain_seed" if "pretrain_seed" in long.columns else "seed"
+    largest = cells[column].max() * (1 if column == "pretrain_seed" else np.nan)  # no column: K = 1
     units = []
     for row in runs.itertuples(index=False):
         cell = (row.method, row.protocol, row.budget, row.budget_unit, row.backbone)
@@ -172,10 +170,8 @@ def format_checks(checks: Sequence[Check]) -> str:
         )
     bad = [c for c in checks if not c.ok]
     worst = max((c.max_diff for c in checks), default=0.0)
-    lines.append(
-        f"{len(checks) - len(bad)} of {len(checks)} seed runs reproduced within {checks[0].tolerance:g} points "
-        f"(largest difference {worst:.3f})"
-        if checks
-        else "nothing checked"
-    )
+    if not checks:
+        return "nothing checked"
+    within = f"within {checks[0].tolerance:g} points (largest difference {worst:.3f})"
+    lines.append(f"{len(checks) - len(bad)} of {len(checks)} seed runs reproduced {within}")
     return "\n".join(lines)

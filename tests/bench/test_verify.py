@@ -11,7 +11,7 @@ from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
 
 @pytest.fixture
-def small_grid(tiny_data_root: Path, tmp_path: Path, mlflow_store: str) -> Path:
+def small_grid(tiny_data_root: Path, tmp_path: Path, mlflow_store: str) -> Path:  # noqa: F811
     """A committed grid in miniature: random (2 pretraining seeds) and raw, 2 seeds, its long CSV."""
     from bench.cli import main
 
@@ -19,7 +19,9 @@ def small_grid(tiny_data_root: Path, tmp_path: Path, mlflow_store: str) -> Path:
     assert main(["run", "--method", "random", "--pretrain-seeds", "2", *data]) == 0
     assert main(["run", "--method", "raw", *data]) == 0
     long_csv = tmp_path / "runs_long.csv"
-    assert main(["table", "--format", "md", "--out", str(tmp_path / "t.md"), "--long-csv", str(long_csv)]) == 0
+    assert (
+        main(["table", "--format", "md", "--out", str(tmp_path / "t.md"), "--long-csv", str(long_csv)]) == 0
+    )
     return long_csv
 
 
@@ -30,7 +32,16 @@ def test_verify_reproduces_a_small_grid_and_names_a_wrong_number(
     from bench.report.aggregate import runs_from_mlflow
 
     stored = len(runs_from_mlflow())
-    argv = ["verify", "--from", str(small_grid), "--cells", "4", "--data", str(tiny_data_root), "--no-progress"]
+    argv = [
+        "verify",
+        "--from",
+        str(small_grid),
+        "--cells",
+        "4",
+        "--data",
+        str(tiny_data_root),
+        "--no-progress",
+    ]
     assert main([*argv, "--tolerance", "0"]) == 0  # same machine, same code: bit-identical
     out = capsys.readouterr().out
     assert "4 of 4 seed runs reproduced within 0 points" in out
@@ -41,7 +52,9 @@ def test_verify_reproduces_a_small_grid_and_names_a_wrong_number(
     long.loc[aa, "value"] = long.loc[aa, "value"].astype(float) + 0.05  # a number that was not computed
     tampered = tmp_path / "tampered.csv"
     long.to_csv(tampered, index=False)
-    assert main([*argv, "--from", str(tampered), "--methods", "random", "--cells", "2"]) == 1, capsys.readouterr().err
+    assert main([*argv, "--from", str(tampered), "--methods", "random", "--cells", "2"]) == 1, (
+        capsys.readouterr().err
+    )
     out = capsys.readouterr().out
     assert "random linear 10 pixels seed 1" in out and "DIFFERS" in out
     assert "1 of 2 seed runs reproduced" in out

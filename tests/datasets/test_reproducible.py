@@ -47,7 +47,12 @@ def _digest_in_subprocess(env: dict[str, str]) -> str:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS", "OMP_", "NPY_", "MKL"))}
     full.update(env, PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, "-c", _DIGEST_SCRIPT], env=full, cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _DIGEST_SCRIPT],
+        env=full,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
