@@ -48,6 +48,9 @@ class PretrainContext:
     #: (N, H, W) class indices of the pool's own labels (a SEN12MS pool's lc), aligned with the
     #: images; handed only to methods with ``needs_labels`` (the ``supervised`` control).
     labels: np.ndarray | None = None
+    #: The input's band names in order (``VV``, ..., ``B12``): where a checkpoint's band-specific
+    #: ``conv1`` goes on a standard-stem backbone (``methods.imagenet``).
+    band_names: tuple[str, ...] | None = None
 
 
 class PretrainMethod(ABC):
