@@ -175,8 +175,7 @@ def resnet50(in_chans: int) -> SegBackbone:
 
 @register_backbone(
     "resnet18-stdstem",
-    "standard stem: whole timm resnet18 (conv1 on all bands) + FPN-lite at 1/4, 128-d; loads "
-    "ImageNet / SSL4EO conv1 weights as trained",
+    "standard stem: whole timm resnet18 (its conv1 on all bands) + FPN-lite at 1/4, 128-d",
 )
 def resnet18_stdstem(in_chans: int) -> SegBackbone:
     return standard_stem_backbone("resnet18", in_chans)
@@ -184,8 +183,7 @@ def resnet18_stdstem(in_chans: int) -> SegBackbone:
 
 @register_backbone(
     "resnet50-stdstem",
-    "standard stem: whole timm resnet50 (conv1 on all bands) + FPN-lite at 1/4, 128-d; loads "
-    "ImageNet / SSL4EO conv1 weights as trained",
+    "standard stem: whole timm resnet50 (its conv1 on all bands) + FPN-lite at 1/4, 128-d",
 )
 def resnet50_stdstem(in_chans: int) -> SegBackbone:
     return standard_stem_backbone("resnet50", in_chans)
