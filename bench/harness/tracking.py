@@ -4,7 +4,13 @@ Tracking URI: ``$MLFLOW_TRACKING_URI`` when set (an MLflow server or a shared da
 workers), else ``sqlite:///<cwd>/mlflow.db``. That is the store ``mlflow ui`` opens by default in
 the installed MLflow 3.x when started in the same directory (its ``--backend-store-uri`` default
 is ``sqlite:///mlflow.db``, falling back to ``./mlruns`` only when an old file store exists there),
-so ``mlflow ui`` shows the results with no flags. Artifacts of a local store go to ``./mlruns``.
+so ``mlflow ui`` shows the results with no flags. Artifacts of a local sqlite store go beside it,
+``<store dir>/mlruns/<experiment>/`` (set on the experiment when it is created): MLflow's own
+default, ``./mlruns`` of whatever directory the creating command ran in, scattered them when the
+store was named by path from elsewhere. A server keeps its own artifact root.
+
+Every run carries ``mlflow.source.name`` (``bench <command>``) and ``mlflow.source.type``, which
+the UI's source column shows beside the git commit.
 
 A seed run counts as done only when it carries ``bench.status=complete``, which is set after every
 metric, param and artifact has been logged; a crashed run never has it and is redone.
@@ -163,6 +169,15 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def artifact_root(uri: str, name: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a local sqlite store (module docstring), else
+    None (a server or database decides)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = re.sub(r"[^0-9A-Za-z_.-]", "_", name) or "experiment"
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns" / folder).as_uri()
+
+
 def experiment_name() -> str:
     """``$BENCH_EXPERIMENT`` or ``bench``."""
     return os.environ.get("BENCH_EXPERIMENT") or "bench"
@@ -213,7 +228,9 @@ def _experiment_id(uri: str, name: str) -> str:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             with contextlib.suppress(mlflow.exceptions.MlflowException):  # another machine was first
-                client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
+                client.create_experiment(
+                    name, artifact_location=artifact_root(uri, name), tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+                )
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise BenchError(f"tracking store {uri}: cannot create experiment {name!r}")
@@ -293,7 +310,7 @@ def parent_run(
         if found:
             return found[0].info.run_id
         run = client.create_run(
-            exp_id, run_name=run_name, tags={"bench.kind": kind, key_tag: key, **(tags or {})}
+            exp_id, run_name=run_name, tags={"bench.kind": kind, key_tag: key, **source_tags(), **(tags or {})}
         )
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
@@ -317,9 +334,19 @@ def _parent_lock(uri: str, exp_id: str, kind: str, key: str) -> contextlib.Abstr
     return FileLock(str(path))
 
 
+def source_tags() -> dict[str, str]:
+    """MLflow's source tags: ``mlflow.source.name`` = ``bench <command>`` (``bench run``, ``bench
+    sweep``, ...), ``mlflow.source.type`` = ``LOCAL``."""
+    import sys
+
+    command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+    return {"mlflow.source.name": f"bench {command}".strip(), "mlflow.source.type": "LOCAL"}
+
+
 def process_tags() -> dict[str, str]:
-    """Tags naming the process that writes a run, so a run it leaves RUNNING can be closed later."""
-    return {"bench.host": socket.gethostname(), "bench.pid": str(os.getpid())}
+    """Tags naming the process that writes a run, so a run it leaves RUNNING can be closed later
+    (and the source tags, :func:`source_tags`)."""
+    return {"bench.host": socket.gethostname(), "bench.pid": str(os.getpid()), **source_tags()}
 
 
 def _process_gone(tags: Mapping[str, str]) -> bool:
