@@ -383,7 +383,11 @@ class ImageNet(PretrainMethod):
         a ``bench export`` file runs on the backbone it was exported for, and no other."""
         if weights is not None and is_export(Path(weights)):
             exported = read_card(Path(weights))["backbone"]["name"]
-            return None if exported == backbone else f"--weights {weights} is a {exported} export, not {backbone}"
+            return (
+                None
+                if exported == backbone
+                else f"--weights {weights} is a {exported} export, not {backbone}"
+            )
         timm_name = timm_trunk_name(backbone)
         if timm_name is None:
             return f"needs a timm trunk (--backbone resnet18|resnet50), not {backbone!r}"

@@ -95,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
     card = export.read_card(files["backbone"])
     if "loader" in files:
         print(f"without the harness (torch + timm): {card['loader']['use']}")
-    print(f"as --weights: bench run --method imagenet --backbone {model.spec.name} --weights {files['backbone']} --label NAME")
+    print(
+        f"as --weights: bench run --method imagenet --backbone {model.spec.name} "
+        f"--weights {files['backbone']} --label NAME"
+    )
     if "timm_trunk" in files:
         print(f"timm: {card['timm_trunk']['load']}; {card['timm_trunk']['holds']}")
     else:

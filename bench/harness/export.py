@@ -133,7 +133,9 @@ def _patch_size(ds: Any) -> list[int]:
     return [int(n) for n in images.shape[-2:]] if images is not None else [256, 256]
 
 
-def pretrained_cfg(model: SegBackbone, ds: Any, method: str, norm: Mapping[str, Any] | None) -> dict[str, Any]:
+def pretrained_cfg(
+    model: SegBackbone, ds: Any, method: str, norm: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """A timm-style ``pretrained_cfg`` of the export's input: band count and size, ``mean``/``std``
     per band in the raw units (S1 dB, S2 DN; after the clip: the normalisation's ``subtract`` and
     ``divide``), and for a standard-stem timm trunk the overlay that loads ``<stem>.timm.safetensors``
@@ -198,10 +200,17 @@ def make_card(
         "normalisation": norm,
         "pretrained_cfg": pretrained_cfg(model, ds, record["method"], norm),
         "loader": (
-            {"file": LOADER, "needs": "torch, timm", "use": f"from load_backbone import load_backbone; "
-             f"model = load_backbone({'<stem>.safetensors'!r})"}
+            {
+                "file": LOADER,
+                "needs": "torch, timm",
+                "use": f"from load_backbone import load_backbone; "
+                f"model = load_backbone({'<stem>.safetensors'!r})",
+            }
             if builtin
-            else {"file": None, "reason": f"backbone {model.spec.name!r} is a plugin's: load it with its package"}
+            else {
+                "file": None,
+                "reason": f"backbone {model.spec.name!r} is a plugin's: load it with its package",
+            }
         ),
         "pretraining_data_fingerprint": record["data_fingerprint"],
         "dataset_fingerprint": ds.fingerprint,

@@ -229,7 +229,9 @@ def _experiment_id(uri: str, name: str) -> str:
         if exp is None:
             with contextlib.suppress(mlflow.exceptions.MlflowException):  # another machine was first
                 client.create_experiment(
-                    name, artifact_location=artifact_root(uri, name), tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+                    name,
+                    artifact_location=artifact_root(uri, name),
+                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING},
                 )
             exp = client.get_experiment_by_name(name)
             if exp is None:
@@ -310,7 +312,9 @@ def parent_run(
         if found:
             return found[0].info.run_id
         run = client.create_run(
-            exp_id, run_name=run_name, tags={"bench.kind": kind, key_tag: key, **source_tags(), **(tags or {})}
+            exp_id,
+            run_name=run_name,
+            tags={"bench.kind": kind, key_tag: key, **source_tags(), **(tags or {})},
         )
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])

@@ -133,7 +133,9 @@ class ExportedBackbone(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> the trunk's coarse features, before upsampling."""
         if x.shape[1] != self.in_chans:
-            raise ValueError(f"expected {self.in_chans} bands ({', '.join(self.card['bands'])}), got {x.shape[1]}")
+            raise ValueError(
+                f"expected {self.in_chans} bands ({', '.join(self.card['bands'])}), got {x.shape[1]}"
+            )
         if not self.band_stem:
             return self.trunk(x)
         b, c, h, w = x.shape
@@ -169,7 +171,9 @@ def normalise(s1_db: Any, s2_dn: Any, card: dict[str, Any]) -> torch.Tensor:
     """Raw S1 sigma0 in dB (B, 2, H, W) and S2 L1C reflectance x 10000 (B, 13, H, W) -> the network's
     input, as the card's ``normalisation.per_band`` says: non-finite -> ``fill``, clip to ``clip``,
     then ``(x - subtract) / divide``, band by band in the card's order."""
-    x = torch.cat([torch.as_tensor(s1_db, dtype=torch.float32), torch.as_tensor(s2_dn, dtype=torch.float32)], 1)
+    x = torch.cat(
+        [torch.as_tensor(s1_db, dtype=torch.float32), torch.as_tensor(s2_dn, dtype=torch.float32)], 1
+    )
     out = torch.empty_like(x)
     for i, band in enumerate(card["normalisation"]["per_band"]):
         v = x[:, i]

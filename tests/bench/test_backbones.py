@@ -173,7 +173,7 @@ def test_the_standard_stem_variant_is_the_whole_timm_resnet_on_every_band() -> N
     with torch.no_grad():
         assert model.features(x).shape == (1, 128, 16, 12) and model(x).shape == (1, 128, 64, 48)
     assert model.spec.name == "resnet18-stdstem" and model.spec.extra["stem"]
-    with pytest.raises(BenchError, match="standard stem .* not the band-shared stem"):
+    with pytest.raises(BenchError, match=r"standard stem .* not the band-shared stem"):
         model.band_features(x)
     for method in ("sscl", "unifeat", "core"):
         reason = get_method(method).unavailable_reason("resnet18-stdstem", None)

@@ -11,7 +11,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-
 import pytest
 import timm
 import torch
@@ -160,7 +159,8 @@ for folder in map(Path, sys.argv[1:]):
     with torch.no_grad():
         torch.testing.assert_close(model(io["x"]), io["y"], rtol=0, atol=0)
     raw = io["raw"]
-    torch.testing.assert_close(mod.normalise(raw["s1"], raw["s2"], model.card), io["normalised"], rtol=0, atol=0)
+    again = mod.normalise(raw["s1"], raw["s2"], model.card)
+    torch.testing.assert_close(again, io["normalised"], rtol=0, atol=0)
     print("same", folder.name)
 """
 
@@ -173,7 +173,9 @@ def test_load_backbone_py_rebuilds_every_builtin_backbone_without_the_harness(tm
     s1 = rng.uniform(-35, 5, (2, 2, 32, 32)).astype(np.float32)
     s1[0, 0, :3, :3], s1[1, 1, 0, 0] = np.nan, -np.inf
     s2 = rng.uniform(0, 12000, (2, 13, 32, 32)).astype(np.float32)
-    normalised = torch.from_numpy(np.stack([DEFAULT_NORMALISATION.apply(a, b)[0] for a, b in zip(s1, s2)]))
+    normalised = torch.from_numpy(
+        np.stack([DEFAULT_NORMALISATION.apply(a, b)[0] for a, b in zip(s1, s2, strict=True)])
+    )
     folders = []
     for name in ("tiny", "resnet18", "resnet18-stdstem"):
         model = _perturbed(name)
@@ -196,16 +198,22 @@ def test_load_backbone_py_rebuilds_every_builtin_backbone_without_the_harness(tm
 def test_the_card_states_units_formula_and_a_timm_pretrained_cfg(tmp_path: Path) -> None:
     model = _perturbed("resnet18")
     card = json.loads(
-        export.write_export(model, export.make_card(model, RECORD, DS, version="1", health=None), tmp_path, "c")[
-            "card"
-        ].read_text()
+        export.write_export(
+            model, export.make_card(model, RECORD, DS, version="1", health=None), tmp_path, "c"
+        )["card"].read_text()
     )
     assert card["bands"] == list(BAND_NAMES)
     assert "dB" in card["units"]["VV"] and "reflectance x 10000" in card["units"]["B12"]
     norm = card["normalisation"]
     assert "x / 25 + 1" in norm["formula"] and "x / 10000" in norm["formula"]
     vv, b2 = norm["per_band"][0], norm["per_band"][3]
-    assert (vv["band"], vv["fill"], vv["clip"], vv["subtract"], vv["divide"]) == ("VV", -25.0, [-25.0, 0.0], -25.0, 25.0)
+    assert (vv["band"], vv["fill"], vv["clip"], vv["subtract"], vv["divide"]) == (
+        "VV",
+        -25.0,
+        [-25.0, 0.0],
+        -25.0,
+        25.0,
+    )
     assert (b2["band"], b2["clip"], b2["subtract"], b2["divide"]) == ("B2", [0.0, 10000.0], 0.0, 10000.0)
     cfg = card["pretrained_cfg"]
     assert cfg["architecture"] == "resnet18" and cfg["input_size"][0] == len(BAND_NAMES)
@@ -223,7 +231,9 @@ def test_a_standard_stem_export_gives_timm_the_trained_conv1(tmp_path: Path) -> 
     assert saved["timm_trunk"]["not_trained"] == ["fc.bias", "fc.weight"]
     assert saved["pretrained_cfg"]["file"] == files["timm_trunk"].name
     overlay = {**saved["pretrained_cfg"], "file": str(files["timm_trunk"])}
-    theirs = timm.create_model("resnet18", pretrained=True, in_chans=15, pretrained_cfg_overlay=overlay).eval()
+    theirs = timm.create_model(
+        "resnet18", pretrained=True, in_chans=15, pretrained_cfg_overlay=overlay
+    ).eval()
     x = torch.rand(1, 15, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(theirs.forward_features(x), model.trunk.encoder(x)[-1], rtol=0, atol=0)
@@ -267,7 +277,9 @@ def test_weights_of_an_export_give_the_cached_weights_linear_aa(
     (folder,) = client.list_artifacts(trained.info.run_id)
     (artifact,) = client.list_artifacts(trained.info.run_id, folder.path)
     assert artifact.path == f"{export.ARTIFACT_DIR}/{weights.name}" and not artifact.is_dir
-    (loaded,) = client.search_runs([exp_id], "tags.`bench.kind` = 'pretrain' and tags.`bench.method` = 'imagenet'")
+    (loaded,) = client.search_runs(
+        [exp_id], "tags.`bench.kind` = 'pretrain' and tags.`bench.method` = 'imagenet'"
+    )
     assert client.list_artifacts(loaded.info.run_id) == []  # nothing trained: no weights artifact
     assert Path(trained.info.artifact_uri.removeprefix("file://")).is_relative_to(
         Path(tracking.tracking_uri().removeprefix("sqlite:///")).parent

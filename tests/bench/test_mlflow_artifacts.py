@@ -76,4 +76,7 @@ def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
     # the user's own setting is kept (checked without importing mlflow: it would start telemetry)
     keep = "import os, bench; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
     assert _child(keep, MLFLOW_DISABLE_TELEMETRY="false") == "false"
-    assert _child("import os, bench; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))", DO_NOT_TRACK="1") == "None"
+    assert (
+        _child("import os, bench; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))", DO_NOT_TRACK="1")
+        == "None"
+    )
