@@ -420,8 +420,8 @@ class ImageNet(PretrainMethod):
         own = trunk.encoder.state_dict()
         tensors, note = dict(loaded.trunk), loaded.note
         if trunk.first_stage and loaded.first_conv is not None:  # standard stem: conv1 and bn1 too
-            conv, how = first_conv_for(loaded.first_conv, backbone.spec.in_chans, ctx.band_names)
-            tensors.update({**loaded.first_bn, "conv1.weight": conv})
+            placed, how = first_conv_for(loaded.first_conv, backbone.spec.in_chans, ctx.band_names)
+            tensors.update({**loaded.first_bn, "conv1.weight": placed})
             note = f"{note}; {how}, bn1 loaded" if note else ""
         # what the file lacks (named in the note) keeps the seeded random initialisation
         trunk.encoder.load_state_dict({k: tensors.get(k, v) for k, v in own.items()})

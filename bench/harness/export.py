@@ -118,12 +118,18 @@ def _health(tags: Mapping[str, str], metrics: Mapping[str, float]) -> dict[str, 
     return {"verdict": verdict, "last": figures}
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return dict(value)
+
+
 def _normalisation(ds: Any) -> dict[str, Any] | None:
     """The dataset's normalisation: its settings, the formula, and per band what is done to it."""
     norm = getattr(ds, "normalisation", None)
     if norm is None:
         return None
-    settings = dataclasses.asdict(norm) if dataclasses.is_dataclass(norm) else dict(norm)
+    settings = _as_dict(norm)
     per_band = [row for row in norm.per_band() if row["band"] in ds.band_names]
     return {**settings, "formula": FORMULA.get(settings.get("mode", ""), ""), "per_band": per_band}
 

@@ -96,7 +96,7 @@ class _TimmTrunk(nn.Module):
         kwargs: dict[str, Any] = {"features_only": True, "out_indices": (1, 2, 3, 4)}
         if in_chans is not None:  # standard stem: timm's conv1 on all bands
             kwargs["in_chans"] = in_chans
-        encoder = timm.create_model(timm_name, pretrained=False, **kwargs)
+        encoder: Any = timm.create_model(timm_name, pretrained=False, **kwargs)
         if in_chans is None:  # band-shared stem and fusion replace the ResNet's first stage
             for name in _FIRST_STAGE:
                 del encoder[name]
