@@ -650,6 +650,9 @@ def record_seed(
 
 #: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
 CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")
+#: The seed runs' health tag (``bench.harness.pretraining.HEALTH_TAG``, which imports this module):
+#: ``passed`` or ``failed: <line>`` for the weights a seed was evaluated on.
+HEALTH_TAG = "bench.pretrain_health"
 
 
 def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
@@ -658,7 +661,13 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
     class's accuracy and IoU, ``seeds_complete``, and ``cell_table.md`` (the cell's table), so that
     cells can be sorted and charted in the MLflow UI. Called as each seed finishes: the step is the
     number of seeds aggregated, so the metric history shows how the mean settled. Seeds with the
-    same result key count once (the latest)."""
+    same result key count once (the latest).
+
+    The parent's end time moves to the latest seed's end (a parent is created terminated, and its
+    duration would otherwise be the milliseconds of its creation, not its seeds' minutes); its
+    status is kept. Seeds evaluated on weights that failed their health gate (``--allow-unhealthy``)
+    mark the parent (:data:`HEALTH_TAG` = the first ``failed: ...`` line) and its table (a line
+    naming how many seeds and why); a healthy cell's parent carries ``passed``."""
     from bench.protocols.metrics import STD_NOTE, format_cell, mean_std
 
     client, exp_id = setup_tracking()
@@ -691,6 +700,14 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         return tags.get(f"bench.{name}", "")
 
     label = tag("label") or tag("method")
+    failed = sorted({h for r in runs if (h := r.data.tags.get(HEALTH_TAG, "")).startswith("failed")})
+    n_failed = sum(r.data.tags.get(HEALTH_TAG, "").startswith("failed") for r in runs)
+    if failed or any(HEALTH_TAG in r.data.tags for r in runs):
+        client.set_tag(parent_id, HEALTH_TAG, failed[0] if failed else "passed")
+    parent = client.get_run(parent_id).info
+    ends = [r.info.end_time for r in runs if r.info.end_time]
+    if parent.status != "RUNNING" and ends and max(ends) > (parent.end_time or 0):
+        client.set_terminated(parent_id, parent.status, end_time=max(ends))
     rows = [(c, values.get(f"acc.{metric_name(c)}", [])) for c in class_names]
     rows += [(m, values.get(m, [])) for m in ("AA", "OA", "mIoU")]
     seeds = sorted(
@@ -706,6 +723,12 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         "",
         f"{STD_NOTE}; n = {len(runs)}",
     ]
+    if failed:
+        lines += [
+            "",
+            f"UNHEALTHY: {n_failed} of {len(runs)} seeds used pretrained weights that failed their health "
+            "gate (--allow-unhealthy): " + "; ".join(h.removeprefix("failed: ") for h in failed),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cell_table.md"
         path.write_text("\n".join(lines) + "\n")

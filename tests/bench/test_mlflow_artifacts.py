@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +82,41 @@ def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
         _child("import os, bench; print(os.environ.get('MLFLOW_DISABLE_TELEMETRY'))", DO_NOT_TRACK="1")
         == "None"
     )
+
+
+def _seed(parent: str, seed: int, health: str) -> str:
+    names = ("Forest", "Water")
+    run_id = tracking.start_seed(parent, run_name=f"s{seed}", tags={"bench.seed": str(seed)})
+    time.sleep(0.3)  # the seed's work
+    return tracking.record_seed(
+        parent,
+        run_name=f"s{seed}",
+        tags={"bench.result_key": f"k{seed}", "bench.seed": str(seed), tracking.HEALTH_TAG: health},
+        params={"config_hash": "h"},
+        metrics={"AA": 0.5, "OA": 0.6},
+        confusion=np.eye(2, dtype=np.int64),
+        class_names=names,
+        run_id=run_id,
+    )
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_cell_parent_spans_its_seeds_and_is_marked_when_they_used_unhealthy_weights(tmp_path: Path) -> None:
+    from bench.harness.pretraining import HEALTH_TAG
+
+    assert tracking.HEALTH_TAG == HEALTH_TAG  # one tag, read on seeds and written on parents
+    parent = tracking.cell_run("cell-u", {"bench.method": "core"}, {}, "cell")
+    last = _seed(parent, 0, "passed")
+    client, _ = tracking.setup_tracking()
+    cell = client.get_run(parent)
+    assert cell.info.end_time >= client.get_run(last).info.end_time  # not created-and-done in ms
+    assert cell.info.end_time - cell.info.start_time >= 300
+    assert cell.data.tags[HEALTH_TAG] == "passed"
+
+    line = "failed: pretraining core seed 1 failed its health gate: recon_skill 0.01 < 0.05"
+    last = _seed(parent, 1, line)
+    cell = client.get_run(parent)
+    assert cell.info.end_time >= client.get_run(last).info.end_time
+    assert cell.data.tags[HEALTH_TAG] == line and cell.info.status == "FINISHED"
+    table = Path(client.download_artifacts(parent, "cell_table.md", str(tmp_path))).read_text()
+    assert "UNHEALTHY: 1 of 2 seeds" in table and "recon_skill 0.01 < 0.05" in table
