@@ -234,8 +234,9 @@ def make_card(
 def _holds(timm_name: str, not_trained: list[str], method: str, backbone: str) -> str:
     """One sentence for the timm file's metadata: what it holds, and what in it is not trained."""
     return (
-        f"timm {timm_name} state dict; trained by bench method {method!r} ({backbone}): every tensor "
-        f"except {', '.join(not_trained)}, which are timm's random initialisation (seed 0), NOT trained"
+        f"timm {timm_name} state dict of bench method {method!r} ({backbone}): every tensor as the "
+        f"method left it except {', '.join(not_trained)}, which are timm's random initialisation "
+        "(seed 0), NOT trained"
         + (
             " (the band-shared stem and fusion replaced conv1/bn1; the whole trained backbone is the "
             "export's plain .safetensors file)"
