@@ -124,7 +124,7 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
 def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides, run_cell
-    from bench.harness.tracking import experiment_name, tracking_uri
+    from bench.harness.tracking import experiment_name, runs_url, setup_tracking, tracking_uri
     from datasets import load_dataset
 
     start = time.perf_counter()
@@ -189,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
         print(report(cell, ds.classes.names))
         print()
     uri = tracking_uri()
-    see = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+    url = runs_url(uri, setup_tracking()[1])
+    server = uri.startswith(("http://", "https://"))
+    see = f"open {url}" if server else f"mlflow ui --backend-store-uri {uri}, then open {url}"
     print(
         f"wall time {time.perf_counter() - start:.1f} s on {device}; "
         f"MLflow: {uri} experiment {experiment_name()!r} (to see the runs: {see})"

@@ -178,6 +178,18 @@ def artifact_root(uri: str, name: str) -> str | None:
     return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns" / folder).as_uri()
 
 
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def runs_url(uri: str, experiment_id: str) -> str:
+    """The experiment's runs page in the MLflow UI, on its model-training view (MLflow 3 may open an
+    experiment on the GenAI view; ``workflowType=machine_learning`` opens the runs table): the
+    server's for a server URI, else what ``mlflow ui`` serves locally."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def experiment_name() -> str:
     """``$BENCH_EXPERIMENT`` or ``bench``."""
     return os.environ.get("BENCH_EXPERIMENT") or "bench"

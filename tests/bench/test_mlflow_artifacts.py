@@ -120,3 +120,19 @@ def test_a_cell_parent_spans_its_seeds_and_is_marked_when_they_used_unhealthy_we
     assert cell.data.tags[HEALTH_TAG] == line and cell.info.status == "FINISHED"
     table = Path(client.download_artifacts(parent, "cell_table.md", str(tmp_path))).read_text()
     assert "UNHEALTHY: 1 of 2 seeds" in table and "recon_skill 0.01 < 0.05" in table
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_bench_run_prints_the_runs_url_on_the_model_training_view(
+    tiny_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tracking.runs_url("http://host:5000/", "7") == (
+        "http://host:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )
+    from bench.cli import main
+
+    argv = ["run", "--method", "random", "--samples", "10", "--seeds", "1", "--protocol", "linear"]
+    assert main([*argv, "--data", str(tiny_data_root), "--no-progress"]) == 0
+    _, exp_id = tracking.setup_tracking()
+    url = f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    assert f"then open {url}" in capsys.readouterr().out
