@@ -28,7 +28,7 @@ from bench.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="write pretrained weights as safetensors + a JSON card, and the trunk in timm's key names",
+        help="write pretrained weights: safetensors, JSON card, load_backbone.py (+ timm's trunk names)",
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--method", help="the method whose weights to export (see `bench list`)")
