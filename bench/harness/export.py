@@ -33,7 +33,6 @@ only on demand, by ``bench export``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import tempfile
 from collections.abc import Mapping
@@ -130,7 +129,8 @@ def _normalisation(ds: Any) -> dict[str, Any] | None:
     if norm is None:
         return None
     settings = _as_dict(norm)
-    per_band = [row for row in norm.per_band() if row["band"] in ds.band_names]
+    rows = norm.per_band() if hasattr(norm, "per_band") else []  # a plugin dataset's may not say
+    per_band = [row for row in rows if row["band"] in ds.band_names]
     return {**settings, "formula": FORMULA.get(settings.get("mode", ""), ""), "per_band": per_band}
 
 
@@ -301,7 +301,7 @@ def write_export(
             save_file(trunk[0], str(tmp), metadata=meta)
     if "loader" in files:
         with atomic_path(files["loader"]) as tmp:
-            Path(tmp).write_text(inspect.getsource(standalone))
+            Path(tmp).write_text(Path(standalone.__file__).read_text())
     with atomic_path(files["card"]) as tmp:
         Path(tmp).write_text(text + "\n")
     return files
