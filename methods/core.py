@@ -386,6 +386,7 @@ class CoRe(PretrainMethod):
     #: v3: missing data marked in feature space (mask embedding), health gate, 300 steps.
     version = "3"
     health = CORE_HEALTH
+    needs_band_stem = True
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """One input per image through the backbone and the reconstruction decoder."""

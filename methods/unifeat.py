@@ -173,6 +173,7 @@ class UniFeat(PretrainMethod):
     role = "ablation"
     Config = UniFeatConfig
     health = UNIFEAT_HEALTH
+    needs_band_stem = True
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """Two single-band crops per image through the stem and the per-pixel heads."""

@@ -168,7 +168,7 @@ def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
 def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
     from bench.harness.runner import run_cell
-    from bench.harness.tracking import experiment_name, tracking_uri
+    from bench.harness.tracking import experiment_name, runs_url, setup_tracking, tracking_uri
     from datasets import load_dataset
 
     start = time.perf_counter()
@@ -199,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
         print(report(cell, ds.classes.names))
         print()
     uri = tracking_uri()
-    see = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+    url = runs_url(uri, setup_tracking()[1])
+    server = uri.startswith(("http://", "https://"))
+    see = f"open {url}" if server else f"mlflow ui --backend-store-uri {uri}, then open {url}"
     print(
         f"wall time {time.perf_counter() - start:.1f} s on {device}; "
         f"MLflow: {uri} experiment {experiment_name()!r} (to see the runs: {see})"

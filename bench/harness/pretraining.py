@@ -312,7 +312,14 @@ def load_or_pretrain(
         "path": str(path),
     }
     if not is_main():  # under torchrun only rank 0 reads and writes the cache and MLflow
-        ctx_args = {"device": device, "seed": seed, "progress": False, "weights": weights, "labels": labels}
+        ctx_args = {
+            "device": device,
+            "seed": seed,
+            "progress": False,
+            "weights": weights,
+            "labels": labels,
+            "band_names": tuple(ds.band_names),
+        }
         return _follow_rank0(runner, model, images, path, record, device, ctx_args)
     gated = bool(runner.health)
     if not force and _load_good(model, path, gated):  # no lock needed to read a verified entry
@@ -338,6 +345,7 @@ def load_or_pretrain(
             device=device, seed=seed, log_metrics=log_metrics, progress=progress, weights=weights
         )
         ctx.labels = labels  # the pool's own labels, for methods that read them (supervised)
+        ctx.band_names = tuple(ds.band_names)
         close_dead_runs(pretrain_key=key)  # an earlier attempt killed mid-way
         mlflow.start_run(run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None)
         status = "FAILED"
@@ -364,7 +372,8 @@ def load_or_pretrain(
             mlflow.log_metric("pretrain.seconds", seconds)
             verdict = judge(method, seed, runner.health, runner.config, logged) if gated else Verdict(True)
             mlflow.set_tag(HEALTH_TAG, verdict.tag)
-            log_pretrained(model, record, ds, version=runner.version)  # `bench export`'s files, as artifacts
+            if runner.needs_data and verdict.passed:  # trained, healthy: one weights artifact
+                log_pretrained(model, record, ds, version=runner.version)
             entry = path if verdict.passed else unhealthy_entry(path)
             with atomic_entry(entry) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
