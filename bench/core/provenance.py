@@ -83,6 +83,7 @@ COMPUTING: tuple[str, ...] = (
     "bench.models",
     "bench.models.backbones",
     "bench.models.base",
+    "bench.models.exported",
     "bench.models.timm_resnet",
     "bench.models.tiny",
     "bench.protocols",
