@@ -993,9 +993,14 @@ def generate(
     ``sen12ms/``; returns ``out``.
 
     ``workers`` > 1 generates patches in that many processes; every patch is seeded on its own,
-    so the files are byte-identical for any worker count.
+    so the files are byte-identical for any worker count. The workers are started from a fresh
+    interpreter running this module (:func:`_generate_in_subprocess`), never from the caller: a
+    ``spawn`` pool re-imports the caller's main module in every worker, which runs a script
+    without a main guard again and fails outright for a script read from standard input.
     """
     out = Path(out)
+    if workers > 1 and not _IN_WORKER_PARENT:
+        return _generate_in_subprocess(out, config, progress, workers)
     dfc_pixels: dict[str, dict[str, int]] = {}
     pool: dict[str, object] = {}
     executor = None
@@ -1040,6 +1045,39 @@ def generate(
     return out
 
 
+#: True in the interpreter :func:`_generate_in_subprocess` starts (``python -m datasets.synthetic``),
+#: whose main module is this one: its spawn workers re-import only this module.
+_IN_WORKER_PARENT = False
+
+
+def _generate_in_subprocess(out: Path, config: SynthConfig, progress: bool, workers: int) -> Path:
+    """:func:`generate` with ``workers`` processes, run by ``python -m datasets.synthetic``."""
+    import subprocess
+    import sys
+
+    from bench.core.errors import BenchError
+
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    argv = [sys.executable, "-m", "datasets.synthetic", str(out), json.dumps(asdict(config)), str(workers)]
+    done = subprocess.run([*argv, "progress" if progress else "quiet"], env=env)
+    if done.returncode != 0:
+        raise BenchError(
+            f"generating the synthetic set in {out} failed in its worker processes (exit {done.returncode}); "
+            "the lines above say why (free disk space or memory, or use workers=1)"
+        )
+    return out
+
+
+def _config_from_json(text: str) -> SynthConfig:
+    """A :class:`SynthConfig` from ``json.dumps(asdict(config))`` (JSON lists back to tuples)."""
+    fields = json.loads(text)
+    return SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
 def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:
     """What ``synthetic.json`` says about the pool: where, its regions by season, its lc's classes
     and how often the lc (through the IGBP lookup) agrees with the fine labels nobody sees."""
@@ -1060,3 +1098,13 @@ def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:
 def default_workers() -> int:
     """Worker processes for a big set: every core the process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if (
+    __name__ == "__main__"
+):  # the worker parent of _generate_in_subprocess: OUT CONFIG_JSON WORKERS progress|quiet
+    import sys
+
+    _IN_WORKER_PARENT = True
+    _out, _config, _workers, _progress = sys.argv[1:5]
+    generate(Path(_out), _config_from_json(_config), progress=_progress == "progress", workers=int(_workers))
