@@ -1,28 +1,11 @@
 """Synthetic DFC2020-like S1+S2 patches, written as GeoTIFFs in the released DFC2020 layout, with an
-unlabelled SEN12MS-like pretraining pool (version 3).
-
-Version 3 adds the pool and nothing else: the labelled pool's and the test's patches are byte for
-byte version 2's (same seeds; only their unused ``lc`` layer is now the MODIS model below), so the
-raw-band calibration of version 2 (below) still holds. The pool (``sen12ms/``, SEN12MS's layout
-``ROIs1868_summer/s1_<scene>/ROIs1868_summer_s1_<scene>_p<k>.tif`` with s1, s2 and lc, no fine
-labels) holds ``n_pretrain`` = 640 patches, 4x the labelled pool, from ``pretrain_regions`` = 32
-regions (8 per season, SEN12MS's four season folders), disjoint from the labelled pool's 3 and the
-test's 10 and drawn from the same region model: it covers the kinds of variation the test has
-(leaf-off canopies, bare fields, other soils and SAR geometry) without its scenes, as SEN12MS
-does for DFC2020. Why 640: pretraining sees a fixed number of crops (the CPU schedules draw
-2,400-6,400), so a pool this size is seen a few times per run rather than memorised, while its
-generation (about 30 s of one core) keeps the main command's cold start under 2.5 minutes on 2
-cores; SEN12MS is 183x DFC2020's labelled pool, which no CPU default can match. Its ``lc`` is
-MODIS MCD12Q1-like IGBP at 500 m (:func:`_lc`): map-aligned 50 px blocks classified from the
-true cover fractions by IGBP's rules, a systematic error in 30% of the regions and a confusable
-class in 20% of the blocks; it agrees with the fine labels at about 67% of the pool's pixels.
+unlabelled SEN12MS-like pretraining pool (version 4).
 
 The embedded default of the harness: the reader cannot tell it from the real set (same folders,
-bands, dtypes, UTM CRS, 10 m transform), so every code path runs without a download. Version 1 was
-far too easy (a per-pixel logistic regression on the raw bands scored AA 90.8 on its test split);
-version 2 models the ways DFC2020 is hard, from physics and the numbers of research-data.md (never
-from a method's score). Each effect is a named :class:`SynthConfig` field; its docstring there
-gives the physical reason.
+bands, dtypes, UTM CRS, 10 m transform), so every code path runs without a download. It models the
+ways DFC2020 is hard, from physics and the numbers of research-data.md (never from a method's
+score); each effect is a named :class:`SynthConfig` field whose docstring gives the physical
+reason. How the defaults were calibrated, with every figure, is in docs/synthetic-calibration.md.
 
 Scene model, per patch:
 
@@ -32,87 +15,38 @@ Scene model, per patch:
   water turbidity, SAR incidence angle and wind, haze and sun elevation, its own class mix and its
   own mix of sub-types per class;
 * **labels**: 1-3 dominant classes per patch from argmax'ed power-law Gaussian random fields, crop
-  parcels, urban blocks and streets, rivers, roads (as version 1), then label noise;
+  parcels, urban blocks and streets, rivers, roads, then label noise;
 * **surfaces**: a linear mixing model. Every pixel is a mixture of endmembers (green leaves,
   needles, dry vegetation, soil, sand, rock, water, roofs, asphalt, snow, and canopy shade) whose
-  fractions are drawn around the mean of its class *sub-type* (broadleaf/needleleaf/mixed forest,
-  dense/sparse shrub, green/dry/wet grass, green/bare/harvested crops, marsh/swamp/bog wetlands,
-  dense/sparse urban with streets and green blocks, sand/rock/gravel barren, clear/shallow water).
-  Sub-types of shrub, grass, crop and wetlands share endmembers, so their spectra overlap as on
-  the ground, and a region mixes few of a class's sub-types, so the test meets unseen ones;
-* **S2 L1C**: endmember spectra (TOA DN, research table 5.2 as anchors), region phenology and soil,
-  scene gain (sun elevation, never per class), haze, thin cloud and cloud shadow in a fraction of
-  scenes, a Gaussian sensor PSF on every band, the 20 m and 60 m bands at their resolution;
+  fractions are drawn around the mean of its class *sub-type*. Sub-types of shrub, grass, crop and
+  wetlands share endmembers, so their spectra overlap as on the ground, and a region mixes few of a
+  class's sub-types, so the test meets unseen ones;
+* **S2 L1C**: endmember spectra (TOA DN), region phenology and soil, scene gain (sun elevation,
+  never per class), haze, thin cloud and cloud shadow in a fraction of scenes, a Gaussian sensor
+  PSF on every band, the 20 m and 60 m bands at their resolution;
 * **S1 GRD**: the fraction-weighted sum of endmember backscatter (incoherent power), sub-type
-  structure (double bounce in swamps and cities, short-vegetation volume), soil moisture,
-  incidence, wind on water, bright urban point targets, a sub-pixel S1-S2 misregistration, then
-  multiplicative gamma speckle (ENL 4.4) correlated over 2 px;
+  structure (double bounce in swamps and cities), soil moisture, incidence, wind on water, bright
+  urban point targets, a sub-pixel S1-S2 misregistration, then multiplicative gamma speckle
+  (ENL 4.4) correlated over 2 px;
 * a few patches get NaN no-data borders or -inf pixels (thermal-noise removal to zero power).
 
-Each patch has its own generator seeded by (seed, split, index), and a region's parameters by
-(seed, region): the output is identical for any order, batching or number of worker processes.
+The pool (``sen12ms/``, SEN12MS's layout ``ROIs1868_summer/s1_<scene>/..._p<k>.tif`` with s1, s2
+and lc, no fine labels) holds ``n_pretrain`` = 640 patches, 4x the labelled pool, from 32 regions
+(8 per season) disjoint from the labelled pool's and the test's and drawn from the same region
+model; its ``lc`` is MODIS MCD12Q1-like IGBP at 500 m (:func:`_lc`).
 
-Calibration (method-agnostic). The defaults were tuned with ``bench data difficulty`` alone (and
-its in-memory equivalent over generator seeds 0-4), before any pretraining method or deep model
-ran on version 2; they are not to be retuned after seeing a method's numbers. Targets: logistic
-AA on test 40-60, per-class order like the seed's baseline (water easiest; wetlands, grassland,
-croplands among the hardest), pool-val minus test AA >= 10 points. Steps, from the research
-values: a canopy shade endmember (forest NIR matched table 5.2; unshaded canopies looked like
-green crops); haze mean 0.25 -> 0.1 (green-crop NDVI 0.53 against the table's 0.65); conifer NIR
-raised; then the shift, which first gave a gap of 3-12 points depending on the seed:
-sub-type concentration 1 -> 0.2, pixel fraction spread 0.35 -> 0.15, region canopy spectra
-(pigment sd 0.2, vigour sd 0.15), region SAR spread x1.0 of table 5.3, a pool of 3 summer regions
-(was 4 summer/spring); last, swamps less forest-like, mixed forest instead of open forest, a
-gravel-plain barren, rivers 2-8 px wide, and urban backscatter raised to table 5.3's median
-(roofs +3 dB VV; streets and urban green lifted by layover), which left the AA within 1 point.
-In-memory check before that last step, logistic at 200 px/class, seeds 0/3/4: test AA
-44.8/44.8/45.8, gap 16.4/18.0/9.1. ``python -m bench data difficulty`` on the default
-(fingerprint 405299c0b77e9866; 103 s on 2 busy cores):
-
-    classifier n/class  eval         AA    OA  Forest Shrub Grass Wetl Crop Urban Barren Water
-    logistic       200  test       45.4  42.0    50.7  37.9  24.9  2.6 18.5  61.8   79.5  87.4
-    rf             200  test       50.1  50.2    75.6  21.8  26.1  1.8 41.1  75.5   70.1  89.2
-    logistic       200  pool-val   67.3  61.2    74.4  57.0  41.2 93.0 40.0  79.7   64.4  88.9
-    rf             200  pool-val   71.5  72.1    84.2  54.1  65.4 80.3 55.9  85.4   58.1  88.8
-    logistic      1000  test       46.2  43.3    52.3  39.1  25.5  2.7 23.0  62.3   78.9  86.2
-    rf            1000  test       51.8  52.0    75.5  26.4  29.8  1.7 43.7  78.5   70.2  88.4
-    logistic      1000  pool-val   69.4  64.2    74.5  55.6  52.7 92.6 40.0  81.1   69.5  89.3
-    rf            1000  pool-val   74.7  75.7    85.5  54.2  69.3 78.6 65.1  86.4   71.0  87.6
-    gap (pool-val AA - test AA): logistic 200 +21.9, rf 200 +21.4, logistic 1000 +23.2, rf 1000 +22.9
-
-(Version 1 on the same command: logistic 200 test AA 90.8, pool-val 90.0, gap -0.8.) The
-pool-val estimate rests on 32 patches, so a single rare-class patch moves it by many points (the
-run before the urban step, with another split, had wetlands at 5.4 in pool-val and a gap of 18.5):
-read the gap as a property of the generator over seeds, not to the decimal.
-
-Calibration of version 3 (the pool), with the raw-band figures and the positive control only,
-before any self-supervised method's numbers were looked at. ``python -m bench data difficulty
---controls --classifiers logistic --samples 200`` on the default (fingerprint 7f3342b632355b1d,
-the labelled/test content of version 2; 2 cores shared by seven processes, 1730 s):
-
-    logistic 200 px/class: test AA 45.8, pool-val AA 60.2, gap +14.3 (v2 targets hold)
-    positive control: supervised (pool lc labels) - random, test AA, 5 seeds, K=1
-    protocol   n/class  supervised   random    diff   95% interval
-    linear          10        39.6     25.2   +14.4   [+12.2, +16.5] above 0
-    linear         200        48.4     34.1   +14.3   [+11.9, +16.8] above 0
-    finetune        10        43.1     39.5    +3.6   [-4.2, +11.4] spans 0
-    finetune       200        50.9     49.6    +1.3   [-0.8, +3.4] spans 0
-
-The pool's first settings (640 patches, 32 regions, lc error 20% of blocks, region bias 30%) were
-kept: under the linear protocol the control's features are worth 14 AA points at both budgets,
-and the fine-tuned baseline gains 11 points from 10 to 1000 px per class (39.5, 49.6, 50.9 at
-10, 200, 1000; 5 seeds: labels are the bottleneck below 200, the shift above); under
-fine-tuning the control's lead is within the seed noise (finetuning relearns the backbone; see
-``docs/finetune-defaults.md``), which a larger or cleaner pool would not change: the control's
-linear lead is already 14 points, and a 4x longer control schedule (600 steps) moved the
-fine-tuned AA at 200 px per class by less than a point. The pool was not retuned after that.
-With 9 seeds (``--control-seeds 9``): linear +16.5 [+13.3, +19.8] and +14.5 [+13.2, +15.8],
-finetune +3.5 [-1.4, +8.3] and +0.8 [-0.4, +2.0] at 10 and 200 px per class.
-The generator was left as it is and the fine-tuning protocol was changed instead (issue 21; all
-figures in ``docs/finetune-defaults.md``): LP-FT (the head trained alone first, then end to end)
-entered the fine-tuning rule's grid and won it on validation pixels over random, simsiam and sscl;
-under it the control leads by +4.1 [+1.2, +7.0] at 10 and +2.0 [+0.3, +3.6] at 200 px per class
-(5 seeds, K=1). ``results/difficulty.txt`` holds the figure with the final code, 9 seeds, K=3.
+**Reproducible bytes.** Each patch has its own generator seeded by (seed, split, index), and a
+region's parameters by (seed, region), so the output is identical for any order or number of
+worker processes. Version 4 is also bit-identical on every CPU, BLAS kernel, thread count and SIMD
+level: every floating-point step that reaches the written bytes is an elementwise IEEE-754
+operation (correctly rounded, so exact whatever the vector width) or a transcendental function of
+:mod:`datasets.portable` built from such operations; the two linear mixtures, which version 3
+computed with ``np.einsum(..., optimize=True)`` (a BLAS contraction whose summation order follows
+the OpenBLAS kernel), are sums over endmembers in index order. Version 4 changes nothing else:
+its content differs from version 3's only in the last bits of those floats.
+``tests/datasets/test_reproducible.py`` pins the tiny set's content digest under several
+``OPENBLAS_CORETYPE`` values, thread counts and with numpy's SIMD dispatch off, and the default's
+fingerprint (slow).
 """
 
 from __future__ import annotations
