@@ -112,17 +112,20 @@ def test_markdown_layout() -> None:
     ]
     assert "n = 3 evaluation seeds per method; K = 2 pretraining seed(s) per method." in text
     assert "ddof=1" in text and "budget unit: pixels" in text and "abc123" in text
-    # 3 seeds: no difference can be significant, and the table says so instead of marking anything
-    assert "with 3 paired seeds no cell can be marked (smallest p = 2/2^3 = 0.25" in text
+    # 3 seeds over 2 pretraining runs (seed mod 2): the test runs over the 2 run means, so no
+    # difference can be significant, and the table says so instead of marking anything
+    assert "sign-flip test over the means of the paired seeds per pretraining run (2 runs" in text
+    assert "with 2 pretraining runs no cell can be marked (smallest p = 2/2^2 = 0.5" in text
     assert "**" not in text
-    # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval, p = 2/8, x3
+    # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval, p = 2/4 over
+    # the 2 run means, x3 (Holm) capped at 1
     assert _row(text, "ΔOA vs Baseline")[1:] == [
         "—",
         "+20.0 [20.0, 20.0]",
         "+10.0 [10.0, 10.0]",
         "-10.0 [-10.0, -10.0]",
     ]
-    assert _row(text, "p OA (Holm)")[1:] == ["—", "0.750", "0.750", "0.750"]
+    assert _row(text, "p OA (Holm)")[1:] == ["—", "1.000", "1.000", "1.000"]
 
 
 def test_only_corrected_significance_is_marked() -> None:
@@ -331,7 +334,9 @@ def test_table_command_reads_the_store_and_its_long_csv(
     }
     assert (paired["baseline"] == "random").all() and (paired["pairs"] == 3).all()
     assert {"p_value", "p_holm", "significant", "comparisons"} <= set(paired.columns)
-    assert (paired["p_value"] == 0.25).all()  # 3 pairs of one sign: 2 / 8
+    # 3 pairs of one sign over 2 pretraining runs (seed mod 2): 2 run means, 2 / 4
+    assert (paired["unit"] == "pretraining run").all() and (paired["units"] == 2).all()
+    assert (paired["p_value"] == 0.5).all()
     variance = pd.read_csv(tmp_path / "long_variance.csv")
     assert set(variance["metric"]) == {"AA", "OA"} and (variance["K"] == 2).all()
     # the same table again, from the long CSV alone
