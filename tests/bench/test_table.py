@@ -315,6 +315,34 @@ def test_committed_results_parse_and_the_readme_shows_the_summary() -> None:
     assert block.strip() == (REPO / "results" / "summary.md").read_text().strip()
 
 
+def test_versus_prints_each_method_minus_another_with_interval_and_corrected_p(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench table --versus simsiam`` on a long CSV made here: SSCL - SimSiam paired by seed."""
+    from bench.cli import main
+
+    simsiam = [0.01, 0.02, 0.03, 0.01, 0.02, 0.03, 0.01]  # simsiam - random per seed
+    gain = [0.02, 0.01, 0.03, 0.02, 0.01, 0.03, 0.02]  # sscl - simsiam per seed
+    methods = ("random", "simsiam", "sscl")
+    jitter = {("simsiam", s): d - 0.1 for s, d in enumerate(simsiam)}
+    jitter |= {("sscl", s): d + g - 0.2 for s, (d, g) in enumerate(zip(simsiam, gain, strict=True))}
+    runs = make_runs(methods, (200,), tuple(range(7)), jitter=jitter, pretrain_k=None)
+    path = tmp_path / "long.csv"
+    path.write_text(long_form(runs).to_csv(index=False))
+    assert main(["table", "--from", str(path), "--versus", "simsiam"]) == 0
+    text = capsys.readouterr().out
+    assert md_tables(text)[0][0] == ["", "Baseline", "SimSiam", "SSCL"]
+    # SSCL: mean 0.02; sd sqrt(4e-4 / 6) = 0.008165; t(0.975, 6) = 2.447: half 0.00755 -> [1.2, 2.8].
+    # Baseline: mean -0.13 / 7 = -0.0186; sd 0.008997: half 0.00832 -> [-2.7, -1.0]
+    assert _row(text, "ΔAA vs SimSiam")[1:] == ["**-1.9 [-2.7, -1.0]**↓", "—", "**+2.0 [1.2, 2.8]**↑"]
+    # both columns all of one sign against SimSiam: 2 / 128 each, Holm over the 2: 0.03125
+    assert _row(text, "p AA vs SimSiam (Holm)")[1:] == ["**0.031**↓", "—", "**0.031**↑"]
+    assert "ΔAA vs Baseline" in [r[0] for r in md_tables(text)[0]]  # the Baseline's rows stay
+    assert "Δ vs SimSiam = each column minus SimSiam" in text and "across the 2 columns of that row" in text
+    assert main(["table", "--from", str(path), "--versus", "unifeat"]) == 2  # not among the runs
+    assert "--versus unifeat: no runs of it" in capsys.readouterr().err
+
+
 @pytest.mark.usefixtures("tracked")
 def test_table_command_reads_the_store_and_its_long_csv(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
