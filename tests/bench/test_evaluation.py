@@ -146,9 +146,27 @@ def test_the_linear_probe_reads_informative_features(tiny_dataset: Dataset) -> N
 
 
 def test_pretraining_seed_is_seed_mod_k_and_k_is_part_of_the_cell_only(tiny_dataset: Dataset) -> None:
-    one = CellSpec("simsiam", 20)
+    one = CellSpec("simsiam", 20, pretrain_seeds=1)
     three = dataclasses.replace(one, pretrain_seeds=3)
     assert [three.for_seed(s).pretrain_seed for s in range(5)] == [0, 1, 2, 0, 1]
     assert cell_key(one, tiny_dataset) != cell_key(three, tiny_dataset)
     assert result_key(one, 3, tiny_dataset) == result_key(three, 3, tiny_dataset)  # pretraining seed 0 both
     assert result_key(one, 1, tiny_dataset) != result_key(three, 1, tiny_dataset)  # 0 vs 1
+
+
+def test_by_default_every_evaluation_seed_has_its_own_pretraining_run(tiny_dataset: Dataset) -> None:
+    """K = n by default (issue 32): seed s uses pretraining seed s, for a method and the Baseline's
+    initialisation alike, in the spec and in every command that takes --pretrain-seeds."""
+    import argparse
+
+    from bench.cli import common
+
+    for method in ("simsiam", "random"):
+        spec = CellSpec(method, 20)
+        assert [spec.for_seed(s).pretrain_seed for s in range(5)] == [0, 1, 2, 3, 4]
+        nine = dataclasses.replace(spec, pretrain_seeds=9)
+        assert all(result_key(spec, s, tiny_dataset) == result_key(nine, s, tiny_dataset) for s in range(9))
+    parser = argparse.ArgumentParser()
+    common.add_evaluation_args(parser)
+    assert parser.parse_args([]).pretrain_seeds is None is common.DEFAULT_PRETRAIN_SEEDS
+    assert parser.parse_args(["--pretrain-seeds", "3"]).pretrain_seeds == 3
