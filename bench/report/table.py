@@ -176,8 +176,9 @@ def _unit_words(comparisons: pd.DataFrame) -> str:
         f"the means of the paired seeds per pretraining run ({'/'.join(map(str, runs))} runs for up to "
         f"{pairs} seeds: seeds that share a pretraining run are not independent)"
     )
-    if len(by_run) < len(comparisons):
-        words += "; over paired seeds where every seed has its own"
+    clustered, every = by_run["method"].nunique(), comparisons["method"].nunique()
+    if clustered < every:
+        words += f" for {clustered} of the {every} columns, over paired seeds for the others"
     return words
 
 

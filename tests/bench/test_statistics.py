@@ -218,6 +218,29 @@ def test_a_table_at_k_below_n_marks_nothing_the_run_level_test_does_not_support(
     assert "**" in render(build_tables(long_form(independent)), "md")
 
 
+def test_each_comparison_is_clustered_by_the_runs_it_uses() -> None:
+    """SimSiam with its own run per seed, SSCL reusing 3 runs, the Baseline one init per seed: only
+    SSCL's comparison is at the run level, and the footer says so for that column alone."""
+    from bench.report.table import build_tables
+
+    jitter = {
+        (m, s): d - 0.1 * (i + 1) for i, m in enumerate(("simsiam", "sscl")) for s, d in enumerate(CLUSTERED)
+    }
+    runs = make_runs(("random", "simsiam", "sscl"), (200,), tuple(range(9)), jitter=jitter, pretrain_k=None)
+    runs.loc[runs["method"] == "sscl", "pretrain_seed"] = runs["seed"] % 3
+    paired = paired_comparisons(long_form(runs), "random", TABLE_KEYS)
+    aa = paired[paired["metric"] == "AA"].set_index("method")
+    assert aa.loc["simsiam", ["unit", "units"]].tolist() == [SEED_UNIT, 9]
+    assert aa.loc["sscl", ["unit", "units"]].tolist() == [RUN_UNIT, 3]
+    # simsiam 2 / 512 and sscl 2 / 8: Holm over 2, simsiam 0.0078 marked, sscl 0.25 not
+    assert aa["significant"].to_dict() == {"simsiam": True, "sscl": False}
+    assert "(3 runs for up to 9 seeds" in build_tables(long_form(runs))[0].footer()
+    assert (
+        "for 1 of the 2 columns, over paired seeds for the others"
+        in build_tables(long_form(runs))[0].footer()
+    )
+
+
 def test_seed_summary_for_parent_runs() -> None:
     summary = seed_summary([0.60, 0.70, 0.65, 0.80, float("nan")])
     assert summary["n"] == 4 and summary["mean"] == pytest.approx(0.6875)
