@@ -183,11 +183,35 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def preset_overrides(args: argparse.Namespace, method: str) -> list[str]:
-    """``--set`` pairs of the chosen preset for ``method`` (put before the user's own, which win)."""
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers, got {text!r}") from None
+
+
+def add_pretrain_images_arg(parser: argparse.ArgumentParser) -> None:
+    """``--pretrain-images N[,N...]``: the compute rule's number, swept like the label budget."""
+    parser.add_argument(
+        "--pretrain-images",
+        type=_counts,
+        metavar="N[,N...]",
+        help="images every trained method's pretraining sees (steps x batch, stages summed; default: "
+        "the preset's, cpu 4800); a comma list runs each level as its own cells and tables",
+    )
+
+
+def pretrain_image_levels(args: argparse.Namespace) -> list[int | None]:
+    """The ``--pretrain-images`` levels to run (``[None]``: the preset's number)."""
+    return list(getattr(args, "pretrain_images", None) or [None])
+
+
+def preset_overrides(args: argparse.Namespace, method: str, images: int | None = None) -> list[str]:
+    """``--set`` pairs of the chosen preset for ``method`` (put before the user's own, which win),
+    under the compute rule's ``images`` (None: the preset's)."""
     from bench.harness.presets import preset_pairs
 
-    return preset_pairs(getattr(args, "preset", "cpu"), method)
+    return preset_pairs(getattr(args, "preset", "cpu"), method, images)
 
 
 def evaluation_overrides(args: argparse.Namespace) -> list[str]:
@@ -239,7 +263,15 @@ def prepare(args: argparse.Namespace) -> None:
     from bench.core.errors import BenchError
     from bench.core.integrity import clean_stale_temporaries
 
-    for key in ("seeds", "samples", "trials", "study_trials", "budget_seeds", "pretrain_seeds"):
+    for key in (
+        "seeds",
+        "samples",
+        "trials",
+        "study_trials",
+        "budget_seeds",
+        "pretrain_seeds",
+        "pretrain_images",
+    ):
         value = getattr(args, key, None)
         for count in value if isinstance(value, list) else [value]:
             if count is not None and count < 1:

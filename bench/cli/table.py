@@ -53,6 +53,13 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
         type=_budgets,
         help="comma list of label budgets to show (default: every budget found)",
     )
+    parser.add_argument(
+        "--pretrain-images",
+        type=_budgets,
+        metavar="N[,N...]",
+        help="only these compute levels (images seen per pretraining; methods that train nothing join "
+        "every level; default: every level found)",
+    )
     parser.add_argument("--backbone", help="only runs of this backbone (default: all)")
     parser.add_argument(
         "--budget-unit", choices=("pixels", "images"), help="only this budget unit (default: all)"
@@ -160,6 +167,8 @@ def selected_long_form(args: argparse.Namespace) -> pd.DataFrame:
         rows = rows[rows["dataset"].astype(str).str.startswith(args.dataset)]
     if args.samples:
         rows = rows[rows["budget"].isin(args.samples)]
+    if getattr(args, "pretrain_images", None):
+        rows = rows[rows["pretrain_images"].isin(args.pretrain_images) | (rows["pretrain_images"] == 0)]
     if args.methods:
         unknown = sorted(set(args.methods) - set(frame["method"]))
         if unknown:

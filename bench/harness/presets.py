@@ -164,22 +164,22 @@ def stage_steps(stage: TrainConfig, batch_size: int, method_images: int, images:
     return steps
 
 
-def preset_pairs(name: str, method: str) -> list[str]:
+def preset_pairs(name: str, method: str, images: int | None = None) -> list[str]:
     """``--set`` pairs of preset ``name`` for ``method`` (its stages) and for every protocol.
 
     Method settings are written ``method.<key>`` and protocol settings ``<protocol>.<key>``;
     put them before the user's pairs so that the user's win. A trained stage's steps are set only
     where the compute rule (:func:`stage_steps`) changes them, so ``cpu`` gives no pairs at all.
+    ``images`` (``--pretrain-images``): the compute rule's number instead of the preset's.
     """
     preset = get_preset(name)
+    target = preset.pretrain_images if images is None else images
     pairs = []
     config = get_method(method).Config()
     method_images = images_seen(config)
     for prefix, stage in _stage_configs(config):
         settings = dict(preset.stage_settings(stage))
-        steps = stage_steps(
-            stage, settings.get("batch_size", stage.batch_size), method_images, preset.pretrain_images
-        )
+        steps = stage_steps(stage, settings.get("batch_size", stage.batch_size), method_images, target)
         if steps != stage.steps:
             settings["steps"] = steps
         pairs += [f"method.{prefix}{k}={json.dumps(v)}" for k, v in settings.items()]

@@ -52,6 +52,7 @@ from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
 from bench.protocols.metrics import Scores
 from bench.protocols.registry import get_protocol, list_protocols
 from methods import get_method
+from methods.training import images_seen
 
 #: The deep-model protocols (name -> config class), from the protocol registry.
 PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}
@@ -134,6 +135,13 @@ class CellSpec:
         ``seed`` itself by default (one pretraining run per evaluation seed)."""
         k = self.pretrain_seeds
         return dataclasses.replace(self, pretrain_seed=seed if k is None else seed % k)
+
+    @property
+    def pretrain_images(self) -> int:
+        """Images this spec's pretraining sees (steps x batch, stages summed; 0 when it trains nothing)."""
+        if self.is_reference:
+            return 0
+        return images_seen(get_method(self.method).config_from_dict(dict(self.method_overrides)))
 
     def pretrain_spec(self) -> PretrainSpec:
         """The identity of the weights this spec evaluates (its ``pretrain_seed``; see :meth:`for_seed`)."""
@@ -295,6 +303,9 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
     }
     if seed is not None and not spec.is_reference:  # which of the K pretrainings this seed used
         params["pretrain_seed"] = str(spec.for_seed(seed).pretrain_seed)
+        # the compute rule's level (``--pretrain-images``; 0 for a method that trains nothing):
+        # tables are split by it like by the budget (``bench.report.aggregate.TABLE_KEYS``)
+        params["pretrain_images"] = str(spec.pretrain_images)
     return tags, params
 
 

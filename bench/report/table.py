@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.report.aggregate import (
+    COMPUTE_KEY,
     SEGMENTATION_METRICS,
     STD_KIND,
     SUMMARY_METRICS,
@@ -82,7 +83,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Table:
-    """One (dataset, backbone, unit, protocol, budget) table of :class:`Cell` rows x method columns.
+    """One (dataset, backbone, unit, protocol, budget, pretraining images) table of :class:`Cell` rows
+    x method columns.
 
     ``notes`` maps a footnote marker (``1``, ``2``, ``‡``) to its text, in first-use order;
     ``comparisons`` holds this table's rows of :func:`bench.report.statistics.paired_comparisons`
@@ -160,9 +162,15 @@ class Table:
             "AA spread: sd between pretraining seeds (its share of the variance) and within one "
             "(label draw + training seed)",
             f"budget unit: {self.key['budget_unit']}",
+            *([f"pretraining: {self.images} images per trained method"] if self.images else []),
             f"code: {', '.join(self.code_versions) or 'unknown'}",
         ]
         return "; ".join(parts)
+
+    @property
+    def images(self) -> int:
+        """The compute level (``--pretrain-images``) of the trained methods here; 0 when not recorded."""
+        return int(self.key.get(COMPUTE_KEY, 0) or 0)
 
 
 def _unit_words(comparisons: pd.DataFrame) -> str:
@@ -258,7 +266,8 @@ def build_tables(
     unavailable: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
     versus: str | None = None,
 ) -> list[Table]:
-    """Group the long form into tables, in (dataset, backbone, unit, protocol, budget) order.
+    """Group the long form into tables, in (dataset, backbone, unit, protocol, budget, pretraining
+    images) order.
 
     ``baseline``: the method paired differences are taken against (default: the registry's).
     ``unavailable``: ``{(dataset, backbone): {method: reason}}`` of methods that could not run
@@ -632,7 +641,10 @@ def to_summary(tables: list[Table]) -> str:
                 if d is not None and d.text not in ("—", "n/a"):
                     text = f"{text} ({d.text})"
                 cells.append(_md_cell(Cell(text, mark, renumbered)))
-            lines.append(_md_row([md_escape(str(table.key["protocol"])), str(table.key["budget"]), *cells]))
+            budget = str(table.key["budget"])
+            if len({t.images for t in group}) > 1:  # several compute levels: say which row is which
+                budget += f" ({table.images} images pretrained)"
+            lines.append(_md_row([md_escape(str(table.key["protocol"])), budget, *cells]))
         first = group[0]
         versions = sorted({v for t in group for v in t.code_versions})
         # rows of a partial sweep compare different numbers of columns: one sentence names them all
