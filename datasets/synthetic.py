@@ -60,6 +60,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -1008,8 +1009,8 @@ def _generate_in_subprocess(out: Path, config: SynthConfig, progress: bool, work
 
 def _config_from_json(text: str) -> SynthConfig:
     """A :class:`SynthConfig` from ``json.dumps(asdict(config))`` (JSON lists back to tuples)."""
-    fields = json.loads(text)
-    return SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
+    return SynthConfig(**fields)
 
 
 def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:

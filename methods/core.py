@@ -96,7 +96,7 @@ MARKERS = ("embedding", "value")
 class CoReConfig(TrainConfig):
     """CoRe settings; see the module docstring for why each default."""
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 2000, "batch_size": 64, "crop": 128}}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"batch_size": 64, "crop": 128}}
 
     steps: int = 300
     batch_size: int = 16

@@ -47,7 +47,7 @@ from methods.training import StepOutput, TrainConfig, fit
 class SimSiamConfig(TrainConfig):
     """SimSiam settings; see the module docstring for why each default."""
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 3000, "batch_size": 64, "crop": 128}}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"batch_size": 64, "crop": 128}}
 
     steps: int = 150
     batch_size: int = 32

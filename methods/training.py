@@ -6,10 +6,20 @@ fits, random index batches without a DataLoader, bf16 autocast and channels_last
 (``bench.core.device``), data-parallel gradients under torchrun, and MLflow metrics every
 ``log_every`` steps. The optimisation itself (AdamW, warm-up + cosine, the non-finite guard naming
 the method and the step, progress) is :func:`bench.core.loop.run_steps`, which fine-tuning uses too.
+
+**The compute rule** (DESIGN 4): every trained pretraining (the self-supervised methods and the
+supervised control alike) sees the same number of images, ``steps x batch_size`` summed over a
+method's stages (:func:`images_seen`; SimSiam's two views of an image count as one image, a crop as
+the image). The number lives here, per preset, in :data:`PRETRAIN_IMAGES`: each method's default
+config sees the ``cpu`` figure, ``bench.harness.presets`` derives every stage's steps under other
+presets from it (a composite method keeps its defaults' split between stages: ``sscl`` a third
+UniFeat, two thirds CoRe), and ``scripts/choose_pretrain_schedules.py`` and
+``tests/methods/test_compute_rule.py`` read it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,6 +33,13 @@ from bench.core.distributed import average_, broadcast_, world
 from bench.core.errors import BenchError
 from bench.core.loop import run_steps
 from methods.registry import PretrainContext
+
+#: Images seen by every trained method's pretraining, per preset (``bench.harness.presets``).
+#: ``cpu``: 4800 (issue 20: 150 steps of 32 for SimSiam, its candidates' best on validation pixels;
+#: a few hundred steps on 2 cores). ``paper``: 192,000, SimSiam's 3000 steps of 64 on a GPU (about
+#: 200 passes over DFC2020's 986 labelled-pool patches), now every method's (issue 32: UniFeat and
+#: CoRe alone saw 64,000 and 128,000, the control 19,200).
+PRETRAIN_IMAGES: dict[str, int] = {"cpu": 4_800, "paper": 192_000}
 
 #: A monitor: a tensor, or a zero-argument callable evaluated only at logging points (for costly
 #: monitors such as an SVD, which would otherwise run, and sync a GPU, at every step).
@@ -52,6 +69,17 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: float = 0.05
     log_every: int = 10
+
+
+def images_seen(cfg: object) -> int:
+    """Images a pretraining config sees: ``steps x batch_size`` of a one-stage config, summed over
+    the stages (nested :class:`TrainConfig` fields) of a composite one; 0 for a method that trains
+    nothing (``random``, ``imagenet``)."""
+    if isinstance(cfg, TrainConfig):
+        return cfg.steps * cfg.batch_size
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return 0
+    return sum(images_seen(getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
 
 
 class ImageBatches:

@@ -57,7 +57,7 @@ from methods.training import StepOutput, TrainConfig, fit
 class UniFeatConfig(TrainConfig):
     """UniFeat settings; see the module docstring for why each default."""
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 1000, "batch_size": 64, "crop": 64}}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"batch_size": 64, "crop": 64}}
 
     steps: int = 150
     batch_size: int = 32

@@ -54,10 +54,11 @@ from bench.models.backbones import SegBackbone  # noqa: E402
 from bench.protocols.metrics import Scores  # noqa: E402
 from bench.protocols.registry import get_protocol  # noqa: E402
 from datasets import load_dataset  # noqa: E402
-from methods.training import recompute_bn_statistics  # noqa: E402
+from methods.training import PRETRAIN_IMAGES, recompute_bn_statistics  # noqa: E402
 
-#: Images seen by every self-supervised method's pretraining (steps x batch_size).
-IMAGES = 4800
+#: Images seen by every trained method's pretraining (steps x batch_size) under the cpu preset:
+#: the one number of the compute rule, ``methods.training.PRETRAIN_IMAGES``.
+IMAGES = PRETRAIN_IMAGES["cpu"]
 #: ``sscl``: UniFeat's share of IMAGES; CoRe gets the rest.
 SSCL_UNIFEAT_SHARE = 1 / 3
 #: Candidates (lr, batch_size), small: two shared CPU cores. The previous default (1e-3, 16), a

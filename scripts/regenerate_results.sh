@@ -12,7 +12,9 @@
 #
 # SEEDS defaults to the CLI's --seeds (bench.cli.common.DEFAULT_SEEDS = 9): the fewest paired seeds
 # at which the tables' Holm-corrected sign-flip test can mark a difference; fewer seeds leave every
-# cell unmarked, and the tables say so.
+# cell unmarked, and the tables say so. PRETRAIN_SEEDS defaults to SEEDS (K = n, the CLI's default):
+# with K < n the tests run over the K pretraining-run means, and K = 3 can never mark a cell.
+# K = n costs SEEDS pretraining runs per trained method instead of 3.
 #
 # Re-running it on the same commit skips every completed unit (result keys) and rewrites the
 # same tables.
@@ -57,7 +59,7 @@ METHODS="${METHODS:-random,imagenet,simsiam,sscl,unifeat,core,raw,rf,supervised}
 # (SAMPLES=10,25,50,200,600,1000) add half as much time again on 2 cores
 SAMPLES="${SAMPLES:-10,50,200,1000}"
 SEEDS="${SEEDS:-9}"
-PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-3}"
+PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-$SEEDS}"  # K = n: one pretraining run per seed (issue 32)
 start=$(date +%s)
 stages=$(mktemp)
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)

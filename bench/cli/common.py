@@ -22,7 +22,15 @@ TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "summary")
 #: the supervised control): n = 8 gives 16 / 256 = 0.0625 (never significant), n = 9 gives
 #: 16 / 512 = 0.031, and 9 serves up to m = 12 (24 / 512 = 0.047). Uncorrected, n >= 6 is needed
 #: (2 / 64 = 0.031; 2 / 32 = 0.0625). ``statistics.min_seeds(8) == DEFAULT_SEEDS`` is tested.
+#: The units are independent only with one pretraining run per seed (:data:`DEFAULT_PRETRAIN_SEEDS`,
+#: K = n): with K < n the test runs over the K run means and needs 2m / 2^K < 0.05, so K = 3 can
+#: never mark a cell (2 / 8 = 0.25 before any correction) and K = 9 is again the least for m = 8.
 DEFAULT_SEEDS = 9
+#: Default ``--pretrain-seeds``: None, one pretraining run per evaluation seed (K = n, the Baseline
+#: its own initialisation per seed), so the seeds are the test's independent units. Cost: n
+#: pretraining runs per trained method instead of one (the cpu main command ``bench run --method
+#: sscl --samples 800`` pretrains SSCL 9 times).
+DEFAULT_PRETRAIN_SEEDS: int | None = None
 #: The presets (``bench.harness.presets.PRESETS``), here so that parsing imports no torch.
 PRESET_NAMES: tuple[str, ...] = ("cpu", "paper")
 
@@ -150,9 +158,11 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pretrain-seeds",
         type=int,
-        default=1,
+        default=DEFAULT_PRETRAIN_SEEDS,
         metavar="K",
-        help="pretrain K times (each cached); evaluation seed s uses pretraining seed s mod K (default 1)",
+        help="pretrain K times (each cached); evaluation seed s uses pretraining seed s mod K (default: "
+        "one per evaluation seed, K = n, so the seeds are independent; with K < n the tables test over "
+        "the K pretraining-run means)",
     )
     parser.add_argument(
         "--no-selection",
@@ -173,11 +183,35 @@ def add_preset_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def preset_overrides(args: argparse.Namespace, method: str) -> list[str]:
-    """``--set`` pairs of the chosen preset for ``method`` (put before the user's own, which win)."""
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers, got {text!r}") from None
+
+
+def add_pretrain_images_arg(parser: argparse.ArgumentParser) -> None:
+    """``--pretrain-images N[,N...]``: the compute rule's number, swept like the label budget."""
+    parser.add_argument(
+        "--pretrain-images",
+        type=_counts,
+        metavar="N[,N...]",
+        help="images every trained method's pretraining sees (steps x batch, stages summed; default: "
+        "the preset's, cpu 4800); a comma list runs each level as its own cells and tables",
+    )
+
+
+def pretrain_image_levels(args: argparse.Namespace) -> list[int | None]:
+    """The ``--pretrain-images`` levels to run (``[None]``: the preset's number)."""
+    return list(getattr(args, "pretrain_images", None) or [None])
+
+
+def preset_overrides(args: argparse.Namespace, method: str, images: int | None = None) -> list[str]:
+    """``--set`` pairs of the chosen preset for ``method`` (put before the user's own, which win),
+    under the compute rule's ``images`` (None: the preset's)."""
     from bench.harness.presets import preset_pairs
 
-    return preset_pairs(getattr(args, "preset", "cpu"), method)
+    return preset_pairs(getattr(args, "preset", "cpu"), method, images)
 
 
 def evaluation_overrides(args: argparse.Namespace) -> list[str]:
@@ -229,7 +263,15 @@ def prepare(args: argparse.Namespace) -> None:
     from bench.core.errors import BenchError
     from bench.core.integrity import clean_stale_temporaries
 
-    for key in ("seeds", "samples", "trials", "study_trials", "budget_seeds", "pretrain_seeds"):
+    for key in (
+        "seeds",
+        "samples",
+        "trials",
+        "study_trials",
+        "budget_seeds",
+        "pretrain_seeds",
+        "pretrain_images",
+    ):
         value = getattr(args, key, None)
         for count in value if isinstance(value, list) else [value]:
             if count is not None and count < 1:

@@ -199,7 +199,7 @@ def _difficulty(args: argparse.Namespace) -> int:
         setup_tracking()
         start = time.perf_counter()
         print(
-            f"\npositive control ({args.control_seeds} seeds, K={args.control_pretrain_seeds} "
+            f"\npositive control ({args.control_seeds} seeds, K={args.control_pretrain_seeds or 'n'} "
             f"pretraining seed(s), budgets {','.join(map(str, args.control_samples))} px/class)"
         )
         controls = control_differences(
@@ -292,8 +292,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     hard.add_argument(
         "--control-pretrain-seeds",
         type=int,
-        default=1,
-        help="pretraining seeds K of the control (seed s uses s mod K; default 1)",
+        default=None,
+        help="pretraining seeds K of the control (seed s uses s mod K; default: one per seed, K = n)",
     )
     add_pretrain_data_arg(hard)
     hard.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")

@@ -46,6 +46,12 @@ def _run(args: argparse.Namespace) -> int:
         )
     long = selected_long_form(args)
     stats = summarise(with_references(long))
+    levels = sorted(set(stats["pretrain_images"]) - {0})
+    if len(levels) > 1:  # one curve per method: two compute levels would share it
+        raise BenchError(
+            f"the runs hold {len(levels)} pretraining-image levels ({', '.join(map(str, levels))}); "
+            "plot one at a time with --pretrain-images N"
+        )
     classes = class_figures(stats)
     paths = {p: out.with_name(f"{out.stem}_classes_{p}{out.suffix}") for p in classes}
     refuse_untraceable(long, [out, *paths.values()], args.allow_dirty)

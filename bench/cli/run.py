@@ -20,6 +20,7 @@ from bench.cli.common import (
     add_label_arg,
     add_model_args,
     add_pretrain_data_arg,
+    add_pretrain_images_arg,
     add_progress_arg,
     add_set_arg,
     add_weights_arg,
@@ -27,6 +28,7 @@ from bench.cli.common import (
     evaluation_overrides,
     prepare,
     preset_overrides,
+    pretrain_image_levels,
     warnings_once,
 )
 from bench.core.errors import BenchError
@@ -62,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tuned settings (JSON from `bench tune`) for this method; an explicit --set still wins",
     )
     add_evaluation_args(p)
+    add_pretrain_images_arg(p)
     p.add_argument("--force-pretrain", action="store_true", help="pretrain again and re-evaluate every seed")
     add_weights_arg(p)
     add_label_arg(p)
@@ -137,9 +140,11 @@ def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
                 f"--config {args.config}: settings are for method {tuned.method!r}, not {args.method!r}"
             )
         overrides = tuned.set_pairs() + overrides
-    pairs = preset_overrides(args, args.method) + overrides + evaluation_overrides(args)
-    method_overrides, protocol_overrides = parse_overrides(pairs)
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    levels = [  # one set of overrides per --pretrain-images level (the preset's number by default)
+        parse_overrides(preset_overrides(args, args.method, images) + overrides + evaluation_overrides(args))
+        for images in pretrain_image_levels(args)
+    ]
     specs = [
         cell_spec(
             args.method,
@@ -156,9 +161,10 @@ def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
             allow_unhealthy=args.allow_unhealthy,
             label=check_label(args.label) if args.label is not None else None,
         )
+        for method_overrides, protocol_overrides in levels
         for protocol in protocols
     ]
-    specs = list(dict.fromkeys(specs))  # a reference row is one cell whatever the protocols
+    specs = list(dict.fromkeys(specs))  # a reference row is one cell whatever the protocols or levels
     for spec in specs:  # fail on a bad --set before any data is generated
         spec.method_config()
         spec.protocol_config()

@@ -19,6 +19,7 @@ from bench.cli.common import (
     add_label_arg,
     add_model_args,
     add_pretrain_data_arg,
+    add_pretrain_images_arg,
     add_progress_arg,
     add_set_arg,
     add_weights_arg,
@@ -26,6 +27,7 @@ from bench.cli.common import (
     labels_for,
     prepare,
     preset_overrides,
+    pretrain_image_levels,
     warnings_once,
 )
 
@@ -92,6 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="GPUs per task/job (default: 1 on a Ray cluster with GPUs, else 0)",
     )
     add_evaluation_args(p)
+    add_pretrain_images_arg(p)
     add_health_arg(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -119,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
     methods = args.methods or list(method_labels())
     labels = labels_for(args.labels, methods)
-    for method in methods:
-        pairs = preset_overrides(args, method)
+    for method, images in ((m, n) for m in methods for n in pretrain_image_levels(args)):
+        pairs = preset_overrides(args, method, images)
         pairs += [p for cfg in configs if cfg.applies_to(method) for p in cfg.set_pairs()]
         pairs += scope_overrides(args.overrides, method, methods)
         method_overrides, protocol_overrides = parse_overrides(pairs + evaluation_overrides(args))
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         )
     from bench.harness.availability import record_unavailable, screen
 
+    units = list(dict.fromkeys(units))  # a method that trains nothing is one set of cells at every level
     units, unavailable = screen(units)  # before any data is generated or loaded
     for method, reason in unavailable.items():
         print(f"skipping {method}: {reason}", flush=True)

@@ -53,6 +53,13 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
         type=_budgets,
         help="comma list of label budgets to show (default: every budget found)",
     )
+    parser.add_argument(
+        "--pretrain-images",
+        type=_budgets,
+        metavar="N[,N...]",
+        help="only these compute levels (images seen per pretraining; methods that train nothing join "
+        "every level; default: every level found)",
+    )
     parser.add_argument("--backbone", help="only runs of this backbone (default: all)")
     parser.add_argument(
         "--budget-unit", choices=("pixels", "images"), help="only this budget unit (default: all)"
@@ -160,6 +167,8 @@ def selected_long_form(args: argparse.Namespace) -> pd.DataFrame:
         rows = rows[rows["dataset"].astype(str).str.startswith(args.dataset)]
     if args.samples:
         rows = rows[rows["budget"].isin(args.samples)]
+    if getattr(args, "pretrain_images", None):
+        rows = rows[rows["pretrain_images"].isin(args.pretrain_images) | (rows["pretrain_images"] == 0)]
     if args.methods:
         unknown = sorted(set(args.methods) - set(frame["method"]))
         if unknown:
@@ -221,6 +230,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="md, csv, latex: one table per (protocol, budget); summary: the README's AA by (protocol, "
         "budget) with paired intervals (default: md)",
     )
+    p.add_argument(
+        "--versus",
+        metavar="METHOD",
+        help="also every column minus METHOD (e.g. simsiam: SSCL - SimSiam), paired by label draw and "
+        "training seed and Holm-corrected like the rows against the Baseline (md, csv, latex)",
+    )
     p.add_argument("--out", type=Path, help="write the tables here instead of printing them")
     p.add_argument(
         "--long-csv",
@@ -248,13 +263,19 @@ def _run(args: argparse.Namespace) -> int:
     from bench.report.table import build_tables, paired_report, render, variance_report
 
     long = selected_long_form(args)
+    versus = getattr(args, "versus", None)
+    if versus is not None and versus not in set(long["method"]):
+        from bench.core.errors import BenchError
+
+        found = ", ".join(sorted(set(long["method"])))
+        raise BenchError(f"--versus {versus}: no runs of it among the runs selected; found: {found}")
     companions = {}
     if args.long_csv:
         for suffix in (PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX):
             companions[suffix] = args.long_csv.with_name(f"{args.long_csv.stem}{suffix}.csv")
     refuse_untraceable(long, [args.out, args.long_csv, *companions.values()], args.allow_dirty)
     unavailable = unavailable_for(args)
-    text = render(build_tables(long, unavailable=unavailable), args.format)
+    text = render(build_tables(long, unavailable=unavailable, versus=versus), args.format)
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")

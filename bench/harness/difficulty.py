@@ -218,15 +218,16 @@ def control_differences(
     samples: Sequence[int] = CONTROL_SAMPLES,
     seeds: int = CONTROL_SEEDS,
     protocols: Sequence[str] = CONTROL_PROTOCOLS,
-    pretrain_seeds: int = 1,
+    pretrain_seeds: int | None = None,
     pretrain_data: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[ControlRow]:
     """``supervised`` minus ``random`` AA per (protocol, budget), paired over ``seeds`` seeds.
 
     Both run as ordinary cells (cached, recorded in MLflow, resumable); ``pretrain_seeds`` is K of
-    ``--pretrain-seeds`` (seed ``s`` uses pretraining seed ``s mod K``), for the baseline too (its
-    initialisation seed), so these are the very cells a sweep with the same K runs and tables.
+    ``--pretrain-seeds`` (seed ``s`` uses pretraining seed ``s mod K``; None, the default, one run
+    per seed), for the baseline too (its initialisation seed), so these are the very cells a sweep
+    with the same K runs and tables.
     """
     from bench.harness.runner import CellSpec, run_cell
 

@@ -19,7 +19,8 @@ labelled patches, so their grid is its own (the embedded default has 128 labelle
 - ``paper``: real DFC2020 (986 labelled + 5128 test patches of 256 px) on one GPU with resnet18,
   bf16. The DESIGN 8 grid (4 deep methods x 5 budgets x 5 seeds x 2 protocols x 3 pretraining
   seeds = 600 evaluations, plus 6 pretraining runs) must fit in an hour, so about 5 s per
-  evaluation and well under 10 min of pretraining in all. Per setting:
+  evaluation and well under 10 min of pretraining in all (at K = n, the default since issue 32,
+  5 pretraining seeds: 10 runs of SimSiam and SSCL, about 7 min). Per setting:
 
   - pretraining batch 64 (SimSiam, UniFeat, CoRe): a GPU batch; SimSiam's BatchNorm heads want
     more than the CPU's 16 samples.
@@ -27,9 +28,14 @@ labelled patches, so their grid is its own (the embedded default has 128 labelle
     CoRe's cutout needs context to fill; 1/4 of a patch per view costs a quarter of a full patch.
   - UniFeat crop 64 px: its loss is per pixel, no context needed; 64 x 64 x 64 = 262k pixel pairs
     a step is plenty.
-  - steps SimSiam 3000, UniFeat 1000, CoRe 2000: about 200, 65 and 130 passes over the 986-patch
-    pool; at the backbone's estimated ~10k crops of 128 px a second (fwd+bwd, resnet18, H100/H200)
-    about 40 s, 5 s and 15 s per run.
+  - steps: not set per stage but derived from the compute rule (:func:`stage_steps`): every trained
+    method sees ``methods.training.PRETRAIN_IMAGES["paper"]`` = 192,000 images, so at batch 64
+    SimSiam, UniFeat, CoRe and the supervised control train 3000 steps each and ``sscl`` 1000
+    (UniFeat) + 2000 (CoRe), its defaults' third and two thirds: about 200 passes over the
+    986-patch pool per method. At the backbone's estimated ~10k crops of 128 px a second (fwd+bwd,
+    resnet18, H100/H200) about 40 s per run (UniFeat's 64 px crops less). Before issue 32 the
+    stages had fixed steps (UniFeat 1000, CoRe 2000) wherever they ran, so ``unifeat`` and ``core``
+    alone saw 64,000 and 128,000 images and the control 19,200 (300 steps of 64).
   - finetune crop 128, batch 32, 1000 steps, validation every 100: 8 full patches' worth of
     pixels a step; ~3 ms a step, ~3 s a unit plus streaming the 5128 test patches (~1 s).
   - linear: unchanged (L-BFGS on the budget's cached pixel features converges in < 200
@@ -40,23 +46,27 @@ labelled patches, so their grid is its own (the embedded default has 128 labelle
   The per-step figures are estimates from the FLOPs ``bench perf --stage backbone`` counts; check
   them with ``bench perf --device cuda --backbone resnet18 --crop 128 --batch 64`` on the GPU.
 
-A method's stages get their schedule by config class wherever they appear (``unifeat`` alone and
-``sscl``'s ``unifeat.*`` alike). The schedules are data beside each stage's config class (its
-``presets`` class attribute, e.g. ``SimSiamConfig.presets["paper"]``), so the harness reaches
-methods through the registry alone; a trained method without an entry keeps its steps and gets
-the generic GPU batch and crop (``TrainConfig.presets``).
+A method's stages get their batch and crop by config class wherever they appear (``unifeat`` alone
+and ``sscl``'s ``unifeat.*`` alike): data beside each stage's config class (its ``presets`` class
+attribute, e.g. ``SimSiamConfig.presets["paper"]``), so the harness reaches methods through the
+registry alone; a trained method without an entry gets the generic GPU batch and crop
+(``TrainConfig.presets``). Their steps follow from the preset's images
+(:data:`Preset.pretrain_images`, read from ``methods.training.PRETRAIN_IMAGES``) and the stage's
+share of its method's default images.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import BenchError
 from methods import get_method
+from methods.training import PRETRAIN_IMAGES, TrainConfig, images_seen
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,13 @@ class Preset:
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The sweep's default label budgets per budget unit (``--samples`` overrides).
     budgets: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def pretrain_images(self) -> int:
+        """Images every trained method's pretraining sees under this preset (the compute rule)."""
+        if self.name not in PRETRAIN_IMAGES:
+            raise BenchError(f"preset {self.name!r} has no entry in methods.training.PRETRAIN_IMAGES")
+        return PRETRAIN_IMAGES[self.name]
 
     def stage_settings(self, config: Any) -> dict[str, Any]:
         """The settings for one stage config: its own class's entry for this preset, else the
@@ -124,16 +141,45 @@ def _stage_configs(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from _stage_configs(value, f"{prefix}{f.name}.")
 
 
-def preset_pairs(name: str, method: str) -> list[str]:
+def stage_steps(stage: TrainConfig, batch_size: int, method_images: int, images: int) -> int:
+    """Steps of one stage that sees its share of ``images`` at ``batch_size``.
+
+    The share is the stage's part of its method's default images (``stage.steps x
+    stage.batch_size / method_images``: 1 for a one-stage method, sscl's UniFeat a third). A
+    schedule that does not divide evenly is refused (a preset or ``--pretrain-images`` that cannot
+    keep the rule exactly), naming the stage's figures.
+    """
+    share = stage.steps * stage.batch_size
+    steps, rest = divmod(images * share, method_images * batch_size)
+    if rest or steps < 1:
+        raise BenchError(
+            f"{images} pretraining images cannot be split exactly: a stage with {share} of its method's "
+            f"{method_images} default images at batch {batch_size} would train "
+            f"{images * share / (method_images * batch_size):g} steps; choose a multiple of "
+            f"{method_images * batch_size // math.gcd(share, method_images * batch_size)}"
+        )
+    return steps
+
+
+def preset_pairs(name: str, method: str, images: int | None = None) -> list[str]:
     """``--set`` pairs of preset ``name`` for ``method`` (its stages) and for every protocol.
 
     Method settings are written ``method.<key>`` and protocol settings ``<protocol>.<key>``;
-    put them before the user's pairs so that the user's win.
+    put them before the user's pairs so that the user's win. A trained stage's steps are set only
+    where the compute rule (:func:`stage_steps`) changes them, so ``cpu`` gives no pairs at all.
+    ``images`` (``--pretrain-images``): the compute rule's number instead of the preset's.
     """
     preset = get_preset(name)
+    target = preset.pretrain_images if images is None else images
     pairs = []
-    for prefix, config in _stage_configs(get_method(method).Config()):
-        pairs += [f"method.{prefix}{k}={json.dumps(v)}" for k, v in preset.stage_settings(config).items()]
+    config = get_method(method).Config()
+    method_images = images_seen(config)
+    for prefix, stage in _stage_configs(config):
+        settings = dict(preset.stage_settings(stage))
+        steps = stage_steps(stage, settings.get("batch_size", stage.batch_size), method_images, target)
+        if steps != stage.steps:
+            settings["steps"] = steps
+        pairs += [f"method.{prefix}{k}={json.dumps(v)}" for k, v in settings.items()]
     for protocol, settings in preset.protocols.items():
         pairs += [f"{protocol}.{k}={json.dumps(v)}" for k, v in settings.items()]
     return pairs

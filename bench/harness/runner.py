@@ -9,7 +9,11 @@ interrupted run or sweep resumes where it stopped and nothing is counted twice.
 Seed ``s`` draws budget ``s`` (its own generator, see :mod:`bench.protocols.budget`) and trains with
 ``torch.manual_seed(s)``. Pretraining variance is part of the result: with ``pretrain_seeds`` K,
 seed ``s`` evaluates the weights of pretraining seed ``s mod K`` (each pretrained once and cached),
-so the spread over seeds includes K pretraining runs, not only label draws. Protocols come from
+so the spread over seeds includes K pretraining runs, not only label draws. The default
+(``pretrain_seeds=None``, :data:`PER_SEED`) is one pretraining run per evaluation seed (K = n; the
+Baseline its own initialisation per seed): seed ``s`` uses pretraining seed ``s``, so the seeds
+are independent replicates of the whole pipeline and the paired test's unit is the seed
+(:mod:`bench.report.statistics`). A smaller K is cheaper but tests over K run means. Protocols come from
 the registry (:mod:`bench.protocols.registry`); reference rows (``raw``, ``rf``) skip pretraining
 and go to their reference protocol, recorded under protocol ``reference``.
 """
@@ -48,6 +52,7 @@ from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
 from bench.protocols.metrics import Scores
 from bench.protocols.registry import get_protocol, list_protocols
 from methods import get_method
+from methods.training import images_seen
 
 #: The deep-model protocols (name -> config class), from the protocol registry.
 PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}
@@ -56,6 +61,9 @@ REFERENCE = "reference"
 #: How often :func:`run_cell` looks again at a seed another process is computing.
 CLAIM_POLL_S = 1.0
 Overrides = tuple[tuple[str, Any], ...]
+#: How ``pretrain_seeds=None`` (one pretraining run per evaluation seed) is recorded in cell
+#: identities and the ``bench.pretrain_seeds`` tag.
+PER_SEED = "per seed"
 
 
 def _frozen(overrides: Mapping[str, Any] | Overrides | None) -> Overrides:
@@ -85,7 +93,8 @@ class CellSpec:
     method_overrides: Overrides | Mapping[str, Any] = ()
     protocol_overrides: Overrides | Mapping[str, Any] = ()
     pretrain_seed: int = 0
-    pretrain_seeds: int = 1
+    #: K: seed ``s`` uses pretraining seed ``s mod K``; None (the default) one run per seed (K = n).
+    pretrain_seeds: int | None = None
     transductive: bool = False
     pretrain_data: Path | None = None
     weights: Path | None = None
@@ -106,7 +115,7 @@ class CellSpec:
             object.__setattr__(self, "protocol", REFERENCE)
         elif self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        if self.pretrain_seeds < 1:
+        if self.pretrain_seeds is not None and self.pretrain_seeds < 1:
             raise BenchError(f"--pretrain-seeds must be at least 1, got {self.pretrain_seeds}")
         if self.budget_unit not in UNITS:
             raise BenchError(f"unknown budget unit {self.budget_unit!r}; choose one of {', '.join(UNITS)}")
@@ -122,8 +131,17 @@ class CellSpec:
         return _evaluated_by(self.method) or self.protocol
 
     def for_seed(self, seed: int) -> CellSpec:
-        """The spec of evaluation seed ``seed``: pretraining seed ``seed mod pretrain_seeds``."""
-        return dataclasses.replace(self, pretrain_seed=seed % self.pretrain_seeds)
+        """The spec of evaluation seed ``seed``: pretraining seed ``seed mod pretrain_seeds``, or
+        ``seed`` itself by default (one pretraining run per evaluation seed)."""
+        k = self.pretrain_seeds
+        return dataclasses.replace(self, pretrain_seed=seed if k is None else seed % k)
+
+    @property
+    def pretrain_images(self) -> int:
+        """Images this spec's pretraining sees (steps x batch, stages summed; 0 when it trains nothing)."""
+        if self.is_reference:
+            return 0
+        return images_seen(get_method(self.method).config_from_dict(dict(self.method_overrides)))
 
     def pretrain_spec(self) -> PretrainSpec:
         """The identity of the weights this spec evaluates (its ``pretrain_seed``; see :meth:`for_seed`)."""
@@ -212,7 +230,8 @@ def _cell_identity(spec: CellSpec, ds: Any) -> dict[str, Any]:
     ident = _identity(spec, ds)
     if ident["pretraining"] is not None:
         ident["pretraining"] = {k: v for k, v in ident["pretraining"].items() if k != "seed"}
-    return {**ident, "pretrain_seeds": None if spec.is_reference else spec.pretrain_seeds}
+    k = PER_SEED if spec.pretrain_seeds is None else spec.pretrain_seeds
+    return {**ident, "pretrain_seeds": None if spec.is_reference else k}
 
 
 def cell_key(spec: CellSpec, ds: Any) -> str:
@@ -268,7 +287,7 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
         "bench.method": spec.method,
         "bench.protocol": spec.protocol,
         "bench.evaluator": spec.evaluator,
-        "bench.pretrain_seeds": str(spec.pretrain_seeds),
+        "bench.pretrain_seeds": PER_SEED if spec.pretrain_seeds is None else str(spec.pretrain_seeds),
         "bench.budget": str(spec.samples),
         "bench.budget_unit": spec.budget_unit,
         "bench.backbone": spec.backbone,
@@ -284,6 +303,9 @@ def _records(spec: CellSpec, ds: Any, seed: int | None = None) -> tuple[dict[str
     }
     if seed is not None and not spec.is_reference:  # which of the K pretrainings this seed used
         params["pretrain_seed"] = str(spec.for_seed(seed).pretrain_seed)
+        # the compute rule's level (``--pretrain-images``; 0 for a method that trains nothing):
+        # tables are split by it like by the budget (``bench.report.aggregate.TABLE_KEYS``)
+        params["pretrain_images"] = str(spec.pretrain_images)
     return tags, params
 
 

@@ -24,8 +24,29 @@ from bench.protocols.metrics import confusion_update
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
-def has_validation_pixels(budget: LabelBudget) -> bool:
-    return budget.val_label.size > 0
+def fewest_validation_pixels(budget: LabelBudget) -> int:
+    """The smallest number of validation pixels of a class that has any (0 without validation pixels).
+
+    It sets the resolution of the validation AA: with ``v`` pixels in each of ``C`` classes, one
+    pixel moves AA by ``100 / (C v)`` points (:func:`can_rank_checkpoints`).
+    """
+    counts = np.bincount(np.asarray(budget.val_label, dtype=np.int64))
+    counts = counts[counts > 0]
+    return int(counts.min()) if counts.size else 0
+
+
+def can_rank_checkpoints(budget: LabelBudget, min_pixels: int) -> bool:
+    """Whether the budget's validation pixels are enough to choose between checkpoints: every class
+    with validation pixels has at least ``min_pixels`` of them (``FinetuneConfig.min_val_pixels``).
+
+    Why a floor: validation AA from ``v`` pixels per class moves in steps of ``100 / (C v)`` points
+    and its sampling sd is about ``50 / sqrt(C v)`` points at 50% recall; checkpoint selection takes
+    the best of ``steps / eval_every`` evaluations (20 by default), which on noise alone lifts the
+    chosen one well above its true value. At 10 px/class (2 validation pixels per class under the
+    80/20 split, 16 in all for 8 classes) a step is 6.25 points and the sd about 12.5 points, far
+    above the few points that separate checkpoints of one run, so the choice is a draw of noise.
+    """
+    return fewest_validation_pixels(budget) >= min_pixels
 
 
 @torch.no_grad()

@@ -9,7 +9,9 @@ that talks to MLflow.
 Std is the sample standard deviation over seeds (``ddof=1``), undefined (NaN) for a single seed.
 Display labels and the column order come from the method registry (``PretrainMethod.label``);
 reference rows (``raw``, ``rf``: runs with protocol ``reference``) are attached to every protocol's
-table by :func:`with_references`, because they share its budgets, seeds and test pixels.
+table by :func:`with_references`, because they share its budgets, seeds and test pixels; so are
+the runs of methods that pretrain nothing to every compute level (``pretrain_images``,
+:func:`across_compute`).
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ ID_TAGS: dict[str, str] = {
     # health gate (``--allow-unhealthy``); absent on runs recorded before the gate existed
     "pretrain_health": "bench.pretrain_health",
 }
-#: Params kept beside the tags: the code that produced the run and its pretraining seed.
-ID_PARAMS: tuple[str, ...] = ("code_version", "pretrain_seed")
+#: Params kept beside the tags: the code that produced the run, its pretraining seed and the
+#: images its pretraining saw (the compute rule's level, ``--pretrain-images``).
+ID_PARAMS: tuple[str, ...] = ("code_version", "pretrain_seed", "pretrain_images")
 ID_COLUMNS: tuple[str, ...] = ("run_id", *ID_TAGS, *ID_PARAMS, "end_time")
 #: Runs that differ in these are never averaged together: one table per distinct combination.
-TABLE_KEYS: tuple[str, ...] = ("dataset", "backbone", "budget_unit", "protocol", "budget")
+#: ``pretrain_images`` is 0 for runs that pretrain nothing (and for runs recorded before it was a
+#: param); :func:`with_references` copies those into every level of their table.
+TABLE_KEYS: tuple[str, ...] = ("dataset", "backbone", "budget_unit", "protocol", "budget", "pretrain_images")
+#: The table key that is a level of compute rather than of evaluation.
+COMPUTE_KEY = "pretrain_images"
 #: The seed table's summary rows (and the plot's curves).
 SUMMARY_METRICS: tuple[str, ...] = ("AA", "OA")
 #: Segmentation summaries, shown under AA and OA.
@@ -166,7 +173,15 @@ def runs_from_mlflow(experiment: str | None = None) -> pd.DataFrame:
     runs["budget"] = pd.to_numeric(runs["budget"])
     runs["seed"] = pd.to_numeric(runs["seed"])
     runs["pretrain_seed"] = pd.to_numeric(runs["pretrain_seed"], errors="coerce")  # "None": reference rows
+    runs[COMPUTE_KEY] = _images(runs[COMPUTE_KEY])
     return runs
+
+
+def _images(values: pd.Series | None) -> pd.Series | int:
+    """``pretrain_images`` as integers, 0 where not recorded (reference rows, older runs)."""
+    if values is None:
+        return 0
+    return pd.to_numeric(values, errors="coerce").fillna(0).astype(int)
 
 
 def dedupe(runs: pd.DataFrame) -> pd.DataFrame:
@@ -184,6 +199,8 @@ def long_form(runs: pd.DataFrame) -> pd.DataFrame:
     ordered categoricals (metrics as :data:`METRICS`, classes in DFC id order).
     """
     runs = dedupe(runs)
+    if COMPUTE_KEY not in runs.columns:  # frames made by hand, runs of older stores
+        runs = runs.assign(**{COMPUTE_KEY: 0})
     per_class = [c for prefix in PER_CLASS_METRICS for c in class_columns(runs, prefix)]
     summaries = [m for m in (*SUMMARY_METRICS, *SEGMENTATION_METRICS) if m in runs.columns]
     ids = [c for c in ID_COLUMNS if c in runs.columns]
@@ -219,13 +236,39 @@ def with_references(long: pd.DataFrame) -> pd.DataFrame:
     found = refs[join].merge(targets[join].drop_duplicates(), on=join, how="left", indicator=True)
     alone = refs[(found["_merge"] == "left_only").to_numpy()].assign(reference=True)
     if targets.empty or alone.shape[0] == refs.shape[0]:
-        return pd.concat([deep, alone], ignore_index=True)
+        return across_compute(pd.concat([deep, alone], ignore_index=True))
     attached = refs.drop(columns="protocol").merge(targets, on=join, suffixes=("_ran", ""))
     attached = attached.assign(_own=attached["backbone_ran"] == attached["backbone"])
     attached = attached.sort_values(["_own", "end_time"] if "end_time" in attached else ["_own"])
     unique = [*TABLE_KEYS, "method", "seed", "metric", "class"]
     attached = attached.drop_duplicates(unique, keep="last").drop(columns=["backbone_ran", "_own"])
-    return pd.concat([deep, attached.assign(reference=True), alone], ignore_index=True)[[*deep.columns]]
+    view = pd.concat([deep, attached.assign(reference=True), alone], ignore_index=True)[[*deep.columns]]
+    return across_compute(view)
+
+
+def across_compute(view: pd.DataFrame) -> pd.DataFrame:
+    """Rows at ``pretrain_images`` 0 (a method that trains nothing, a reference row) copied into
+    every compute level (> 0) of their table, so each level's table has its Baseline.
+
+    A method with runs at a level keeps only those there: its level-0 runs (recorded before the
+    level was a param) join only the levels where it has none. Tables with no level keep their
+    level-0 rows as they are.
+    """
+    if COMPUTE_KEY not in view.columns:
+        return view.assign(**{COMPUTE_KEY: 0})
+    levels_of = view[COMPUTE_KEY] > 0
+    if not levels_of.any():
+        return view
+    group = [k for k in TABLE_KEYS if k != COMPUTE_KEY]
+    zero, rest = view[~levels_of], view[levels_of]
+    levels = rest[[*group, COMPUTE_KEY]].drop_duplicates()
+    copied = zero.drop(columns=COMPUTE_KEY).merge(levels, on=group)
+    have = rest[[*group, COMPUTE_KEY, "method"]].drop_duplicates()
+    copied = copied.merge(have, on=[*group, COMPUTE_KEY, "method"], how="left", indicator=True)
+    copied = copied[copied["_merge"] == "left_only"].drop(columns="_merge")
+    alone = zero.merge(levels[group].drop_duplicates(), on=group, how="left", indicator=True)
+    alone = alone[alone["_merge"] == "left_only"].drop(columns="_merge")
+    return pd.concat([rest, copied, alone], ignore_index=True)[[*view.columns]]
 
 
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
@@ -279,7 +322,7 @@ def long_from_csv(path: Path) -> pd.DataFrame:
         raise BenchError(
             f"--from {path}: not a long-form CSV of `bench table --long-csv` ({reason})"
         ) from err
-    needed = {*TABLE_KEYS, "method", "seed", "metric", "class", "value"}
+    needed = {*TABLE_KEYS, "method", "seed", "metric", "class", "value"} - {COMPUTE_KEY}
     missing = sorted(needed - set(raw.columns))
     if missing:
         raise BenchError(
@@ -299,6 +342,7 @@ def long_from_csv(path: Path) -> pd.DataFrame:
     for col in ("pretrain_seed",):
         if col in raw.columns:
             raw[col] = pd.to_numeric(raw[col], errors="coerce")
+    raw[COMPUTE_KEY] = _images(raw[COMPUTE_KEY]) if COMPUTE_KEY in raw.columns else 0  # older CSVs
     for col in (
         "dataset",
         "code_version",

@@ -25,9 +25,19 @@ per-seed difference ``d_s = method_s - baseline_s``. Only seeds both have are pa
   reach significance for ``m`` comparisons (``bench.cli.common.DEFAULT_SEEDS`` is it for a typical
   table).
 
-What it claims: the sign-flip test treats seeds as the units. With ``K`` pretraining runs reused
-across ``n`` seeds (seed ``s`` uses pretraining seed ``s mod K``), it is a statement about these
-``K`` pretrained weights under fresh label draws; how much of a method's spread the choice of
+**The unit is what is replicated.** With ``K`` pretraining runs reused across ``n`` seeds (seed
+``s`` uses pretraining seed ``s mod K``, the Baseline's initialisation alike), seeds that share a
+pretraining run share its luck: the run explained 59-95% of SimSiam's paired-difference variance
+in the v3 results, so nine seeds over three runs carry about three to four seeds' information, and
+a test over the nine as if independent rejects a true null far above its nominal 5%. So the pairs
+are grouped into **clusters** (:func:`clusters`: seeds linked when they share the method's
+pretraining seed or the Baseline's initialisation seed) and, when there are fewer clusters than
+pairs, the test and the interval are computed over the cluster means of ``d_s`` (one mean per
+pretraining run, each weighing alike; the t interval then has ``K - 1`` degrees of freedom and the
+sign-flip test ``2^K`` sign vectors). When every seed has its own pretraining run (``K = n``, the
+default, :data:`bench.cli.common.DEFAULT_SEEDS`) the clusters are the seeds and this is the test
+above. Rows record the unit (``unit``: :data:`SEED_UNIT` or :data:`RUN_UNIT`) and how many
+(``units``); tables say which in their footer. How much of a method's spread the choice of
 pretraining run explains is reported beside it (:func:`variance_by_source`).
 
 **Bootstrap over test patches** (:func:`bootstrap_patches`): for a cell with one seed, a
@@ -54,6 +64,14 @@ ALPHA = 0.05
 MAX_EXACT_PAIRS = 22
 MONTE_CARLO_DRAWS = 1 << 20
 TEST_NAME = "exact two-sided sign-flip test over paired seeds, Holm-corrected across the columns of a row"
+#: The test's unit: a paired seed (each seed its own pretraining run), or a pretraining run (the
+#: mean of the paired seeds that share one, when runs are reused across seeds).
+SEED_UNIT, RUN_UNIT = "seed", "pretraining run"
+#: :data:`TEST_NAME` when the unit is a pretraining run.
+RUN_TEST_NAME = (
+    "exact two-sided sign-flip test over pretraining-run means of paired seeds, Holm-corrected across "
+    "the columns of a row"
+)
 #: Summary scores and per-class accuracy: the rows of a table that are tested.
 SUMMARY_SCORES: tuple[str, ...] = ("AA", "OA", "mIoU", "macroF1")
 #: Columns of :func:`compare_to_baseline` and of the paired CSV (after the table keys).
@@ -64,6 +82,8 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "ci_low",
     "ci_high",
     "pairs",
+    "unit",
+    "units",
     "p_value",
     "p_holm",
     "comparisons",
@@ -135,40 +155,104 @@ def min_seeds(comparisons: int, alpha: float = ALPHA) -> int:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean of ``a - b`` over the seeds both have, its t interval at :data:`CONFIDENCE`, and the
-    exact sign-flip p-value (uncorrected; :func:`compare_to_baseline` adds Holm's)."""
+    """Mean of ``a - b`` over the seeds both have (over their cluster means when seeds share a
+    pretraining run), its t interval at :data:`CONFIDENCE`, and the exact sign-flip p-value
+    (uncorrected; :func:`compare_to_baseline` adds Holm's). ``n`` counts paired seeds, ``units``
+    what the test ran over (``unit``: :data:`SEED_UNIT` or :data:`RUN_UNIT`)."""
 
     mean: float
     low: float
     high: float
     n: int
     p: float = math.nan
+    units: int = 0
+    unit: str = SEED_UNIT
 
 
-def paired_difference(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE) -> PairedDifference:
-    """``a - b`` paired by index (the seed); seeds missing or NaN in either are left out."""
-    diff = (a - b).dropna().to_numpy(dtype=np.float64)  # aligned on the index: unshared seeds are NaN
+def clusters(a_groups: pd.Series, b_groups: pd.Series) -> pd.Series:
+    """Cluster label (0, 1, ...) of each seed of the index: seeds that share a group of ``a`` (the
+    method's pretraining seed) or of ``b`` (the Baseline's) are in one cluster, transitively.
+
+    NaN groups link nothing (a reference row has no pretraining; runs recorded before the
+    pretraining seed was a parameter): such a seed is its own cluster unless the other side links
+    it. Under ``s mod K`` for both sides the clusters are the ``K`` residues.
+    """
+    index = a_groups.index.union(b_groups.index)
+    parent = list(range(len(index)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for groups in (a_groups.reindex(index), b_groups.reindex(index)):
+        first: dict[object, int] = {}
+        for i, g in enumerate(groups.to_numpy()):
+            if pd.isna(g):
+                continue
+            j = first.setdefault(g, i)
+            parent[root(i)] = root(j)
+    roots = [root(i) for i in range(len(index))]
+    labels = {r: k for k, r in enumerate(dict.fromkeys(roots))}
+    return pd.Series([labels[r] for r in roots], index=index, dtype=int)
+
+
+def paired_difference(
+    a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE, groups: pd.Series | None = None
+) -> PairedDifference:
+    """``a - b`` paired by index (the seed); seeds missing or NaN in either are left out.
+
+    ``groups`` (a cluster label per seed, :func:`clusters`): when the paired seeds fall into fewer
+    clusters than seeds, the differences are averaged per cluster and the mean, interval and test
+    are over those ``K`` means (unit :data:`RUN_UNIT`); otherwise over the seeds.
+    """
+    diff = (a - b).dropna()  # aligned on the index: unshared seeds are NaN
     n = len(diff)
     if n == 0:
         return PairedDifference(math.nan, math.nan, math.nan, 0)
-    mean, low, high = t_interval(diff, confidence)
-    return PairedDifference(mean, low, high, n, sign_flip_p(diff))
+    unit = SEED_UNIT
+    if groups is not None:
+        labels = groups.reindex(diff.index)
+        labels = labels.where(labels.notna(), pd.Series(-1 - np.arange(n), index=diff.index))
+        if labels.nunique() < n:
+            diff = diff.groupby(labels.to_numpy(), sort=True).mean()
+            unit = RUN_UNIT
+    values = diff.to_numpy(dtype=np.float64)
+    mean, low, high = t_interval(values, confidence)
+    return PairedDifference(mean, low, high, n, sign_flip_p(values), len(values), unit)
 
 
 def compare_to_baseline(
-    values: pd.DataFrame, baseline: str, confidence: float = CONFIDENCE, alpha: float = ALPHA
+    values: pd.DataFrame,
+    baseline: str,
+    confidence: float = CONFIDENCE,
+    alpha: float = ALPHA,
+    pretrain_seeds: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every column of a seed x method frame (one score of one table) against ``baseline``.
 
     One row per other column with any shared seed, in column order: :data:`COMPARISON_COLUMNS`.
     The Holm family is exactly these rows (``comparisons`` = their number); ``significant`` is
-    ``p_holm < alpha``. Empty when ``baseline`` is not a column.
+    ``p_holm < alpha``. Empty when ``baseline`` is not a column. ``pretrain_seeds`` (seed x method,
+    :func:`per_seed_pretraining`): each comparison's seeds are clustered by the pretraining runs
+    both columns used (:func:`clusters`) and tested at that level (:func:`paired_difference`).
     """
     if baseline not in values.columns:
         return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    empty = pd.Series(dtype=float)
+
+    def groups_of(method: str) -> pd.Series:
+        if pretrain_seeds is None or method not in pretrain_seeds.columns:
+            return empty
+        return pretrain_seeds[method]
+
     records = []
     for method in values.columns.drop(baseline):
-        diff = paired_difference(values[method], values[baseline], confidence)
+        groups = None
+        if pretrain_seeds is not None:
+            groups = clusters(groups_of(method), groups_of(baseline))
+        diff = paired_difference(values[method], values[baseline], confidence, groups)
         if diff.n == 0:
             continue
         records.append(
@@ -179,6 +263,8 @@ def compare_to_baseline(
                 "ci_low": diff.low,
                 "ci_high": diff.high,
                 "pairs": diff.n,
+                "unit": diff.unit,
+                "units": diff.units,
                 "p_value": diff.p,
             }
         )
@@ -193,6 +279,19 @@ def per_seed(long: pd.DataFrame, metric: str, cls: str = "") -> pd.DataFrame:
     """Values of one score of one table: index = seed, columns = methods (NaN where missing)."""
     rows = long[(long["metric"] == metric) & (long["class"] == cls)]
     return rows.pivot_table(index="seed", columns="method", values="value", aggfunc="first", observed=True)
+
+
+def per_seed_pretraining(long: pd.DataFrame) -> pd.DataFrame | None:
+    """The pretraining seed of every (seed, method) of one table (index = seed, columns = methods;
+    NaN for reference rows and runs recorded without one); None when the long form has no column."""
+    if "pretrain_seed" not in long.columns:
+        return None
+    rows = long[["seed", "method", "pretrain_seed"]].drop_duplicates(["seed", "method"])
+    seeds = pd.to_numeric(rows["pretrain_seed"], errors="coerce")
+    frame = rows.assign(pretrain_seed=seeds)
+    return frame.pivot_table(
+        index="seed", columns="method", values="pretrain_seed", aggfunc="first", dropna=False, observed=True
+    )
 
 
 def tested_scores(long: pd.DataFrame) -> list[tuple[str, str]]:
@@ -215,13 +314,17 @@ def paired_comparisons(
 
     Columns: the table keys, ``metric``, ``class``, :data:`COMPARISON_COLUMNS`, ``confidence``,
     ``alpha`` and ``test``; differences in the long form's unit (fractions). Tables without the
-    baseline contribute nothing.
+    baseline contribute nothing. Seeds that share a pretraining run (the long form's
+    ``pretrain_seed``) are tested at the level of the runs (:func:`compare_to_baseline`).
+    ``baseline`` may be any method: ``bench table --versus METHOD`` compares every column with it.
     """
     columns = [*table_keys, "metric", "class", *COMPARISON_COLUMNS, "confidence", "alpha", "test"]
     frames = []
     for key, table in long.groupby(list(table_keys), sort=True, observed=True):
+        pretraining = per_seed_pretraining(table)
         for metric, cls in tested_scores(table):
-            found = compare_to_baseline(per_seed(table, metric, cls), baseline, confidence, alpha)
+            values = per_seed(table, metric, cls)
+            found = compare_to_baseline(values, baseline, confidence, alpha, pretraining)
             if found.empty:
                 continue
             frames.append(
@@ -231,7 +334,7 @@ def paired_comparisons(
                     **{"class": cls},
                     confidence=confidence,
                     alpha=alpha,
-                    test=TEST_NAME,
+                    test=[RUN_TEST_NAME if u == RUN_UNIT else TEST_NAME for u in found["unit"]],
                 )
             )
     if not frames:

@@ -11,6 +11,12 @@ with one decimal.
 
 A cell is **marked** (bold, with ↑ or ↓ for the direction; ↑/↓ alone in CSV) only when its
 Holm-corrected paired test against the Baseline gives ``p < 0.05``; no other "best" is claimed.
+The test's unit is what is replicated: the paired seed when every seed has its own pretraining
+run, else the pretraining run (the mean of the seeds sharing one,
+:func:`bench.report.statistics.paired_difference`); the footer names it. With ``versus=METHOD``
+(``bench table --versus simsiam``) two more rows per summary score, ``ΔAA vs SimSiam`` and ``p AA
+vs SimSiam (Holm)``, give every column minus METHOD, paired and corrected the same way (Holm
+across the columns of that row, its own family); they mark their own cells only.
 A method that could not run is a short ``n/a`` whose reason is a footnote, once per table; a
 method whose seed runs used weights from a pretraining that failed its health gate
 (``bench.pretrain_health = failed: ...``) carries ‡ with the reason in a footnote. Every piece of
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.report.aggregate import (
+    COMPUTE_KEY,
     SEGMENTATION_METRICS,
     STD_KIND,
     SUMMARY_METRICS,
@@ -48,6 +55,7 @@ from bench.report.statistics import (
     K1_NOTE,
     NO_PRETRAINING_NOTE,
     ONE_PER_PRETRAINING_NOTE,
+    RUN_UNIT,
     min_seeds,
     paired_comparisons,
     variance_by_source,
@@ -75,7 +83,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Table:
-    """One (dataset, backbone, unit, protocol, budget) table of :class:`Cell` rows x method columns.
+    """One (dataset, backbone, unit, protocol, budget, pretraining images) table of :class:`Cell` rows
+    x method columns.
 
     ``notes`` maps a footnote marker (``1``, ``2``, ``‡``) to its text, in first-use order;
     ``comparisons`` holds this table's rows of :func:`bench.report.statistics.paired_comparisons`
@@ -94,6 +103,10 @@ class Table:
     comparisons: pd.DataFrame
     variance: pd.DataFrame
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: ``--versus METHOD``: the method every column is also compared with, and those rows of
+    #: :func:`~bench.report.statistics.paired_comparisons` (empty when not asked or not present).
+    versus: str | None = None
+    versus_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def title(self) -> str:
@@ -116,35 +129,77 @@ class Table:
         return 0 if self.comparisons.empty else int(self.comparisons["comparisons"].max())
 
     def test_note(self, columns: str | None = None) -> str:
-        """How cells are marked, and whether any can be with this many seeds; ``columns`` words the
-        family size when one note speaks for tables of different sizes (the summary's rows)."""
+        """How cells are marked, over which unit, and whether any can be with this many units;
+        ``columns`` words the family size when one note speaks for tables of different sizes (the
+        summary's rows)."""
         if self.comparisons.empty:
             return "no paired test (no Baseline in this table)"
-        pairs = int(self.comparisons["pairs"].max())
         m = self.family_size()
         text = (
-            f"p = exact two-sided sign-flip test over paired seeds, Holm-corrected across the "
-            f"{columns or m} columns of a row; bold = p < {ALPHA:g} after correction (↑ above, ↓ below "
-            "the Baseline)"
+            f"p = exact two-sided sign-flip test over {_unit_words(self.comparisons)}, Holm-corrected "
+            f"across the {columns or m} columns of a row; bold = p < {ALPHA:g} after correction (↑ above, "
+            "↓ below the Baseline)"
         )
-        if pairs < min_seeds(m):
-            text += (
-                f"; with {pairs} paired seeds no cell can be marked (smallest p = 2/2^{pairs} = "
-                f"{2 / 2**pairs:.3g} before correction; {min_seeds(m)} seeds needed for {m} comparisons)"
-            )
-        return text
+        return text + _reachable(self.comparisons, m)
+
+    def versus_note(self) -> str:
+        """How the ``Δ vs METHOD`` rows are tested ('' without them)."""
+        if self.versus is None or self.versus_comparisons.empty:
+            return ""
+        m = int(self.versus_comparisons["comparisons"].max())
+        return (
+            f"Δ vs {method_label(self.versus)} = each column minus {method_label(self.versus)}, paired "
+            f"and tested the same way over {_unit_words(self.versus_comparisons)}, Holm-corrected across "
+            f"the {m} columns of that row (its own family)" + _reachable(self.versus_comparisons, m)
+        )
 
     def footer(self) -> str:
         parts = [
             f"± = {STD_KIND}",
-            f"Δ = mean paired difference over seeds [{CONFIDENCE:.0%} t interval]",
+            f"Δ = mean paired difference [{CONFIDENCE:.0%} t interval over the test's units]",
             self.test_note(),
+            *([self.versus_note()] if self.versus_note() else []),
             "AA spread: sd between pretraining seeds (its share of the variance) and within one "
             "(label draw + training seed)",
             f"budget unit: {self.key['budget_unit']}",
+            *([f"pretraining: {self.images} images per trained method"] if self.images else []),
             f"code: {', '.join(self.code_versions) or 'unknown'}",
         ]
         return "; ".join(parts)
+
+    @property
+    def images(self) -> int:
+        """The compute level (``--pretrain-images``) of the trained methods here; 0 when not recorded."""
+        return int(str(self.key.get(COMPUTE_KEY, 0) or 0))
+
+
+def _unit_words(comparisons: pd.DataFrame) -> str:
+    """What a table's tests ran over: paired seeds, or pretraining-run means when seeds share runs."""
+    by_run = comparisons[comparisons["unit"] == RUN_UNIT]
+    if by_run.empty:
+        return "paired seeds"
+    runs = sorted({int(u) for u in by_run["units"]})
+    pairs = int(by_run["pairs"].max())
+    words = (
+        f"the means of the paired seeds per pretraining run ({'/'.join(map(str, runs))} runs for up to "
+        f"{pairs} seeds: seeds that share a pretraining run are not independent)"
+    )
+    clustered, every = by_run["method"].nunique(), comparisons["method"].nunique()
+    if clustered < every:
+        words += f" for {clustered} of the {every} columns, over paired seeds for the others"
+    return words
+
+
+def _reachable(comparisons: pd.DataFrame, m: int) -> str:
+    """'; with 3 pretraining runs no cell can be marked ...' when too few units for ``m`` tests."""
+    units = int(comparisons["units"].max())
+    if units >= min_seeds(m):
+        return ""
+    what = "pretraining runs" if (comparisons["unit"] == RUN_UNIT).all() else "paired seeds"
+    return (
+        f"; with {units} {what} no cell can be marked (smallest p = 2/2^{units} = {2 / 2**units:.3g} "
+        f"before correction; {min_seeds(m)} needed for {m} comparisons)"
+    )
 
 
 def _per_method(symbol: str, counts: dict[str, int], what: str) -> str:
@@ -209,13 +264,17 @@ def build_tables(
     long: pd.DataFrame,
     baseline: str | None = None,
     unavailable: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+    versus: str | None = None,
 ) -> list[Table]:
-    """Group the long form into tables, in (dataset, backbone, unit, protocol, budget) order.
+    """Group the long form into tables, in (dataset, backbone, unit, protocol, budget, pretraining
+    images) order.
 
     ``baseline``: the method paired differences are taken against (default: the registry's).
     ``unavailable``: ``{(dataset, backbone): {method: reason}}`` of methods that could not run
     (:func:`bench.harness.availability.recorded_unavailable`); each gets an ``n/a`` column with the
     reason as a footnote in the tables of that dataset and backbone where it has no results.
+    ``versus``: also every column minus this method (``Δ... vs`` and ``p ... vs`` rows per summary
+    score, in tables where it has results; the Baseline's own comparison is unchanged).
     """
     if long.empty:
         return []
@@ -224,6 +283,7 @@ def build_tables(
     stats = summarise(view)
     references = set(view.loc[view["reference"], "method"])
     comparisons = paired_comparisons(view, baseline, TABLE_KEYS)
+    against = paired_comparisons(view, versus, TABLE_KEYS) if versus and versus != baseline else None
     variance = variance_by_source(view, TABLE_KEYS, metrics=("AA", "OA"))
     unhealthy = view[failed_health(view)]
     tables = []
@@ -247,6 +307,8 @@ def build_tables(
                 HEALTH_MARK,
             )
         compared = _select(comparisons, key).set_index(["metric", "class", "method"])
+        versus_here = _select(against, key) if against is not None else pd.DataFrame()
+        versus_compared = versus_here.set_index(["metric", "class", "method"]) if len(versus_here) else None
         indexed = group.set_index(["metric", "class", "method"])
 
         def find(metric: str, cls: str, method: str, frame: pd.DataFrame = compared) -> pd.Series | None:
@@ -277,24 +339,28 @@ def build_tables(
                 cells.append(cell(text, method, _mark(find(metric, cls, method))))
             rows.append((label, cells))
         has_baseline = baseline in present
-        for metric in SUMMARY_METRICS:
-            if not has_baseline or (metric, "", baseline) not in indexed.index:
-                continue
-            deltas, ps = [], []
-            for method in columns:
-                found = find(metric, "", method)
-                if method == baseline:
-                    deltas.append(Cell("—"))
-                    ps.append(Cell("—"))
-                elif found is None:
-                    deltas.append(cell("n/a", method))
-                    ps.append(cell("n/a", method))
-                else:
-                    mean, low, high = (100 * found[c] for c in ("mean_diff", "ci_low", "ci_high"))
-                    deltas.append(cell(_interval(mean, low, high), method, _mark(found)))
-                    ps.append(cell(_p(found["p_holm"]), method, _mark(found)))
-            rows.append((f"Δ{metric} vs {method_label(baseline)}", deltas))
-            rows.append((f"p {metric} (Holm)", ps))
+        pairs_against = [(baseline, compared, "")]
+        if versus_compared is not None:
+            pairs_against.append((str(versus), versus_compared, f" vs {method_label(str(versus))}"))
+        for against_method, frame, p_suffix in pairs_against:
+            for metric in SUMMARY_METRICS:
+                if against_method not in present or (metric, "", against_method) not in indexed.index:
+                    continue
+                deltas, ps = [], []
+                for method in columns:
+                    found = find(metric, "", method, frame)
+                    if method == against_method:
+                        deltas.append(Cell("—"))
+                        ps.append(Cell("—"))
+                    elif found is None:
+                        deltas.append(cell("n/a", method))
+                        ps.append(cell("n/a", method))
+                    else:
+                        mean, low, high = (100 * found[c] for c in ("mean_diff", "ci_low", "ci_high"))
+                        deltas.append(cell(_interval(mean, low, high), method, _mark(found)))
+                        ps.append(cell(_p(found["p_holm"]), method, _mark(found)))
+                rows.append((f"Δ{metric} vs {method_label(against_method)}", deltas))
+                rows.append((f"p {metric}{p_suffix} (Holm)", ps))
         spread = _select(variance, key)
         spread = spread[spread["metric"] == "AA"].set_index("method") if not spread.empty else spread
         if not spread.empty:
@@ -339,6 +405,8 @@ def build_tables(
                 comparisons=_select(comparisons, key).reset_index(drop=True),
                 variance=_select(variance, key).reset_index(drop=True),
                 unavailable=missing,
+                versus=versus if versus_compared is not None else None,
+                versus_comparisons=versus_here.reset_index(drop=True),
             )
         )
     return tables
@@ -573,7 +641,10 @@ def to_summary(tables: list[Table]) -> str:
                 if d is not None and d.text not in ("—", "n/a"):
                     text = f"{text} ({d.text})"
                 cells.append(_md_cell(Cell(text, mark, renumbered)))
-            lines.append(_md_row([md_escape(str(table.key["protocol"])), str(table.key["budget"]), *cells]))
+            budget = str(table.key["budget"])
+            if len({t.images for t in group}) > 1:  # several compute levels: say which row is which
+                budget += f" ({table.images} images pretrained)"
+            lines.append(_md_row([md_escape(str(table.key["protocol"])), budget, *cells]))
         first = group[0]
         versions = sorted({v for t in group for v in t.code_versions})
         # rows of a partial sweep compare different numbers of columns: one sentence names them all

@@ -37,7 +37,9 @@ LAYERS: dict[str, int] = {
 #: Same-rank packages that must stay independent of each other.
 PEERS_APART = {("datasets", "methods"), ("methods", "datasets")}
 #: The modules of ``methods`` the rest of the project may import: the registry and its health gates.
-METHODS_PUBLIC = ("methods", "methods.registry", "methods.health")
+#: ``methods.training`` too: the shared training loop's config and the compute rule (PRETRAIN_IMAGES,
+#: images_seen), which the presets apply to every method alike; it is no method's own module.
+METHODS_PUBLIC = ("methods", "methods.registry", "methods.health", "methods.training")
 #: Scripts allowed a method's own modules, each with why.
 METHOD_STUDIES: dict[str, str] = {
     "scripts/sscl_before_after.py": "reruns SSCL's version 1 by patching CoRe and UniFeat internals",

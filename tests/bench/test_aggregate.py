@@ -27,11 +27,13 @@ def make_runs(
     seeds: tuple[int, ...] = (0, 1, 2),
     protocols: tuple[str, ...] = ("linear",),
     jitter: dict[tuple[str, int], float] | None = None,
+    pretrain_k: int | None = 2,
 ) -> pd.DataFrame:
     """Wide runs with known values: acc = base(method) + budget/1e4 + seed/100 + class_id/1000.
 
     IoU is acc - 0.1, mIoU the mean IoU, macroF1 = AA - 0.05; ``jitter[(method, seed)]`` is added to
-    every score of that run (to make paired differences vary); the pretraining seed is the seed mod 2.
+    every score of that run (to make paired differences vary); the pretraining seed is the seed mod
+    ``pretrain_k`` (None: the seed itself, one pretraining run per seed).
     """
     rows = []
     for m_i, method in enumerate(methods):
@@ -56,7 +58,7 @@ def make_runs(
                             "backbone": "tiny",
                             "dataset": "fp0123456789abcdef",
                             "code_version": "abc123",
-                            "pretrain_seed": seed % 2,
+                            "pretrain_seed": seed if pretrain_k is None else seed % pretrain_k,
                             "end_time": pd.Timestamp("2026-01-01") + pd.Timedelta(seed, "h"),
                             **accs,
                             **ious,

@@ -50,8 +50,9 @@ def test_finetune_selection_reads_only_the_budgets_validation_pixels(tiny_datase
     assert budget.val_label.size > 0
     torch.manual_seed(0)
     backbone = build_backbone("tiny", len(tiny_dataset.band_names))
-    clean = finetune(backbone, tiny_dataset, budget, QUICK_FT, 0, CPU, progress=False)
-    poisoned = finetune(backbone, _poisoned(tiny_dataset, budget), budget, QUICK_FT, 0, CPU, progress=False)
+    cfg = dataclasses.replace(QUICK_FT, min_val_pixels=1)  # 4 per class at 20: select anyway here
+    clean = finetune(backbone, tiny_dataset, budget, cfg, 0, CPU, progress=False)
+    poisoned = finetune(backbone, _poisoned(tiny_dataset, budget), budget, cfg, 0, CPU, progress=False)
     assert clean.validation_history == poisoned.validation_history
     for name, value in clean.state_dict().items():
         torch.testing.assert_close(value, poisoned.state_dict()[name], msg=name)
@@ -61,6 +62,29 @@ def test_finetune_selection_reads_only_the_budgets_validation_pixels(tiny_datase
     ).aa
     assert aa == pytest.approx(max(a for _, a in clean.validation_history))
     assert len(clean.validation_history) == 4
+
+
+def test_too_few_validation_pixels_to_rank_checkpoints_use_the_fixed_schedule(tiny_dataset: Dataset) -> None:
+    """20 px per class holds 4 validation pixels per class (AA steps of 100 / (8 x 4) = 3.1 points):
+    below the default floor of 10 the fixed schedule's last step is tested, exactly as with
+    selection off; lowering the floor to 4 selects again."""
+    from bench.protocols.validation import can_rank_checkpoints, fewest_validation_pixels
+
+    budget = budget_for(CellSpec("random", 20, protocol="finetune"), 0, tiny_dataset)
+    fewest = fewest_validation_pixels(budget)
+    assert 0 < fewest < FinetuneConfig().min_val_pixels == 10
+    assert not can_rank_checkpoints(budget, 10) and can_rank_checkpoints(budget, fewest)
+    backbone = build_backbone("tiny", len(tiny_dataset.band_names))
+    default = finetune(backbone, tiny_dataset, budget, QUICK_FT, 0, CPU, progress=False)
+    fixed = finetune(
+        backbone, tiny_dataset, budget, dataclasses.replace(QUICK_FT, selection=False), 0, CPU, False
+    )
+    assert default.validation_history == [] and default.selected == "fixed schedule (last step)"
+    for name, value in default.state_dict().items():
+        torch.testing.assert_close(value, fixed.state_dict()[name], msg=name)
+    floor = dataclasses.replace(QUICK_FT, min_val_pixels=fewest)
+    selected = finetune(backbone, tiny_dataset, budget, floor, 0, CPU, progress=False)
+    assert len(selected.validation_history) == 4 and selected.selected == "best validation checkpoint"
 
 
 def test_no_selection_tests_the_last_step(tiny_dataset: Dataset) -> None:
@@ -148,9 +172,27 @@ def test_the_linear_probe_reads_informative_features(tiny_dataset: Dataset) -> N
 
 
 def test_pretraining_seed_is_seed_mod_k_and_k_is_part_of_the_cell_only(tiny_dataset: Dataset) -> None:
-    one = CellSpec("simsiam", 20)
+    one = CellSpec("simsiam", 20, pretrain_seeds=1)
     three = dataclasses.replace(one, pretrain_seeds=3)
     assert [three.for_seed(s).pretrain_seed for s in range(5)] == [0, 1, 2, 0, 1]
     assert cell_key(one, tiny_dataset) != cell_key(three, tiny_dataset)
     assert result_key(one, 3, tiny_dataset) == result_key(three, 3, tiny_dataset)  # pretraining seed 0 both
     assert result_key(one, 1, tiny_dataset) != result_key(three, 1, tiny_dataset)  # 0 vs 1
+
+
+def test_by_default_every_evaluation_seed_has_its_own_pretraining_run(tiny_dataset: Dataset) -> None:
+    """K = n by default (issue 32): seed s uses pretraining seed s, for a method and the Baseline's
+    initialisation alike, in the spec and in every command that takes --pretrain-seeds."""
+    import argparse
+
+    from bench.cli import common
+
+    for method in ("simsiam", "random"):
+        spec = CellSpec(method, 20)
+        assert [spec.for_seed(s).pretrain_seed for s in range(5)] == [0, 1, 2, 3, 4]
+        nine = dataclasses.replace(spec, pretrain_seeds=9)
+        assert all(result_key(spec, s, tiny_dataset) == result_key(nine, s, tiny_dataset) for s in range(9))
+    parser = argparse.ArgumentParser()
+    common.add_evaluation_args(parser)
+    assert parser.parse_args([]).pretrain_seeds is None is common.DEFAULT_PRETRAIN_SEEDS
+    assert parser.parse_args(["--pretrain-seeds", "3"]).pretrain_seeds == 3

@@ -28,7 +28,9 @@ def test_paper_preset_sets_each_stage_and_keeps_the_parents_defaults() -> None:
     assert (cfg.core.steps, cfg.core.batch_size, cfg.core.crop) == (2000, 64, 128)
     assert cfg.core.stem_lr_factor == 0.1  # sscl's own CoRe default survives the nested overrides
     alone = get_method("unifeat").config_from_dict(parse_overrides(preset_pairs("paper", "unifeat"))[0])
-    assert alone == cfg.unifeat  # the same stage gets the same schedule alone and inside sscl
+    # the same stage gets the same batch and crop alone and inside sscl, and alone the whole compute
+    # rule's images (tests/methods/test_compute_rule.py): 3000 steps, not sscl's third
+    assert (alone.batch_size, alone.crop, alone.steps) == (64, 64, 3000)
     assert protocols["finetune"]["crop"] == 128
 
 

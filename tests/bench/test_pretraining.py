@@ -163,6 +163,7 @@ def test_run_stops_on_a_dead_pretraining_and_allow_unhealthy_runs_it_tagged(
     tiny_data_root, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["run", "--method", "core", "--samples", "20", "--seeds", "2", "--data", str(tiny_data_root)]
+    argv += ["--pretrain-seeds", "1"]  # both seeds on the one dead run (the default is one run per seed)
     argv += ["--no-progress", *(f"--set={k}={v}" for k, v in DEAD_CORE)]
     assert main(argv) != 0
     err = capsys.readouterr().err.strip().splitlines()
@@ -186,6 +187,7 @@ def test_a_sweep_goes_on_past_a_dead_pretraining_and_lists_its_cell(
     tiny_data_root, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["sweep", "--methods", "core,random", "--samples", "20", "--seeds", "2", "--protocol", "linear"]
+    argv += ["--pretrain-seeds", "1"]  # both seeds on the one dead run (the default is one run per seed)
     argv += ["--data", str(tiny_data_root), "--no-progress", *(f"--set=core.{k}={v}" for k, v in DEAD_CORE)]
     assert main(argv) != 0
     out = capsys.readouterr().out

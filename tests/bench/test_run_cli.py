@@ -94,7 +94,10 @@ def test_main_command_sscl_end_to_end(tiny_data_root: Path, capsys: pytest.Captu
     assert len(runs) == 2 and set(runs["tags.bench.method"]) == {"sscl"}
     assert set(runs["params.pretraining.config.unifeat.steps"]) == {"4"}
     pretrain = mlflow.search_runs(filter_string="tags.`bench.kind` = 'pretrain'")
-    assert len(pretrain) == 1 and "metrics.pretrain.sscl/core/loss" in pretrain.columns
+    # one pretraining run per evaluation seed by default (K = n): 2 seeds, 2 runs, pretraining seeds 0, 1
+    assert len(pretrain) == 2 and "metrics.pretrain.sscl/core/loss" in pretrain.columns
+    assert sorted(runs["params.pretrain_seed"]) == ["0", "1"]
+    assert set(runs["params.pretrain_images"]) == {"32"}  # the compute level: 4 x 4 per stage, summed
 
 
 def test_config_file_for_another_method_is_refused(

@@ -1,5 +1,6 @@
 """Paired tests against hand computations: t intervals, exact sign-flip p-values, Holm, the seed
-count that can reach significance, variance by source and the patch bootstrap."""
+count that can reach significance, the test at the level of pretraining runs when seeds share them,
+variance by source and the patch bootstrap."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from bench.report.aggregate import TABLE_KEYS, long_form
 from bench.report.statistics import (
     K1_NOTE,
     ONE_PER_PRETRAINING_NOTE,
+    RUN_UNIT,
+    SEED_UNIT,
     bootstrap_patches,
+    clusters,
     compare_to_baseline,
     holm,
     min_seeds,
@@ -27,6 +31,8 @@ from tests.bench.test_aggregate import make_runs
 
 #: Student's t, 97.5 % quantile, 3 degrees of freedom (from a printed t table).
 T_975_3 = 3.182
+#: The same, 2 degrees of freedom.
+T_975_2 = 4.303
 
 
 def test_paired_interval_by_hand() -> None:
@@ -102,7 +108,8 @@ DIFFS = {
 
 
 def constructed_runs() -> pd.DataFrame:
-    """make_runs with every score of method i shifted so that method - random = DIFFS[method]."""
+    """make_runs with every score of method i shifted so that method - random = DIFFS[method];
+    each seed its own pretraining run (K = n), so the seeds are the test's units."""
     methods = ("random", *DIFFS)
     jitter = {
         (m, s): d - 0.1 * i  # make_runs adds 0.1 x the method's index to every score
@@ -110,7 +117,7 @@ def constructed_runs() -> pd.DataFrame:
         if m in DIFFS
         for s, d in enumerate(DIFFS[m])
     }
-    return make_runs(methods=methods, budgets=(200,), seeds=tuple(range(7)), jitter=jitter)
+    return make_runs(methods=methods, budgets=(200,), seeds=tuple(range(7)), jitter=jitter, pretrain_k=None)
 
 
 def test_constructed_scores_exact_p_and_holm() -> None:
@@ -128,6 +135,110 @@ def test_constructed_scores_exact_p_and_holm() -> None:
     # every score of a run moves together here, so every row (each class, AA, OA, ...) agrees
     assert set(paired["metric"].astype(str)) == {"accuracy", "AA", "OA", "mIoU", "macroF1"}
     assert (paired["significant"] == (paired["method"] == "simsiam")).all()
+
+
+#: Per-seed paired differences (9 seeds) whose pretraining run is seed mod 3: run 0 (seeds 0, 3,
+#: 6) helped a lot, run 1 (1, 4, 7) a little, run 2 (2, 5, 8) hurt a little, every seed is positive
+#: but the third run's mean is near zero. Run means: 0.05, 0.01, 0.002.
+CLUSTERED = [0.05, 0.01, 0.001, 0.04, 0.012, 0.003, 0.06, 0.008, 0.002]
+
+
+def test_clusters_link_seeds_that_share_a_pretraining_run() -> None:
+    seeds = pd.Index(range(9))
+    by3 = pd.Series(seeds % 3, index=seeds)
+    own = pd.Series(seeds, index=seeds)
+    none = pd.Series(np.nan, index=seeds)
+    # method K = 3 against a Baseline with its own init per seed: the 3 runs
+    assert clusters(by3, own).tolist() == [0, 1, 2] * 3
+    # a reference row (no pretraining) against a Baseline at K = 3: the Baseline's 3 inits
+    assert clusters(none, by3).tolist() == [0, 1, 2] * 3
+    # K = n on both sides, or nothing known: every seed its own
+    assert clusters(own, own).nunique() == 9 and clusters(none, none).nunique() == 9
+    # method K = 3 and Baseline K = 2 link transitively: one cluster of all 9
+    assert clusters(by3, pd.Series(seeds % 2, index=seeds)).nunique() == 1
+
+
+def test_seeds_sharing_pretraining_runs_are_tested_over_the_run_means_by_hand() -> None:
+    seeds = pd.Index(range(9))
+    d = pd.Series(CLUSTERED, index=seeds)
+    base = pd.Series(0.5, index=seeds)
+    groups = clusters(pd.Series(seeds % 3, index=seeds), pd.Series(seeds % 3, index=seeds))
+    at_runs = paired_difference(base + d, base, groups=groups)
+    means = [0.05, 0.01, 0.002]  # (0.05 + 0.04 + 0.06) / 3, (0.01 + 0.012 + 0.008) / 3, 0.006 / 3
+    mean = sum(means) / 3  # 0.020667
+    sd = math.sqrt(sum((m - mean) ** 2 for m in means) / 2)
+    assert (at_runs.unit, at_runs.units, at_runs.n) == (RUN_UNIT, 3, 9)
+    assert at_runs.mean == pytest.approx(mean)
+    assert at_runs.low == pytest.approx(mean - T_975_2 * sd / math.sqrt(3), abs=1e-4)
+    assert at_runs.high == pytest.approx(mean + T_975_2 * sd / math.sqrt(3), abs=1e-4)
+    # three run means of one sign: 2 of the 2^3 sign vectors reach |sum| = 0.062, p = 0.25
+    assert at_runs.p == pytest.approx(2 / 8)
+    # as if the 9 seeds were independent (every seed positive): 2 / 512, what the old test claimed
+    at_seeds = paired_difference(base + d, base)
+    assert (at_seeds.unit, at_seeds.units) == (SEED_UNIT, 9) and at_seeds.p == pytest.approx(2 / 512)
+    # with each seed its own run, the runs are the seeds: the seed-level test
+    assert paired_difference(base + d, base, groups=pd.Series(seeds, index=seeds)) == at_seeds
+
+
+def test_unequal_clusters_weigh_each_run_alike() -> None:
+    # 5 seeds over K = 2 runs (seed mod 2): run 0 = seeds 0, 2, 4; run 1 = seeds 1, 3
+    seeds = pd.Index(range(5))
+    d = pd.Series([0.03, -0.01, 0.06, -0.03, 0.0], index=seeds)
+    out = paired_difference(d, pd.Series(0.0, index=seeds), groups=pd.Series(seeds % 2, index=seeds))
+    assert out.units == 2 and out.mean == pytest.approx((0.03 + -0.02) / 2)  # not the seed mean 0.01
+    # run means +0.03 and -0.02, observed |sum| 0.01; the 4 sign vectors give |sums| 0.01, 0.05, 0.05,
+    # 0.01, all >= 0.01: p = 1
+    assert out.p == 1.0
+
+
+def test_a_table_at_k_below_n_marks_nothing_the_run_level_test_does_not_support() -> None:
+    """9 seeds, every difference positive, over 3 pretraining runs (seed mod 3, the Baseline's
+    initialisation alike): the seed-level test would mark it (2 / 512), the run-level one cannot
+    (2 / 8); the same scores with one run per seed are marked."""
+    from bench.report.table import build_tables, render
+
+    jitter = {("simsiam", s): d - 0.1 for s, d in enumerate(CLUSTERED)}
+    clustered = make_runs(("random", "simsiam"), (200,), tuple(range(9)), jitter=jitter, pretrain_k=3)
+    paired = paired_comparisons(long_form(clustered), "random", TABLE_KEYS)
+    aa = paired[paired["metric"] == "AA"].iloc[0]
+    assert (aa["unit"], aa["units"], aa["pairs"]) == (RUN_UNIT, 3, 9)
+    assert aa["p_value"] == pytest.approx(0.25) and not paired["significant"].any()
+    tables = build_tables(long_form(clustered))
+    text = render(tables, "md")
+    assert "**" not in text  # nothing marked: no cell the run-level test does not support
+    assert "sign-flip test over the means of the paired seeds per pretraining run (3 runs for up to 9" in text
+    assert "with 3 pretraining runs no cell can be marked" in text
+    for table in tables:  # and every mark there is (none) is one the run-level test gives
+        marked = [c.mark for _, cells in table.rows for c in cells if c.mark]
+        assert len(marked) == 0 and not table.comparisons["significant"].any()
+    independent = make_runs(("random", "simsiam"), (200,), tuple(range(9)), jitter=jitter, pretrain_k=None)
+    again = paired_comparisons(long_form(independent), "random", TABLE_KEYS)
+    assert (again["unit"] == SEED_UNIT).all() and (again["units"] == 9).all()
+    assert again["significant"].all()  # 2 / 512 with one comparison
+    assert "**" in render(build_tables(long_form(independent)), "md")
+
+
+def test_each_comparison_is_clustered_by_the_runs_it_uses() -> None:
+    """SimSiam with its own run per seed, SSCL reusing 3 runs, the Baseline one init per seed: only
+    SSCL's comparison is at the run level, and the footer says so for that column alone."""
+    from bench.report.table import build_tables
+
+    jitter = {
+        (m, s): d - 0.1 * (i + 1) for i, m in enumerate(("simsiam", "sscl")) for s, d in enumerate(CLUSTERED)
+    }
+    runs = make_runs(("random", "simsiam", "sscl"), (200,), tuple(range(9)), jitter=jitter, pretrain_k=None)
+    runs.loc[runs["method"] == "sscl", "pretrain_seed"] = runs["seed"] % 3
+    paired = paired_comparisons(long_form(runs), "random", TABLE_KEYS)
+    aa = paired[paired["metric"] == "AA"].set_index("method")
+    assert aa.loc["simsiam", ["unit", "units"]].tolist() == [SEED_UNIT, 9]
+    assert aa.loc["sscl", ["unit", "units"]].tolist() == [RUN_UNIT, 3]
+    # simsiam 2 / 512 and sscl 2 / 8: Holm over 2, simsiam 0.0078 marked, sscl 0.25 not
+    assert aa["significant"].to_dict() == {"simsiam": True, "sscl": False}
+    assert "(3 runs for up to 9 seeds" in build_tables(long_form(runs))[0].footer()
+    assert (
+        "for 1 of the 2 columns, over paired seeds for the others"
+        in build_tables(long_form(runs))[0].footer()
+    )
 
 
 def test_seed_summary_for_parent_runs() -> None:

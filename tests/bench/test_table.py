@@ -112,17 +112,20 @@ def test_markdown_layout() -> None:
     ]
     assert "n = 3 evaluation seeds per method; K = 2 pretraining seed(s) per method." in text
     assert "ddof=1" in text and "budget unit: pixels" in text and "abc123" in text
-    # 3 seeds: no difference can be significant, and the table says so instead of marking anything
-    assert "with 3 paired seeds no cell can be marked (smallest p = 2/2^3 = 0.25" in text
+    # 3 seeds over 2 pretraining runs (seed mod 2): the test runs over the 2 run means, so no
+    # difference can be significant, and the table says so instead of marking anything
+    assert "sign-flip test over the means of the paired seeds per pretraining run (2 runs" in text
+    assert "with 2 pretraining runs no cell can be marked (smallest p = 2/2^2 = 0.5" in text
     assert "**" not in text
-    # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval, p = 2/8, x3
+    # every seed of imagenet is exactly 0.2 above the baseline: a zero-width interval, p = 2/4 over
+    # the 2 run means, x3 (Holm) capped at 1
     assert _row(text, "ΔOA vs Baseline")[1:] == [
         "—",
         "+20.0 [20.0, 20.0]",
         "+10.0 [10.0, 10.0]",
         "-10.0 [-10.0, -10.0]",
     ]
-    assert _row(text, "p OA (Holm)")[1:] == ["—", "0.750", "0.750", "0.750"]
+    assert _row(text, "p OA (Holm)")[1:] == ["—", "1.000", "1.000", "1.000"]
 
 
 def test_only_corrected_significance_is_marked() -> None:
@@ -312,6 +315,34 @@ def test_committed_results_parse_and_the_readme_shows_the_summary() -> None:
     assert block.strip() == (REPO / "results" / "summary.md").read_text().strip()
 
 
+def test_versus_prints_each_method_minus_another_with_interval_and_corrected_p(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench table --versus simsiam`` on a long CSV made here: SSCL - SimSiam paired by seed."""
+    from bench.cli import main
+
+    simsiam = [0.01, 0.02, 0.03, 0.01, 0.02, 0.03, 0.01]  # simsiam - random per seed
+    gain = [0.02, 0.01, 0.03, 0.02, 0.01, 0.03, 0.02]  # sscl - simsiam per seed
+    methods = ("random", "simsiam", "sscl")
+    jitter = {("simsiam", s): d - 0.1 for s, d in enumerate(simsiam)}
+    jitter |= {("sscl", s): d + g - 0.2 for s, (d, g) in enumerate(zip(simsiam, gain, strict=True))}
+    runs = make_runs(methods, (200,), tuple(range(7)), jitter=jitter, pretrain_k=None)
+    path = tmp_path / "long.csv"
+    path.write_text(long_form(runs).to_csv(index=False))
+    assert main(["table", "--from", str(path), "--versus", "simsiam"]) == 0
+    text = capsys.readouterr().out
+    assert md_tables(text)[0][0] == ["", "Baseline", "SimSiam", "SSCL"]
+    # SSCL: mean 0.02; sd sqrt(4e-4 / 6) = 0.008165; t(0.975, 6) = 2.447: half 0.00755 -> [1.2, 2.8].
+    # Baseline: mean -0.13 / 7 = -0.0186; sd 0.008997: half 0.00832 -> [-2.7, -1.0]
+    assert _row(text, "ΔAA vs SimSiam")[1:] == ["**-1.9 [-2.7, -1.0]**↓", "—", "**+2.0 [1.2, 2.8]**↑"]
+    # both columns all of one sign against SimSiam: 2 / 128 each, Holm over the 2: 0.03125
+    assert _row(text, "p AA vs SimSiam (Holm)")[1:] == ["**0.031**↓", "—", "**0.031**↑"]
+    assert "ΔAA vs Baseline" in [r[0] for r in md_tables(text)[0]]  # the Baseline's rows stay
+    assert "Δ vs SimSiam = each column minus SimSiam" in text and "across the 2 columns of that row" in text
+    assert main(["table", "--from", str(path), "--versus", "unifeat"]) == 2  # not among the runs
+    assert "--versus unifeat: no runs of it" in capsys.readouterr().err
+
+
 @pytest.mark.usefixtures("tracked")
 def test_table_command_reads_the_store_and_its_long_csv(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -331,7 +362,9 @@ def test_table_command_reads_the_store_and_its_long_csv(
     }
     assert (paired["baseline"] == "random").all() and (paired["pairs"] == 3).all()
     assert {"p_value", "p_holm", "significant", "comparisons"} <= set(paired.columns)
-    assert (paired["p_value"] == 0.25).all()  # 3 pairs of one sign: 2 / 8
+    # 3 pairs of one sign over 2 pretraining runs (seed mod 2): 2 run means, 2 / 4
+    assert (paired["unit"] == "pretraining run").all() and (paired["units"] == 2).all()
+    assert (paired["p_value"] == 0.5).all()
     variance = pd.read_csv(tmp_path / "long_variance.csv")
     assert set(variance["metric"]) == {"AA", "OA"} and (variance["K"] == 2).all()
     # the same table again, from the long CSV alone
