@@ -10,8 +10,11 @@ from pathlib import Path
 
 from bench.core.paths import bench_home
 
-#: The protocol names (``bench.harness.runner.PROTOCOLS``), here so that parsing imports no torch.
-PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune")
+#: The built-in deep protocols (``bench.harness.runner.PROTOCOLS`` without plugins), for help texts:
+#: ``--protocol`` takes any registered name, matched after parsing (``bench.cli.startup``).
+PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune", "knn")
+#: What ``--protocol both`` runs (``bench.harness.runner.BOTH``): the paper's two protocols.
+BOTH_NAMES: tuple[str, ...] = ("linear", "finetune")
 #: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
 TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "summary")
 #: Default ``--seeds`` of ``run`` and ``sweep``: the fewest paired seeds at which the tables'
@@ -43,6 +46,20 @@ def add_data_args(parser: argparse.ArgumentParser, skip_bad: bool = True) -> Non
     )
     if skip_bad:
         parser.add_argument("--skip-bad", action="store_true", help="report bad files and leave them out")
+
+
+def add_protocol_arg(parser: argparse.ArgumentParser, default: str | None, *, both: bool) -> None:
+    """``--protocol NAME``: any registered protocol (a plugin's too), checked after parsing against
+    the registry (``bench.cli.startup.resolve_names``), so no torch is imported to parse."""
+    names = " | ".join((*PROTOCOL_NAMES, "both") if both else PROTOCOL_NAMES)
+    what = f"; both = {' and '.join(BOTH_NAMES)}" if both else ""
+    shown = f"default: {default}" if default else "default: all"
+    parser.add_argument(
+        "--protocol",
+        default=default,
+        metavar="NAME",
+        help=f"{names}, or a plugin's (`bench list`){what} ({shown})",
+    )
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from bench.cli.common import (
     DEFAULT_SEEDS,
-    PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
     add_health_arg,
@@ -21,6 +20,7 @@ from bench.cli.common import (
     add_model_args,
     add_pretrain_data_arg,
     add_progress_arg,
+    add_protocol_arg,
     add_set_arg,
     add_weights_arg,
     check_label,
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"evaluation seeds 0..N-1 (default {DEFAULT_SEEDS}: the fewest at which the tables' corrected "
         "paired test can mark a difference)",
     )
-    p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="linear", help="default: linear")
+    add_protocol_arg(p, "linear", both=True)
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)
     add_model_args(p)
@@ -123,7 +123,7 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from bench.core.device import resolve_device
-    from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides, run_cell
+    from bench.harness.runner import BOTH, cell_spec, parse_overrides, run_cell
     from bench.harness.tracking import experiment_name, tracking_uri
     from datasets import load_dataset
 
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = tuned.set_pairs() + overrides
     pairs = preset_overrides(args, args.method) + overrides + evaluation_overrides(args)
     method_overrides, protocol_overrides = parse_overrides(pairs)
-    protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    protocols = list(BOTH) if args.protocol == "both" else [args.protocol]
     specs = [
         cell_spec(
             args.method,

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cli.common import TABLE_FORMATS
+from bench.cli.common import TABLE_FORMATS, add_protocol_arg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,9 +40,7 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
         metavar="LONG_CSV",
         help="read this long-form CSV (written by --long-csv) instead of the tracking store",
     )
-    parser.add_argument(
-        "--protocol", choices=("linear", "finetune"), help="only this protocol (default: all)"
-    )
+    add_protocol_arg(parser, None, both=False)
     parser.add_argument(
         "--methods",
         type=_csv,

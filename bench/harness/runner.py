@@ -51,6 +51,9 @@ from methods import get_method
 
 #: The deep-model protocols (name -> config class), from the protocol registry.
 PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}
+#: What ``--protocol both`` runs, and the paper's cells: linear probe and fine-tuning (kNN and
+#: plugins' protocols run when named).
+BOTH: tuple[str, ...] = ("linear", "finetune")
 #: The protocol name recorded for reference rows, whatever protocol a command asked for.
 REFERENCE = "reference"
 #: How often :func:`run_cell` looks again at a seed another process is computing.
