@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune", "knn")
 #: What ``--protocol both`` runs (``bench.harness.runner.BOTH``): the paper's two protocols.
 BOTH_NAMES: tuple[str, ...] = ("linear", "finetune")
 #: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
-TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "summary")
+TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "tex", "summary")
 #: Default ``--seeds`` of ``run`` and ``sweep``: the fewest paired seeds at which the tables'
 #: corrected test can mark a cell (``bench.report.statistics``: exact two-sided sign-flip test,
 #: Holm across the columns of a row). All n differences of one sign give the smallest p, 2 / 2^n;
@@ -290,3 +291,13 @@ def shown_path(path: Path) -> str:
         if path.is_relative_to(root):
             return str(Path(shown) / path.relative_to(root))
     return str(path)
+
+
+def output_file(out: Path, raw: str, default_name: str) -> Path:
+    """``--out``: a file path as given, or, when it names a directory (an existing one, or a path
+    ending in ``/``), ``default_name`` inside it (the writer creates a missing folder): ``--out
+    paper/`` writes ``paper/table.tex`` instead of a file named ``paper``. ``raw`` is the argument
+    as typed (a ``Path`` drops the trailing slash)."""
+    if out.is_dir() or raw.endswith(("/", os.sep)):
+        return out / default_name
+    return out

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cli.common import TABLE_FORMATS, add_protocol_arg
+from bench.cli.common import TABLE_FORMATS, add_protocol_arg, output_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -216,10 +216,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=TABLE_FORMATS,
         default="md",
-        help="md, csv, latex: one table per (protocol, budget); summary: the README's AA by (protocol, "
-        "budget) with paired intervals (default: md)",
+        help="md, latex (or tex): one table per (protocol, budget); csv: tidy, one row per (protocol, "
+        "budget, method, metric, class), in percent, for pandas or R; summary: the README's AA by "
+        "(protocol, budget) with paired intervals (default: md)",
     )
-    p.add_argument("--out", type=Path, help="write the tables here instead of printing them")
+    p.add_argument(
+        "--out",
+        metavar="FILE|DIR/",
+        help="write the tables here instead of printing them; a directory (existing, or ending in /) "
+        "gets table.md, table.csv, table.tex or summary.md by --format",
+    )
     p.add_argument(
         "--long-csv",
         type=Path,
@@ -243,19 +249,20 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench.core.atomic import atomic_write_text
-    from bench.report.table import build_tables, paired_report, render, variance_report
+    from bench.report.table import build_tables, default_name, paired_report, render, variance_report
 
+    out = output_file(Path(args.out), args.out, default_name(args.format)) if args.out else None
     long = selected_long_form(args)
     companions = {}
     if args.long_csv:
         for suffix in (PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX):
             companions[suffix] = args.long_csv.with_name(f"{args.long_csv.stem}{suffix}.csv")
-    refuse_untraceable(long, [args.out, args.long_csv, *companions.values()], args.allow_dirty)
+    refuse_untraceable(long, [out, args.long_csv, *companions.values()], args.allow_dirty)
     unavailable = unavailable_for(args)
     text = render(build_tables(long, unavailable=unavailable), args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}")
+    if out is not None:
+        atomic_write_text(out, text)
+        print(f"wrote {out}")
     else:
         print(text, end="")
     if args.long_csv:
