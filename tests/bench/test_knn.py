@@ -128,3 +128,45 @@ def test_bench_run_protocol_knn_end_to_end(tiny_data_root: Path, capsys: pytest.
     bad = ["run", "--method", "random", "--samples", "5", "--protocol", "knn", "--set", "knn.k=0"]
     assert main([*bad, "--data", str(tiny_data_root)]) == 2  # refused before any evaluation
     assert "knn.k must be an integer >= 1" in capsys.readouterr().err
+
+
+PLUGIN = '''"""A plugin protocol: the 1-nearest-neighbour vote, registered by its decorator."""
+from dataclasses import dataclass
+
+from bench.protocols.knn import Knn, KnnConfig
+from bench.protocols.registry import register_protocol
+
+
+@dataclass(frozen=True)
+class OneConfig(KnnConfig):
+    k: int = 1
+
+
+@register_protocol("nn1")
+class OneNeighbour(Knn):
+    description = "plugin: 1-nearest-neighbour on frozen features"
+    Config = OneConfig
+'''
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_plugins_protocol_is_a_protocol_choice(
+    tiny_data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--protocol`` comes from the registry, plugins included (no fixed list of choices)."""
+    import sys
+
+    from bench.core import plugins
+    from bench.protocols import registry
+
+    (tmp_path / "plug_nn1.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["run", "--plugin", "plug_nn1", "--method", "random", "--samples", "10", "--seeds", "1"]
+    try:
+        assert main([*argv, "--protocol", "nn1", "--data", str(tiny_data_root), "--no-progress"]) == 0
+        assert "== nn1 | 10 " in capsys.readouterr().out
+        assert set(completed_runs()["tags.bench.protocol"]) == {"nn1"}
+    finally:
+        registry._PROTOCOLS.pop("nn1", None)
+        sys.modules.pop("plug_nn1", None)
+        plugins.reset()
