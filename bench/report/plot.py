@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,6 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
+from matplotlib.typing import RcKeyType
 
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
@@ -41,7 +43,7 @@ COLUMN_WIDTH = 3.5
 LOG_SPAN = 10
 #: Matplotlib settings every figure is saved under: TrueType (Type 42) fonts embedded in PDF and
 #: PS instead of Type 3, and SVG text as ``<text>`` elements (editable, searchable) instead of paths.
-PAPER_RC: dict[str, object] = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
+PAPER_RC: dict[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
 #: Reference rows and controls: grey shades, dash patterns and markers, in column order.
 _REFERENCE_STYLES = (
     ("0.35", "--", "s"),
@@ -79,8 +81,8 @@ def _styles(methods: Sequence[str]) -> dict[str, dict[str, object]]:
             styles[method] = {"color": colour, "linestyle": dashes, "marker": marker, "reference": True}
             n_refs += 1
         else:
-            colour = plt.get_cmap("tab10")(n_methods % 10)
-            styles[method] = {"color": colour, "linestyle": "-", "marker": "o", "reference": False}
+            tab10 = plt.get_cmap("tab10")(n_methods % 10)
+            styles[method] = {"color": tab10, "linestyle": "-", "marker": "o", "reference": False}
             n_methods += 1
     return styles
 
