@@ -170,3 +170,19 @@ def test_a_plugins_protocol_is_a_protocol_choice(
         registry._PROTOCOLS.pop("nn1", None)
         sys.modules.pop("plug_nn1", None)
         plugins.reset()
+
+
+def test_tuning_searches_k_and_the_temperature() -> None:
+    """``bench tune --protocol knn`` has a search space: k ÷2..x2 and T ÷3..x3 around the defaults."""
+    import optuna
+
+    from bench.harness.tune import suggest
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        found = suggest(trial, "knn", KnnConfig)
+        assert set(found) == {"k", "temperature"}
+        assert 10 <= found["k"] <= 40 and 0.07 / 3 <= found["temperature"] <= 0.21
+        KnnConfig(**found)  # every suggestion is a valid config
+        study.tell(trial, 0.0)
