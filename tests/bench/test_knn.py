@@ -161,6 +161,7 @@ def test_a_plugins_protocol_is_a_protocol_choice(
 
     (tmp_path / "plug_nn1.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BENCH_PLUGINS", "")  # --plugin exports it for child processes: undone after
     argv = ["run", "--plugin", "plug_nn1", "--method", "random", "--samples", "10", "--seeds", "1"]
     try:
         assert main([*argv, "--protocol", "nn1", "--data", str(tiny_data_root), "--no-progress"]) == 0
