@@ -72,5 +72,29 @@ class Normalisation:
         out /= _ZSCORE_STD[:, None, None].astype(np.float32)
         return out, nonfinite
 
+    def per_band(self) -> list[dict[str, object]]:
+        """What :meth:`apply` does to each band of :data:`BAND_NAMES`, as data (an export's card):
+        its unit, the fill of non-finite values (S1 only), the clip range, then
+        ``(x - subtract) / divide``: the same arithmetic, band by band."""
+        lo, hi = self.s1_range_db
+        rows: list[dict[str, object]] = []
+        for i, band in enumerate(BAND_NAMES):
+            s1 = band in S1_BANDS
+            if self.mode == "scaled":
+                subtract, divide = (lo, hi - lo) if s1 else (0.0, self.s2_max)
+            else:
+                subtract, divide = float(_ZSCORE_MEAN[i]), float(_ZSCORE_STD[i])
+            rows.append(
+                {
+                    "band": band,
+                    "unit": "sigma0 dB (Sentinel-1 GRD)" if s1 else "L1C reflectance x 10000 (Sentinel-2 DN)",
+                    "fill": self.s1_fill_db if s1 else None,
+                    "clip": [lo, hi] if s1 else [0.0, self.s2_max],
+                    "subtract": float(subtract),
+                    "divide": float(divide),
+                }
+            )
+        return rows
+
 
 DEFAULT_NORMALISATION = Normalisation()

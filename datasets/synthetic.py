@@ -118,6 +118,7 @@ under it the control leads by +4.1 [+1.2, +7.0] at 10 and +2.0 [+0.3, +3.6] at 2
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -132,10 +133,11 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from bench.core.progress import progress_of
+from datasets import portable
 from datasets.classes import DFC_NAMES, igbp_to_dfc
 from datasets.layouts import SEN12MS, ReleasedDFC2020, SyntheticDFC2020
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 MARKER = SyntheticDFC2020.marker
 CRS_EPSG = 32632
 ENL = 4.4
@@ -424,7 +426,7 @@ def _gauss(a: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return a
     r = max(1, math.ceil(2 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
+    taps = portable.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
     taps /= taps.sum()
     pad = [(0, 0)] * (a.ndim - 2)
     p = np.pad(a, [*pad, (r, r), (0, 0)], mode="edge")
@@ -449,8 +451,8 @@ def _shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _spectrum(size: int, beta: float) -> np.ndarray:
     """Amplitude ~ |f|^(-beta/2) on the rfft grid (no mean term)."""
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.rfftfreq(size), indexing="ij"))
-    amp = np.maximum(f, 1.0 / size) ** (-beta / 2)
+    f = portable.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.rfftfreq(size), indexing="ij"))
+    amp = portable.power(np.maximum(f, 1.0 / size), -beta / 2)
     amp[0, 0] = 0.0
     return amp
 
@@ -635,7 +637,7 @@ def _layout(rng: np.random.Generator, size: int, region: Region, config: SynthCo
     smooth = _grf(rng, k, size, 3.5)
     rough = _grf(rng, k, size, 2.5)
     blobby = np.isin(classes, (1, 10))[:, None, None]
-    fields = np.where(blobby, smooth, rough) + 1.5 * np.log(weights)[:, None, None]
+    fields = np.where(blobby, smooth, rough) + 1.5 * portable.log(weights)[:, None, None]
     truth = classes[np.argmax(fields, axis=0)].astype(np.uint8)
 
     # segments: a warped grid of cells (stands, patches of one sub-type, annotation polygons)
@@ -665,7 +667,7 @@ def _layout(rng: np.random.Generator, size: int, region: Region, config: SynthCo
     hedge = (np.mod(u, sx) < 1.0) | (np.mod(v, sy) < 1.0)
     crop_sub = np.where(hedge, _SUB["dense shrub"], crop_sub)
     subtype = np.where(truth == 6, crop_sub, subtype)
-    cover = np.exp(config.cover_sd * _grf(rng, 1, size, 3.0)[0])
+    cover = portable.exp(config.cover_sd * _grf(rng, 1, size, 3.0)[0]).astype(np.float32)
     parcel_vigour = rng.uniform(0.6, 1.2, size=parcel.max() + 1).astype(np.float32)[parcel]
     cover = np.where(truth == 6, parcel_vigour, cover)
 
@@ -686,7 +688,9 @@ def _layout(rng: np.random.Generator, size: int, region: Region, config: SynthCo
         ru, rv = _rotated(size, rng.uniform(0, np.pi))
         walk = np.cumsum(rng.normal(0, 0.15, size=4 * size)).astype(np.float32)
         t = np.clip((rv + 2 * size).astype(np.int64), 0, 4 * size - 1)
-        centre = rng.uniform(0.2, 0.8) * size + rng.uniform(2, 8) * np.sin(rv / rng.uniform(8, 30)) + walk[t]
+        centre = (
+            rng.uniform(0.2, 0.8) * size + rng.uniform(2, 8) * portable.sin(rv / rng.uniform(8, 30)) + walk[t]
+        )
         river = np.abs(ru - centre) < rng.uniform(1.0, 4.0)
         truth[river] = 10
         subtype[river] = sub_of[0, 10]
@@ -732,7 +736,8 @@ def _fractions(rng: np.random.Generator, p: _Patch, region: Region, config: Synt
     veg = [_E["leaf"], _E["needle"]]
     mean[..., veg] *= p.cover[..., None]
     mean /= mean.sum(axis=-1, keepdims=True)
-    mean *= np.exp(config.fraction_spread * rng.standard_normal(mean.shape, dtype=np.float32))
+    spread = portable.exp(config.fraction_spread * rng.standard_normal(mean.shape, dtype=np.float32))
+    mean *= spread.astype(np.float32)
     mean /= mean.sum(axis=-1, keepdims=True)
     return np.moveaxis(mean, -1, 0)
 
@@ -740,7 +745,7 @@ def _fractions(rng: np.random.Generator, p: _Patch, region: Region, config: Synt
 def _render_s2(rng: np.random.Generator, f: np.ndarray, region: Region, config: SynthConfig) -> np.ndarray:
     """(13, H, W) uint16 L1C DN of the fractions ``f`` under the region's light and this scene's sky."""
     size = f.shape[-1]
-    toa = np.einsum("ehw,eb->bhw", f, region.s2_endmembers, optimize=True)
+    toa = portable.mix(f, region.s2_endmembers)
     path = PATH_RADIANCE[:, None, None]
     gain = region.sun * rng.normal(1, config.gain_sd)
     texture = 1 + 0.05 * _grf(rng, 1, size, 3.0)  # topography and illumination
@@ -768,22 +773,23 @@ def _render_s1(
 ) -> np.ndarray:
     """(2, H, W) float32 sigma0 in dB (VV, VH) of the fractions ``f``, misregistered and speckled."""
     size = f.shape[-1]
-    power_e = 10 ** (region.s1_endmembers / 10)  # (E, 2)
+    power_e = portable.pow10(region.s1_endmembers / 10)  # (E, 2)
     power_e[_E["shade"]] = 0.0
-    power = np.einsum("ehw,ep->phw", f, power_e, optimize=True) / (1 - f[_E["shade"]])[None]
+    power = portable.mix(f, power_e) / (1 - f[_E["shade"]])[None]
     structure = _SUB_SAR[p.subtype] + region.class_db[p.truth]  # (H, W, 2)
     natural = ~(p.building | p.road)
     structure += np.where(natural, region.incidence_db, 0.0)[..., None]
-    db = 10 * np.log10(power) + np.moveaxis(structure, -1, 0)
+    db = 10 * portable.log10(power) + np.moveaxis(structure, -1, 0)
     db += (1.5 * _grf(rng, 1, size, 3.0)[0])[None]  # moisture and topography within the patch
     targets = p.building & (rng.random((size, size)) < rng.uniform(*config.point_target_fraction))
     db = np.where(targets[None], db + rng.uniform(*config.point_target_db, size=(size, size))[None], db)
-    power = _box(10 ** (db / 10), 2)  # 20 m resolution
+    power = _box(portable.pow10(db / 10), 2)  # 20 m resolution
     dy, dx = rng.uniform(-config.s1_shift_px, config.s1_shift_px, size=2)
     power = _shift(power, dy, dx)
-    power = power * 10 ** (_speckle_db_bias(ENL) / 10) * speckle(rng, (2, size, size))
-    power = np.maximum(power, 10 ** (S1_NOISE_FLOOR_DB / 10) * rng.gamma(ENL, 1 / ENL, size=power.shape))
-    return (10 * np.log10(power)).astype(np.float32)
+    power = power * portable.pow10(_speckle_db_bias(ENL) / 10) * speckle(rng, (2, size, size))
+    floor = portable.pow10(S1_NOISE_FLOOR_DB / 10) * rng.gamma(ENL, 1 / ENL, size=power.shape)
+    power = np.maximum(power, floor)
+    return (10 * portable.log10(power)).astype(np.float32)
 
 
 def _add_nonfinite(rng: np.random.Generator, s1: np.ndarray) -> None:
@@ -896,6 +902,28 @@ def make_patch(config: SynthConfig, split: str, index: int, nonfinite: bool = Fa
     return {"s1": s1, "s2": s2, "dfc": p.labels[None], "lc": _lc(rng, p, region, (t.c, t.f), config)}
 
 
+def content_digest(config: SynthConfig) -> str:
+    """SHA-256 of every patch's arrays (split by split, patch by patch, modality by name, with the
+    non-finite pixels ``generate`` adds), without writing a file: the generated content as bytes,
+    which must be the same on every machine (DESIGN 13; tests pin it)."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        n = split_size(config, split)[0]
+        with_nonfinite = _nonfinite_patches(config, split, n)
+        for i in range(n):
+            for name, array in sorted(make_patch(config, split, i, i in with_nonfinite).items()):
+                digest.update(f"{split}/{i}/{name}/{array.dtype.str}/{array.shape}".encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _nonfinite_patches(config: SynthConfig, split: str, n: int) -> set[int]:
+    """The patches of ``split`` that get NaN / -inf pixels (``nonfinite_fraction`` of them, at least one)."""
+    pick = np.random.default_rng([config.seed, 99, SPLITS.index(split)])
+    n_bad = max(1, round(config.nonfinite_fraction * n)) if config.nonfinite_fraction > 0 else 0
+    return set(pick.choice(n, size=min(n, n_bad), replace=False).tolist()) if n else set()
+
+
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -965,9 +993,14 @@ def generate(
     ``sen12ms/``; returns ``out``.
 
     ``workers`` > 1 generates patches in that many processes; every patch is seeded on its own,
-    so the files are byte-identical for any worker count.
+    so the files are byte-identical for any worker count. The workers are started from a fresh
+    interpreter running this module (:func:`_generate_in_subprocess`), never from the caller: a
+    ``spawn`` pool re-imports the caller's main module in every worker, which runs a script
+    without a main guard again and fails outright for a script read from standard input.
     """
     out = Path(out)
+    if workers > 1 and not _IN_WORKER_PARENT:
+        return _generate_in_subprocess(out, config, progress, workers)
     dfc_pixels: dict[str, dict[str, int]] = {}
     pool: dict[str, object] = {}
     executor = None
@@ -986,9 +1019,7 @@ def generate(
                 for mod in ("s1", "s2", "dfc", "lc"):
                     folder = (out / ReleasedDFC2020.patch_path(split, mod, 0)).parent
                     folder.mkdir(parents=True, exist_ok=True)
-            pick = np.random.default_rng([config.seed, 99, SPLITS.index(split)])
-            n_bad = max(1, round(config.nonfinite_fraction * n)) if config.nonfinite_fraction > 0 else 0
-            with_nonfinite = set(pick.choice(n, size=min(n, n_bad), replace=False).tolist()) if n else set()
+            with_nonfinite = _nonfinite_patches(config, split, n)
             jobs = [(out, config, split, i, i in with_nonfinite) for i in range(n)]
             results = executor.map(_write_patch, jobs, chunksize=4) if executor else map(_write_patch, jobs)
             counts = np.zeros(23 if split == "pretrain" else 11, dtype=np.int64)
@@ -1014,6 +1045,39 @@ def generate(
     return out
 
 
+#: True in the interpreter :func:`_generate_in_subprocess` starts (``python -m datasets.synthetic``),
+#: whose main module is this one: its spawn workers re-import only this module.
+_IN_WORKER_PARENT = False
+
+
+def _generate_in_subprocess(out: Path, config: SynthConfig, progress: bool, workers: int) -> Path:
+    """:func:`generate` with ``workers`` processes, run by ``python -m datasets.synthetic``."""
+    import subprocess
+    import sys
+
+    from bench.core.errors import BenchError
+
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    argv = [sys.executable, "-m", "datasets.synthetic", str(out), json.dumps(asdict(config)), str(workers)]
+    done = subprocess.run([*argv, "progress" if progress else "quiet"], env=env)
+    if done.returncode != 0:
+        raise BenchError(
+            f"generating the synthetic set in {out} failed in its worker processes (exit {done.returncode}); "
+            "the lines above say why (free disk space or memory, or use workers=1)"
+        )
+    return out
+
+
+def _config_from_json(text: str) -> SynthConfig:
+    """A :class:`SynthConfig` from ``json.dumps(asdict(config))`` (JSON lists back to tuples)."""
+    fields = json.loads(text)
+    return SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
 def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:
     """What ``synthetic.json`` says about the pool: where, its regions by season, its lc's classes
     and how often the lc (through the IGBP lookup) agrees with the fine labels nobody sees."""
@@ -1034,3 +1098,13 @@ def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:
 def default_workers() -> int:
     """Worker processes for a big set: every core the process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if (
+    __name__ == "__main__"
+):  # the worker parent of _generate_in_subprocess: OUT CONFIG_JSON WORKERS progress|quiet
+    import sys
+
+    _IN_WORKER_PARENT = True
+    _out, _config, _workers, _progress = sys.argv[1:5]
+    generate(Path(_out), _config_from_json(_config), progress=_progress == "progress", workers=int(_workers))

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -94,6 +95,8 @@ MARKERS = ("embedding", "value")
 @dataclass
 class CoReConfig(TrainConfig):
     """CoRe settings; see the module docstring for why each default."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 2000, "batch_size": 64, "crop": 128}}
 
     steps: int = 300
     batch_size: int = 16
@@ -383,6 +386,7 @@ class CoRe(PretrainMethod):
     #: v3: missing data marked in feature space (mask embedding), health gate, 300 steps.
     version = "3"
     health = CORE_HEALTH
+    needs_band_stem = True
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """One input per image through the backbone and the reconstruction decoder."""

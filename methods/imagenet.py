@@ -15,7 +15,22 @@ one-line error listing what differs. Run such weights as a row of their own with
 (``needs_data = False``). A sweep asks :meth:`ImageNet.unavailable_reason` first, so a backbone
 without a timm trunk or a machine without weights skips the method once instead of failing every unit.
 
-How the pieces are initialised:
+Two more kinds of ``--weights`` file:
+
+- a ``bench export`` backbone (``<stem>.safetensors`` with its card): the whole backbone it holds is
+  loaded, every tensor (stem, fusion, trunk, decoder), for the backbone it was exported for, so
+  ``--method imagenet --weights <export> --label NAME`` evaluates exactly the exported weights
+  (the same linear AA as the cached ones); a card of another backbone is a one-line error;
+- on a standard-stem backbone (``resnet18-stdstem``: timm's ``conv1`` on all bands) the file's
+  ``conv1`` and ``bn1`` are loaded too, so band-specific weights are evaluated as they were trained.
+  The ``conv1`` is placed by its band count (:func:`first_conv_for`): as many bands as the input,
+  as is; 3 (RGB, ImageNet), by timm's own ``adapt_input_conv`` (as ``timm.create_model(...,
+  in_chans=C)`` does); 13 (Sentinel-2 L1C B1 ... B12, the order of SSL4EO-S12 and torchgeo, whose
+  inputs are also DN / 10000, as here) or 2 (Sentinel-1 VV, VH) at those bands by name, the other
+  bands' filters at zero, so the network starts as the file's network on its own bands. Through
+  the hub (no file), timm's own ``in_chans`` adaptation.
+
+How the pieces are initialised (band-shared backbones):
 
 - Trunk encoder: the checkpoint, less the ResNet's first stage (``conv1``/``bn1``), which the
   band-shared stem and the fusion replace in the trunk (``bench.models.timm_resnet``).
@@ -34,6 +49,7 @@ How the pieces are initialised:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import urllib.request
 import warnings
@@ -47,6 +63,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.models.backbones import SegBackbone, TimmDenseTrunk, build_backbone
+from bench.models.exported import is_export, load_export_into, read_card
 from bench.models.timm_resnet import RESNET_FIRST_STAGE
 from methods.registry import PretrainContext, PretrainMethod, register_method
 
@@ -144,13 +161,15 @@ class MappedCheckpoint:
     trunk: dict[str, torch.Tensor]
     first_conv: torch.Tensor | None
     note: str
+    #: The file's ``bn1`` tensors (timm's names), for a standard-stem trunk that keeps its own.
+    first_bn: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 def _listed(keys: Sequence[str]) -> str:
     return f"{', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
 
 
-def checkpoint_state(path: Path, timm_name: str) -> MappedCheckpoint:
+def checkpoint_state(path: Path, timm_name: str, first_stage: bool = False) -> MappedCheckpoint:
     """The tensors of ``path`` that map onto the trunk of ``timm_name`` (timm's key names), and one
     line on what was left out.
 
@@ -162,6 +181,8 @@ def checkpoint_state(path: Path, timm_name: str) -> MappedCheckpoint:
     shape keep their random initialisation and are named; tensors the trunk does not have are named
     too. A file where fewer than :data:`MIN_MAPPED` of the trunk's tensors map is another
     architecture: a one-line error listing what differs (never a trunk loaded at random in parts).
+    ``first_stage`` (a standard-stem trunk): ``conv1`` and ``bn1`` are kept, not left out, and the
+    note says what ``conv1`` had; the caller places it (:func:`first_conv_for`).
     """
     shapes, first_conv, classifier = _reference_state(timm_name)
     raw = read_checkpoint(path)
@@ -199,6 +220,10 @@ def checkpoint_state(path: Path, timm_name: str) -> MappedCheckpoint:
         + "bn1: the band-shared stem and fusion replace the ResNet's first stage"
         + ("; the stem starts from conv1's band-mean filters" if conv is not None else "")
     ]
+    first_bn: dict[str, torch.Tensor] = {}
+    if first_stage:
+        first_bn = {k: v for k, v in state.items() if k.startswith("bn1.") and v.shape == shapes.get(k)}
+        left = [] if conv is not None else [f"{first_conv} (not in the file): kept at random init"]
     left += [f"{', '.join(heads)}: no classifier in the harness"] if heads else []
     left += [
         f"{p}, kept at random init" if "unexpected" not in p else f"{p}, not in timm's {timm_name}"
@@ -206,9 +231,9 @@ def checkpoint_state(path: Path, timm_name: str) -> MappedCheckpoint:
     ]
     note = (
         f"--weights {path.name}{where}: loaded {n_mapped} of {len(wanted)} {timm_name} trunk tensors; "
-        f"left out: {'; '.join(left)}"
+        f"left out: {'; '.join(left) or 'nothing'}"
     )
-    return MappedCheckpoint(mapped, conv, note)
+    return MappedCheckpoint(mapped, conv, note, first_bn)
 
 
 def hub_weights(timm_name: str) -> Path | None:
@@ -278,14 +303,54 @@ def imagenet_state(trunk: TimmDenseTrunk, weights: Path | None) -> MappedCheckpo
     if weights is not None:
         if not weights.is_file():
             raise BenchError(f"--weights {weights}: no such file; {_how_to_provide(name)}")
-        return checkpoint_state(weights, name)
-    try:
-        state = trunk.create_encoder(pretrained=True, in_chans=3).state_dict()
+        return checkpoint_state(weights, name, first_stage=trunk.first_stage)
+    try:  # a standard-stem trunk: timm adapts the RGB conv1 to its in_chans itself
+        overrides = {} if trunk.first_stage else {"in_chans": 3}
+        state = trunk.create_encoder(pretrained=True, **overrides).state_dict()
     except (OSError, RuntimeError) as exc:
         detail = f"no ImageNet weights for {name} from the Hugging Face hub (offline, or not in the cache)"
         raise BenchError(f"{detail}: {exc}; {_how_to_provide(name)}") from exc
     _, first_conv, _ = _reference_state(name)
-    return MappedCheckpoint(state, state[f"{first_conv}.weight"], "")
+    bn = {k: v for k, v in state.items() if k.startswith("bn1.")} if trunk.first_stage else {}
+    return MappedCheckpoint(state, state[f"{first_conv}.weight"], "", bn)
+
+
+#: Band-specific ``conv1`` layouts of this field's checkpoints, by their band count: Sentinel-2 L1C
+#: in SSL4EO-S12 / torchgeo order (all 13 bands), Sentinel-1 (VV, VH).
+CONV1_BANDS: dict[int, tuple[str, ...]] = {
+    13: ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
+    2: ("VV", "VH"),
+}
+
+
+def first_conv_for(
+    weight: torch.Tensor, in_chans: int, band_names: Sequence[str] | None
+) -> tuple[torch.Tensor, str]:
+    """A checkpoint's ``conv1`` (out, k, kh, kw) placed on ``in_chans`` input bands, and one line
+    saying how (module docstring): as is, timm's RGB adaptation, or at its bands by name."""
+    from timm.models import adapt_input_conv
+
+    k = weight.shape[1]
+    if k == in_chans:
+        return weight, f"conv1 ({k} bands) loaded as is"
+    if k == 3:
+        adapted = adapt_input_conv(in_chans, weight)
+        return adapted, f"conv1 (RGB) adapted to {in_chans} bands by timm's adapt_input_conv"
+    names = CONV1_BANDS.get(k)
+    if names is not None and band_names is not None and set(names) <= set(band_names):
+        placed = weight.new_zeros(weight.shape[0], in_chans, *weight.shape[2:])
+        for i, name in enumerate(names):
+            placed[:, list(band_names).index(name)] = weight[:, i]
+        rest = [b for b in band_names if b not in names]
+        return placed, (
+            f"conv1 ({k} bands: {names[0]}..{names[-1]}) at those input bands; "
+            f"{', '.join(rest)} start at zero"
+        )
+    raise BenchError(
+        f"--weights: conv1 has {k} input bands; a standard-stem backbone on {in_chans} bands takes "
+        f"{in_chans}, 3 (RGB), 13 (S2 B1..B12) or 2 (S1 VV, VH); use a band-shared backbone "
+        "(resnet18), which averages conv1 over its bands"
+    )
 
 
 def stem_filters_from_rgb(rgb: torch.Tensor, width: int, kernel: int) -> torch.Tensor:
@@ -311,10 +376,24 @@ class ImageNet(PretrainMethod):
     label = "ImageNet"
     Config = ImageNetConfig
     needs_data = False
+    reads_weights = True
+
+    @classmethod
+    def weights_origin(cls, backbone: str) -> str | None:
+        """:func:`weights_status`: the hub cache, the hub, or ``--weights FILE``."""
+        return weights_status(backbone)
 
     @classmethod
     def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:
-        """No timm trunk, a ``--weights`` file that is not there, or no weights cached and no hub."""
+        """No timm trunk, a ``--weights`` file that is not there, or no weights cached and no hub;
+        a ``bench export`` file runs on the backbone it was exported for, and no other."""
+        if weights is not None and is_export(Path(weights)):
+            exported = read_card(Path(weights))["backbone"]["name"]
+            return (
+                None
+                if exported == backbone
+                else f"--weights {weights} is a {exported} export, not {backbone}"
+            )
         timm_name = timm_trunk_name(backbone)
         if timm_name is None:
             return f"needs a timm trunk (--backbone resnet18|resnet50), not {backbone!r}"
@@ -327,7 +406,17 @@ class ImageNet(PretrainMethod):
         return None
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
-        """Load the weights into ``backbone.trunk.encoder`` (and the stem's first conv)."""
+        """Load the weights into ``backbone.trunk.encoder`` (and the stem's first conv); a
+        ``bench export`` file into the whole backbone."""
+        if ctx.weights is not None and is_export(ctx.weights):
+            card = load_export_into(backbone, ctx.weights)
+            warnings.warn(
+                f"--weights {ctx.weights.name}: a bench export of {card['method']} weights (key "
+                f"{card['weights_key']}); loaded the whole {backbone.spec.name} backbone, every tensor",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
         trunk = backbone.trunk
         if not isinstance(trunk, TimmDenseTrunk):
             raise BenchError(
@@ -335,11 +424,16 @@ class ImageNet(PretrainMethod):
             )
         loaded = imagenet_state(trunk, ctx.weights)
         own = trunk.encoder.state_dict()
+        tensors, note = dict(loaded.trunk), loaded.note
+        if trunk.first_stage and loaded.first_conv is not None:  # standard stem: conv1 and bn1 too
+            placed, how = first_conv_for(loaded.first_conv, backbone.spec.in_chans, ctx.band_names)
+            tensors.update({**loaded.first_bn, "conv1.weight": placed})
+            note = f"{note}; {how}, bn1 loaded" if note else ""
         # what the file lacks (named in the note) keeps the seeded random initialisation
-        trunk.encoder.load_state_dict({k: loaded.trunk.get(k, v) for k, v in own.items()})
-        if loaded.note:
-            warnings.warn(loaded.note, UserWarning, stacklevel=2)
-        if self.config.stem_from_rgb and loaded.first_conv is not None:
+        trunk.encoder.load_state_dict({k: tensors.get(k, v) for k, v in own.items()})
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        if not trunk.first_stage and self.config.stem_from_rgb and loaded.first_conv is not None:
             conv = backbone.stem.first_conv
             with torch.no_grad():
                 conv.weight.copy_(

@@ -44,7 +44,7 @@ def effective_rank(z: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(p * p.log()).sum())
 
 
-def collapse_monitors(z: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+def collapse_monitors(z: torch.Tensor) -> dict[str, torch.Tensor | Callable[[], torch.Tensor]]:
     """Lazy monitors of the outputs ``z`` (N, D): samples in rows (pixels or images)."""
     rows = z.detach()
     if len(rows) > MAX_ROWS:  # evenly spaced rows: deterministic, no generator needed

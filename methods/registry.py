@@ -48,6 +48,9 @@ class PretrainContext:
     #: (N, H, W) class indices of the pool's own labels (a SEN12MS pool's lc), aligned with the
     #: images; handed only to methods with ``needs_labels`` (the ``supervised`` control).
     labels: np.ndarray | None = None
+    #: The input's band names in order (``VV``, ..., ``B12``): where a checkpoint's band-specific
+    #: ``conv1`` goes on a standard-stem backbone (``methods.imagenet``).
+    band_names: tuple[str, ...] | None = None
 
 
 class PretrainMethod(ABC):
@@ -66,6 +69,12 @@ class PretrainMethod(ABC):
     needs_data: ClassVar[bool] = True
     #: Methods that also read the pretraining pool's own labels (``PretrainContext.labels``).
     needs_labels: ClassVar[bool] = False
+    #: Methods that read a ``--weights`` file (``PretrainContext.weights``): only theirs enter the
+    #: weights identity (by content), so a stray ``--weights`` does not re-key ``random``.
+    reads_weights: ClassVar[bool] = False
+    #: Methods that train the band-shared stem itself (UniFeat, CoRe, SSCL): they cannot run on a
+    #: backbone with timm's standard stem (``resnet18-stdstem``), and say so before any work.
+    needs_band_stem: ClassVar[bool] = False
     #: Set on reference rows (``raw``, ``rf``): the reference protocol that evaluates them on the raw
     #: bands instead of a pretrained backbone. None for every pretraining method.
     evaluated_by: ClassVar[str | None] = None
@@ -98,6 +107,24 @@ class PretrainMethod(ABC):
         ``tiny`` backbone, or with no weights reachable) is reported once and skipped instead of
         failing unit by unit. Cheap checks only: no training, no download.
         """
+        from bench.models.base import has_band_stem
+
+        try:
+            band_stem = not cls.needs_band_stem or has_band_stem(backbone)
+        except KeyError:  # an unknown backbone: reported by the registry's own message
+            return None
+        if not band_stem:
+            return (
+                f"trains the band-shared stem: backbone {backbone!r} has timm's standard stem "
+                "(conv1 on all bands); use a band-shared one (tiny, resnet18, resnet50)"
+            )
+        return None
+
+    @classmethod
+    def weights_origin(cls, backbone: str) -> str | None:
+        """One line for ``bench doctor``: where this method's weights for ``backbone`` would come
+        from when they are not made here (a download, a hub cache), or None for a method that
+        makes its own. Cheap: no download."""
         return None
 
     def config_dict(self) -> dict[str, Any]:

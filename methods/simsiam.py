@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +46,8 @@ from methods.training import StepOutput, TrainConfig, fit
 @dataclass
 class SimSiamConfig(TrainConfig):
     """SimSiam settings; see the module docstring for why each default."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 3000, "batch_size": 64, "crop": 128}}
 
     steps: int = 150
     batch_size: int = 32

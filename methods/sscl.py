@@ -60,6 +60,7 @@ class SSCL(PretrainMethod):
     version = "3"
     #: Both stages' gates, on the figures each stage logs (``sscl/unifeat/...``, ``sscl/core/...``).
     health = (*prefixed(UNIFEAT_HEALTH, "unifeat"), *prefixed(CORE_HEALTH, "core"))
+    needs_band_stem = True
 
     def pretrain(self, backbone: SegBackbone, images: np.ndarray, ctx: PretrainContext) -> None:
         """Both stages in sequence; CoRe's stem is UniFeat's result."""

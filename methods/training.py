@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +40,10 @@ class TrainConfig:
     AdamW rather than SimSiam's SGD: the CPU schedules are a few hundred steps, where an adaptive
     optimiser converges much faster; ``warmup`` is a fraction of ``steps`` before cosine decay.
     """
+
+    #: Settings per preset (``bench --preset NAME``, :mod:`bench.harness.presets`) for a stage of
+    #: this class; a subclass without its own entry for a preset gets this generic one.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"batch_size": 64, "crop": 128}}
 
     steps: int = 200
     batch_size: int = 32
@@ -121,8 +125,8 @@ def fit(
             raise BenchError(f"{label}: batch_size {cfg.batch_size} does not split over {ranks} processes")
         # batch indices: the shared generator above; augmentations: one generator per rank
         gen = make_generator(ctx, salt + 7_919 * (rank + 1))
-    params = list(params)
-    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    given: list[Any] = list(params)
+    groups = given if given and isinstance(given[0], dict) else [{"params": given}]
     broadcast_([p.data for group in groups for p in group["params"]])  # every rank starts from rank 0's
     monitors: dict[str, Monitor] = {}
 

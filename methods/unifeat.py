@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,6 +56,8 @@ from methods.training import StepOutput, TrainConfig, fit
 @dataclass
 class UniFeatConfig(TrainConfig):
     """UniFeat settings; see the module docstring for why each default."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"steps": 1000, "batch_size": 64, "crop": 64}}
 
     steps: int = 150
     batch_size: int = 32
@@ -170,6 +173,7 @@ class UniFeat(PretrainMethod):
     role = "ablation"
     Config = UniFeatConfig
     health = UNIFEAT_HEALTH
+    needs_band_stem = True
 
     def bare_forward(self, backbone: SegBackbone, device: torch.device) -> Callable[[], torch.Tensor]:
         """Two single-band crops per image through the stem and the per-pixel heads."""

@@ -7,6 +7,8 @@
 #   SAMPLES=200,400,600,800,1000 bash scripts/regenerate_results.sh   # DESIGN's full grid
 #   bash scripts/regenerate_results.sh --tables-only   # re-render tables, summary and figures from
 #                                                      # the committed results/runs_long.csv
+#   bash scripts/regenerate_results.sh --check 6       # the reproduction check: re-run 6 sampled
+#                                                      # committed seed runs here (bench verify)
 #
 # SEEDS defaults to the CLI's --seeds (bench.cli.common.DEFAULT_SEEDS = 9): the fewest paired seeds
 # at which the tables' Holm-corrected sign-flip test can mark a difference; fewer seeds leave every
@@ -36,6 +38,10 @@ readme.write_text(head + start + summary + "\n" + end + rest.split(end, 1)[1])
 PYEOF
     echo "README.md: headline block updated from results/summary.md"
 }
+if [ "${1:-}" = "--check" ]; then
+    shift
+    exec $PY -m bench --no-progress verify --from results/runs_long.csv --cells "${1:-6}" "${@:2}"
+fi
 if [ "${1:-}" = "--tables-only" ]; then
     render --from results/runs_long.csv
     exit 0

@@ -30,6 +30,7 @@ COMMANDS = (
     "perf",
     "doctor",
     "cache",
+    "verify",
 )
 
 

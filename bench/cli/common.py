@@ -61,6 +61,7 @@ def add_protocol_arg(parser: argparse.ArgumentParser, default: str | None, *, bo
         metavar="NAME",
         help=f"{names}, or a plugin's (`bench list`){what} ({shown})",
     )
+    parser.set_defaults(protocol_from_registry=True)  # bench.cli.startup matches it to the registry
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -301,3 +302,8 @@ def output_file(out: Path, raw: str, default_name: str) -> Path:
     if out.is_dir() or raw.endswith(("/", os.sep)):
         return out / default_name
     return out
+
+
+def comma_list(text: str) -> list[str]:
+    """``--methods a,b`` as a list (argparse ``type``), blanks dropped."""
+    return [part.strip() for part in text.split(",") if part.strip()]

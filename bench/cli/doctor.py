@@ -128,13 +128,20 @@ def _mlflow() -> list[str]:
     ]
 
 
-def _imagenet() -> list[str]:
+def _weights_from_outside() -> list[str]:
+    """Per method whose weights come from outside (``imagenet``) and backbone, where from."""
     from bench.models.backbones import list_backbones
-    from methods.imagenet import weights_status
+    from methods import get_method, list_methods
 
     names = list(list_backbones())
     width = max(map(len, names), default=0)
-    return [f"{name:<{width}}  {weights_status(name)}" for name in names]
+    lines = []
+    for method in list_methods():
+        for name in names:
+            origin = get_method(method).weights_origin(name)
+            if origin is not None:
+                lines.append(f"{method} on {name:<{width}}  {origin}")
+    return lines
 
 
 SECTIONS: tuple[tuple[str, Callable[[], list[str]]], ...] = (
@@ -142,7 +149,7 @@ SECTIONS: tuple[tuple[str, Callable[[], list[str]]], ...] = (
     ("device", _device),
     ("caches (BENCH_HOME)", _caches),
     ("MLflow", _mlflow),
-    ("ImageNet weights (--method imagenet)", _imagenet),
+    ("weights from outside the harness", _weights_from_outside),
 )
 
 

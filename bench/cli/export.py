@@ -1,4 +1,5 @@
-"""``python -m bench export``: pretrained weights as safetensors + a JSON card (+ a timm trunk file).
+"""``python -m bench export``: pretrained weights as safetensors + a JSON card + a standalone loader
+(+ the trunk in timm's names).
 
 The weights are found as ``bench run`` finds them (method, backbone, pretraining seed, settings,
 preset and pretraining data make the cache key; not cached yet: pretrained first, as ``run``
@@ -27,7 +28,7 @@ from bench.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="write pretrained weights as safetensors + a JSON card, and the trunk in timm's key names",
+        help="write pretrained weights: safetensors, JSON card, load_backbone.py (+ timm's trunk names)",
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--method", help="the method whose weights to export (see `bench list`)")
@@ -91,13 +92,15 @@ def run(args: argparse.Namespace) -> int:
     files = export.export_weights(model.cpu(), record, ds, args.out)
     for role, path in files.items():
         print(f"{role}: {path}")
+    card = export.read_card(files["backbone"])
+    if "loader" in files:
+        print(f"without the harness (torch + timm): {card['loader']['use']}")
+    print(
+        f"as --weights: bench run --method imagenet --backbone {model.spec.name} "
+        f"--weights {files['backbone']} --label NAME"
+    )
     if "timm_trunk" in files:
-        name = model.trunk.timm_name  # type: ignore[union-attr]
-        print(
-            f"timm: timm.create_model({name!r}, pretrained=True, "
-            f"pretrained_cfg_overlay=dict(file={str(files['timm_trunk'])!r})); conv1/bn1/fc there are "
-            "timm's initialisation (the band-shared stem replaces the first stage; see the card)"
-        )
+        print(f"timm: {card['timm_trunk']['load']}; {card['timm_trunk']['holds']}")
     else:
         print(export.NO_TIMM_TRUNK.format(name=model.spec.name))
     return 0

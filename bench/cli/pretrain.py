@@ -6,6 +6,10 @@ cache hit. Under ``torchrun --nproc-per-node N -m bench pretrain ...`` the N pro
 model data-parallel (each takes its share of every global batch, gradients are averaged; see
 :mod:`bench.core.distributed`); rank 0 alone writes the cache file and the MLflow pretraining run,
 and the others wait for it. The same command without ``torchrun`` trains in one process.
+
+``--preset`` takes the method settings of the same preset ``run``, ``sweep`` and ``tune`` take
+(protocol settings do not touch weights), so ``bench pretrain --preset paper`` caches exactly the
+weights a later ``bench run --preset paper`` reads.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from bench.cli.common import (
     add_data_args,
     add_health_arg,
     add_model_args,
+    add_preset_arg,
     add_pretrain_data_arg,
     add_progress_arg,
     add_set_arg,
     add_weights_arg,
+    preset_overrides,
 )
 
 
@@ -38,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights_arg(p)
     add_pretrain_data_arg(p)
     add_set_arg(p, "method setting (e.g. steps=500, batch_size=256); repeatable")
+    add_preset_arg(p)
     add_health_arg(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -49,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.harness.runner import CellSpec, parse_overrides
     from datasets import load_dataset
 
-    method_overrides, _ = parse_overrides(args.overrides)
+    method_overrides, _ = parse_overrides(preset_overrides(args, args.method) + args.overrides)
     spec = CellSpec(
         method=args.method,
         samples=0,  # no budget: pretraining only

@@ -32,7 +32,7 @@ from bench.cli.common import (
 from bench.core.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.harness.runner import CellResult
+    from bench.harness.runner import CellResult, CellSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,15 +121,12 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from bench.core.device import resolve_device
-    from bench.harness.runner import BOTH, cell_spec, parse_overrides, run_cell
-    from bench.harness.tracking import experiment_name, tracking_uri
-    from datasets import load_dataset
+def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
+    """The cells ``bench run`` evaluates for ``args`` (one per protocol; a reference row once):
+    preset < tuned config < ``--set`` < flags, each spec's settings checked. ``bench verify``
+    re-runs committed cells through this very function."""
+    from bench.harness.runner import BOTH, cell_spec, parse_overrides
 
-    start = time.perf_counter()
-    prepare(args)
-    device = resolve_device(args.device)
     overrides = args.overrides
     if args.config is not None:
         from bench.harness.tune import load_config
@@ -165,6 +162,19 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # fail on a bad --set before any data is generated
         spec.method_config()
         spec.protocol_config()
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.core.device import resolve_device
+    from bench.harness.runner import run_cell
+    from bench.harness.tracking import experiment_name, runs_url, setup_tracking, tracking_uri
+    from datasets import load_dataset
+
+    start = time.perf_counter()
+    prepare(args)
+    device = resolve_device(args.device)
+    specs = cell_specs(args)
     from bench.harness.availability import unavailable_methods
 
     reason = unavailable_methods([args.method], args.backbone, args.weights).get(args.method)
@@ -189,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
         print(report(cell, ds.classes.names))
         print()
     uri = tracking_uri()
-    see = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+    url = runs_url(uri, setup_tracking()[1])
+    server = uri.startswith(("http://", "https://"))
+    see = f"open {url}" if server else f"mlflow ui --backend-store-uri {uri}, then open {url}"
     print(
         f"wall time {time.perf_counter() - start:.1f} s on {device}; "
         f"MLflow: {uri} experiment {experiment_name()!r} (to see the runs: {see})"

@@ -72,7 +72,8 @@ def resolve_methods(args: argparse.Namespace) -> None:
     from bench.core.names import match_name
 
     protocol = getattr(args, "protocol", None)
-    if isinstance(protocol, str) and protocol != "both":  # any registered one, a plugin's included
+    registered = getattr(args, "protocol_from_registry", False)  # add_protocol_arg's (not verify's filter)
+    if registered and isinstance(protocol, str) and protocol != "both":  # any registered, a plugin's too
         args.protocol = match_name(protocol, protocol_names(), "protocol")
     method = getattr(args, "method", None)
     methods = getattr(args, "methods", None)

@@ -24,10 +24,14 @@ from bench.core.schedule import warmup_cosine
 class Schedule(Protocol):
     """The schedule fields every trained config has (``TrainConfig``, ``FinetuneConfig``)."""
 
-    steps: int
-    lr: float
-    weight_decay: float
-    warmup: float  # fraction of ``steps``
+    @property
+    def steps(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def warmup(self) -> float: ...  # fraction of ``steps``
 
 
 def lr_factor(step: int, cfg: Schedule) -> float:
@@ -60,7 +64,7 @@ def run_steps(
     At every ``check_every`` steps and at the end, a non-finite loss raises
     :class:`NonFiniteLossError` naming ``label`` and the first bad step; then ``on_check`` runs.
     """
-    optimizer = torch.optim.AdamW(list(params), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     trained = [p for group in optimizer.param_groups for p in group["params"]]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
     history = torch.zeros(cfg.steps, device=device)

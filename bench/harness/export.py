@@ -1,23 +1,33 @@
-"""Pretrained weights out of the harness: safetensors, a JSON card, and the trunk in timm's names.
+"""Pretrained weights out of the harness: safetensors, a JSON card, a loader, the trunk for timm.
 
 Why: the weights a method trains are the harness's :class:`~bench.models.base.SegBackbone` state
 dict in ``BENCH_HOME/weights``, useless to anyone who does not run the harness. An export is
 
-- ``<stem>.safetensors``: the whole backbone (stem, fusion, trunk), loadable back into the
-  harness with :func:`load_export` (identical outputs); the card is in its metadata too;
+- ``<stem>.safetensors``: the whole backbone (stem, fusion, trunk, decoder), the card in its
+  metadata. It loads back into the harness (:func:`load_export`, identical outputs) and as
+  ``--weights`` (``bench run --method imagenet --weights <stem>.safetensors --label NAME``
+  evaluates it whole, exactly as the cached weights);
+- ``load_backbone.py``: :mod:`bench.models.standalone`, copied unchanged: ``load_backbone(path)``
+  rebuilds the backbone from the card with torch + timm only (no harness code) and loads every
+  tensor; ``normalise(s1_db, s2_dn, card)`` makes its input from raw S1 dB and S2 DN;
 - ``<stem>.json``: the card (:func:`make_card`): method, version and config, pretraining seed,
-  backbone spec, bands in input order, normalisation, pretraining-data and dataset fingerprints,
-  code version, and the health figures of the pretraining run when it logged any;
-- ``<stem>.timm.safetensors`` (timm trunks only): the trunk alone under timm's own key names, a
-  complete ``timm.create_model(name)`` state dict, so that
-  ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))`` loads it
-  as timm loads its own weights. The band-shared stem and fusion replace the ResNet's first stage
-  (``conv1``/``bn1``) and the harness has no classifier, so those tensors (and only those) are
-  timm's fresh initialisation (seed 0); the card and the file's metadata list them. The ``tiny``
-  backbone's trunk is the harness's own U-Net: it has no timm trunk, and the card says so.
+  backbone spec, the bands in input order with their units (S1 sigma0 in dB, S2 L1C reflectance
+  x 10000), the normalisation as a formula and per band (DESIGN 2.3), a timm-style
+  ``pretrained_cfg``, pretraining-data and dataset fingerprints, code version, health figures;
+- ``<stem>.timm.safetensors`` (timm trunks, by ``bench export`` only): the trunk alone under timm's
+  own key names, a complete ``timm.create_model(name)`` state dict, loadable with
+  ``pretrained_cfg_overlay=dict(file=...)``. For a standard-stem backbone (``*-stdstem``) it holds
+  everything trained, ``conv1`` on all bands included (only ``fc`` is timm's initialisation).
+  For a band-shared one the stem and fusion replace the ResNet's first stage, so ``conv1``,
+  ``bn1`` and ``fc`` there are timm's fresh initialisation (seed 0), never trained: the card, the
+  file's own metadata (``bench.holds``, ``bench.not_trained``) and the command say so; the whole
+  trained backbone is ``<stem>.safetensors``. The ``tiny`` backbone's trunk is the harness's own
+  U-Net: no timm file, and the card says so.
 
-Every pretraining run logs the same files as MLflow artifacts (``export/``) through
-:func:`log_pretrained`, so a run's weights are found where its metrics are.
+A trained pretraining run whose weights passed their health gate logs one artifact,
+``export/<stem>.safetensors`` (the card is in it), through :func:`log_pretrained`; runs that train
+nothing (``random``, ``imagenet``) or failed their gate log none, and the timm file is written
+only on demand, by ``bench export``.
 """
 
 from __future__ import annotations
@@ -34,18 +44,40 @@ import torch
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
 from bench.core.provenance import code_version, source_digest
-from bench.models.backbones import SegBackbone, TimmDenseTrunk, build_backbone
+from bench.models import standalone
+from bench.models.backbones import SegBackbone, TimmDenseTrunk, TinyTrunk, build_backbone
+from bench.models.exported import BACKBONE, CARD_KEY, EXPORT_FORMAT, ROLE_KEY, load_export, read_card
 
-#: Version of the export's layout (files, card keys); readers check it.
-EXPORT_FORMAT = "bench-export/1"
+__all__ = [
+    "ARTIFACT_DIR",
+    "CARD_KEY",
+    "EXPORT_FORMAT",
+    "cached_record",
+    "export_weights",
+    "load_cached_file",
+    "load_export",
+    "log_pretrained",
+    "make_card",
+    "read_card",
+    "write_export",
+]
+
 #: The MLflow artifact folder of a pretraining run's export.
 ARTIFACT_DIR = "export"
-#: The safetensors metadata key that holds the card.
-CARD_KEY = "bench.card"
+#: The name the standalone loader has in an export folder.
+LOADER = "load_backbone.py"
 #: Why some backbones have no timm trunk file (said in the card and by ``bench export``).
 NO_TIMM_TRUNK = (
     "no timm trunk: backbone {name!r} has the harness's own trunk; only the whole backbone is exported"
 )
+#: The normalisation of DESIGN 2.3, as the card states it (the numbers are in ``per_band``).
+FORMULA = {
+    "scaled": "S1 (sigma0, dB): non-finite -> fill, clip to [-25, 0], x / 25 + 1 -> [0, 1]; "
+    "S2 (L1C reflectance x 10000): clip to [0, 10000], x / 10000 -> [0, 1]; "
+    "per band: (clip(x) - subtract) / divide",
+    "zscore": "S1 (dB): non-finite -> fill, clip to [-25, 0]; S2 (DN): clip to [0, 10000]; then each "
+    "band (x - mean) / std with fixed DFC2020 statistics; per band: (clip(x) - subtract) / divide",
+}
 
 
 def _tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -54,17 +86,19 @@ def _tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def timm_trunk_state(model: SegBackbone) -> tuple[dict[str, torch.Tensor], list[str]] | None:
-    """The trunk as a complete state dict of ``timm.create_model(name)``, and the keys in it that the
-    harness did not train (first stage and classifier: timm's initialisation, seed 0); None when the
-    trunk is not a timm one."""
+    """The trunk as a complete state dict of ``timm.create_model(name)`` (``in_chans`` = the bands
+    for a standard-stem trunk), and the keys in it that the harness did not train (timm's
+    initialisation, seed 0: the first stage of a band-shared backbone, and the classifier); None
+    when the trunk is not a timm one."""
     trunk = model.trunk
     if not isinstance(trunk, TimmDenseTrunk):
         return None
     import timm
 
+    in_chans = trunk.timm_kwargs.get("in_chans", 3)
     with torch.random.fork_rng(devices=[]):  # the placeholders must not move the caller's RNG
         torch.manual_seed(0)
-        full = timm.create_model(trunk.timm_name, pretrained=False)
+        full = timm.create_model(trunk.timm_name, pretrained=False, in_chans=in_chans)
     state = _tensors(full.state_dict())
     trained = _tensors(trunk.encoder.state_dict())
     foreign = sorted(set(trained) - set(state))
@@ -83,12 +117,61 @@ def _health(tags: Mapping[str, str], metrics: Mapping[str, float]) -> dict[str, 
     return {"verdict": verdict, "last": figures}
 
 
-def _as_dict(value: Any) -> Any:
-    return (
-        dataclasses.asdict(value)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type)
-        else value
-    )
+def _as_dict(value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return dict(value)
+
+
+def _normalisation(ds: Any) -> dict[str, Any] | None:
+    """The dataset's normalisation: its settings, the formula, and per band what is done to it."""
+    norm = getattr(ds, "normalisation", None)
+    if norm is None:
+        return None
+    settings = _as_dict(norm)
+    rows = norm.per_band() if hasattr(norm, "per_band") else []  # a plugin dataset's may not say
+    per_band = [row for row in rows if row["band"] in ds.band_names]
+    return {**settings, "formula": FORMULA.get(settings.get("mode", ""), ""), "per_band": per_band}
+
+
+def _patch_size(ds: Any) -> list[int]:
+    images = getattr(getattr(ds, "labelled", None), "images", None)
+    return [int(n) for n in images.shape[-2:]] if images is not None else [256, 256]
+
+
+def pretrained_cfg(
+    model: SegBackbone, ds: Any, method: str, norm: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A timm-style ``pretrained_cfg`` of the export's input: band count and size, ``mean``/``std``
+    per band in the raw units (S1 dB, S2 DN; after the clip: the normalisation's ``subtract`` and
+    ``divide``), and for a standard-stem timm trunk the overlay that loads ``<stem>.timm.safetensors``
+    (``file`` is added by :func:`write_export`)."""
+    trunk = model.trunk
+    timm_name = trunk.timm_name if isinstance(trunk, TimmDenseTrunk) else None
+    bands = norm["per_band"] if norm else []
+    whole = isinstance(trunk, TimmDenseTrunk) and trunk.first_stage
+    return {
+        "architecture": timm_name or model.spec.name,
+        "tag": f"bench-{method}",
+        "input_size": [model.spec.in_chans, *_patch_size(ds)],
+        "fixed_input_size": False,
+        "mean": [b["subtract"] for b in bands],
+        "std": [b["divide"] for b in bands],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "num_classes": 1000 if timm_name else 0,
+        "first_conv": "conv1" if whole else ("stem.layers.0.0" if model.band_stem else None),
+        "classifier": "fc" if timm_name else None,
+        "notes": [
+            "mean/std are in raw units per band, after clipping (see normalisation.per_band): "
+            "x_in = (clip(x) - mean) / std; not ImageNet RGB statistics",
+            "the timm file holds the trained conv1 on all bands: timm.create_model(architecture, "
+            "pretrained=True, in_chans=input_size[0], pretrained_cfg_overlay=<this dict>)"
+            if whole
+            else "no timm-loadable first stage: the band-shared stem replaces conv1; load the whole "
+            f"backbone with {LOADER}",
+        ],
+    }
 
 
 def make_card(
@@ -103,6 +186,9 @@ def make_card(
     ``backbone``, ``data_fingerprint``, ``seed``; see :class:`bench.harness.pretraining.PretrainRecord`)."""
     spec = dataclasses.asdict(model.spec)
     timm_name = model.trunk.timm_name if isinstance(model.trunk, TimmDenseTrunk) else None
+    norm = _normalisation(ds)
+    rows = {row["band"]: row for row in (norm["per_band"] if norm else [])}
+    builtin = isinstance(model.trunk, TimmDenseTrunk | TinyTrunk)
     return {
         "format": EXPORT_FORMAT,
         "method": record["method"],
@@ -111,9 +197,27 @@ def make_card(
         "pretrain_seed": record["seed"],
         "weights_key": record["key"],
         "backbone": spec,
+        "stem": "band-shared (one single-channel stem for every band, then a 1x1 fusion)"
+        if model.band_stem
+        else "standard (timm conv1 on all bands)",
         "bands": list(ds.band_names),
+        "units": {band: rows[band]["unit"] for band in ds.band_names if band in rows},
         "input": "(B, C, H, W) with C = len(bands) in this order, each normalised as `normalisation` says",
-        "normalisation": _as_dict(getattr(ds, "normalisation", None)),
+        "normalisation": norm,
+        "pretrained_cfg": pretrained_cfg(model, ds, record["method"], norm),
+        "loader": (
+            {
+                "file": LOADER,
+                "needs": "torch, timm",
+                "use": f"from load_backbone import load_backbone; "
+                f"model = load_backbone({'<stem>.safetensors'!r})",
+            }
+            if builtin
+            else {
+                "file": None,
+                "reason": f"backbone {model.spec.name!r} is a plugin's: load it with its package",
+            }
+        ),
         "pretraining_data_fingerprint": record["data_fingerprint"],
         "dataset_fingerprint": ds.fingerprint,
         "code_version": code_version(),
@@ -127,73 +231,88 @@ def make_card(
     }
 
 
-def write_export(model: SegBackbone, card: Mapping[str, Any], out: Path, stem: str) -> dict[str, Path]:
-    """Write the export's files into ``out`` (each atomically); returns them by role."""
+def _holds(timm_name: str, not_trained: list[str], method: str, backbone: str) -> str:
+    """One sentence for the timm file's metadata: what it holds, and what in it is not trained."""
+    return (
+        f"timm {timm_name} state dict of bench method {method!r} ({backbone}): every tensor as the "
+        f"method left it except {', '.join(not_trained)}, which are timm's random initialisation "
+        "(seed 0), NOT trained"
+        + (
+            " (the band-shared stem and fusion replaced conv1/bn1; the whole trained backbone is the "
+            "export's plain .safetensors file)"
+            if any(k.startswith("conv1.") for k in not_trained)
+            else ""
+        )
+    )
+
+
+def write_export(
+    model: SegBackbone, card: Mapping[str, Any], out: Path, stem: str, *, timm: bool = True
+) -> dict[str, Path]:
+    """Write the export's files into ``out`` (each atomically); returns them by role. ``timm``: also
+    the trunk in timm's names (``bench export``; a pretraining run's artifact is the backbone only)."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     card = dict(card)
     files = {"backbone": out / f"{stem}.safetensors", "card": out / f"{stem}.json"}
-    trunk = timm_trunk_state(model)
+    if card.get("loader", {}).get("file"):
+        files["loader"] = out / LOADER
+        card["loader"] = {**card["loader"], "use": card["loader"]["use"].replace("<stem>", stem)}
+    trunk = timm_trunk_state(model) if timm else None
     if trunk is not None:
         files["timm_trunk"] = out / f"{stem}.timm.safetensors"
         timm_name = card["timm_trunk"]["model"]
+        whole = isinstance(model.trunk, TimmDenseTrunk) and model.trunk.first_stage
+        cfg = {**card["pretrained_cfg"], "file": files["timm_trunk"].name} if whole else None
+        load = (
+            f"timm.create_model({timm_name!r}, pretrained=True, in_chans={model.spec.in_chans}, "
+            f"pretrained_cfg_overlay=card['pretrained_cfg'])"
+            if whole
+            else f"timm.create_model({timm_name!r}, pretrained=True, "
+            f"pretrained_cfg_overlay=dict(file={files['timm_trunk'].name!r}))"
+        )
+        if cfg is not None:
+            card["pretrained_cfg"] = cfg
         card["timm_trunk"] = {
             "model": timm_name,
             "file": files["timm_trunk"].name,
-            "load": f"timm.create_model({timm_name!r}, pretrained=True, "
-            f"pretrained_cfg_overlay=dict(file={files['timm_trunk'].name!r}))",
+            "load": load,
+            "holds": _holds(timm_name, trunk[1], card["method"], model.spec.name),
             "not_trained": trunk[1],
-            "why_not_trained": "the band-shared stem and fusion replace the ResNet's first stage; the "
-            "harness has no classifier: these are timm's initialisation (seed 0)",
+            "why_not_trained": "the harness has no classifier"
+            + ("" if whole else "; the band-shared stem and fusion replace the ResNet's first stage")
+            + ": these are timm's initialisation (seed 0)",
         }
     card["files"] = {role: path.name for role, path in files.items()}
     text = json.dumps(card, indent=2, sort_keys=True, default=str)
     with atomic_path(files["backbone"]) as tmp:
-        save_file(_tensors(model.state_dict()), str(tmp), metadata={CARD_KEY: text})
+        meta = {CARD_KEY: text, ROLE_KEY: BACKBONE, "format": "pt"}
+        save_file(_tensors(model.state_dict()), str(tmp), metadata=meta)
     if trunk is not None:
-        meta = {CARD_KEY: text, "bench.not_trained": ",".join(trunk[1])}
+        meta = {
+            CARD_KEY: text,
+            ROLE_KEY: "timm_trunk",
+            "format": "pt",
+            "bench.holds": card["timm_trunk"]["holds"],
+            "bench.not_trained": ",".join(trunk[1]),
+        }
         with atomic_path(files["timm_trunk"]) as tmp:
             save_file(trunk[0], str(tmp), metadata=meta)
+    if "loader" in files:
+        with atomic_path(files["loader"]) as tmp:
+            Path(tmp).write_text(Path(standalone.__file__).read_text())
     with atomic_path(files["card"]) as tmp:
         Path(tmp).write_text(text + "\n")
     return files
 
 
-def read_card(path: Path) -> dict[str, Any]:
-    """The card of an exported ``.safetensors`` file (from its metadata)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-    except Exception as exc:  # safetensors raises its own types for a bad file
-        raise BenchError(f"{path}: not a safetensors file ({str(exc).splitlines()[0][:120]})") from exc
-    if CARD_KEY not in meta:
-        raise BenchError(f"{path}: no bench card in its metadata; it is not a `bench export` file")
-    card: dict[str, Any] = json.loads(meta[CARD_KEY])
-    return card
-
-
-def load_export(path: Path) -> tuple[SegBackbone, dict[str, Any]]:
-    """The harness backbone an export holds, with its card; one-line errors for a file that is not
-    one or was written for another architecture revision."""
-    from safetensors.torch import load_file
-
-    card = read_card(path)
-    spec = card["backbone"]
-    model = build_backbone(spec["name"], in_chans=int(spec["in_chans"]))
-    if dataclasses.asdict(model.spec) != spec:
-        raise BenchError(
-            f"{path}: exported for backbone spec {spec}, this harness builds {dataclasses.asdict(model.spec)}"
-        )
-    model.load_state_dict(load_file(str(path)))
-    return model, card
-
-
 def log_pretrained(model: SegBackbone, record: Mapping[str, Any], ds: Any, *, version: str) -> None:
-    """Log the export of freshly pretrained weights as artifacts of the active MLflow run (the
-    pretraining run), with the health figures that run logged; nothing without an active run."""
+    """Log freshly pretrained weights as one artifact of the active MLflow run (the pretraining
+    run): ``export/<stem>.safetensors``, the whole backbone with its card (and the health figures
+    that run logged) in the metadata; nothing without an active run. The caller logs only trained
+    weights that passed their gate (``bench.harness.pretraining``); the loader, the JSON card and
+    the timm trunk come with ``bench export``."""
     import mlflow
 
     from bench.harness.tracking import retrying
@@ -204,8 +323,9 @@ def log_pretrained(model: SegBackbone, record: Mapping[str, Any], ds: Any, *, ve
     logged = retrying(mlflow.get_run, run.info.run_id).data
     card = make_card(model, record, ds, version=version, health=_health(logged.tags, logged.metrics))
     with tempfile.TemporaryDirectory() as tmp:
-        write_export(model, card, Path(tmp), f"{record['method']}-{record['backbone']}-{record['key']}")
-        retrying(mlflow.log_artifacts, tmp, ARTIFACT_DIR)
+        stem = f"{record['method']}-{record['backbone']}-{record['key']}"
+        files = write_export(model, card, Path(tmp), stem, timm=False)
+        retrying(mlflow.log_artifact, str(files["backbone"]), ARTIFACT_DIR)
 
 
 def _health_from_store(key: str) -> dict[str, Any] | None:

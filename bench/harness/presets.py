@@ -41,8 +41,10 @@ labelled patches, so their grid is its own (the embedded default has 128 labelle
   them with ``bench perf --device cuda --backbone resnet18 --crop 128 --batch 64`` on the GPU.
 
 A method's stages get their schedule by config class wherever they appear (``unifeat`` alone and
-``sscl``'s ``unifeat.*`` alike); a trained method without an entry keeps its steps and gets the
-generic GPU batch and crop.
+``sscl``'s ``unifeat.*`` alike). The schedules are data beside each stage's config class (its
+``presets`` class attribute, e.g. ``SimSiamConfig.presets["paper"]``), so the harness reaches
+methods through the registry alone; a trained method without an entry keeps its steps and gets
+the generic GPU batch and crop (``TrainConfig.presets``).
 """
 
 from __future__ import annotations
@@ -55,28 +57,26 @@ from typing import Any
 
 from bench.core.errors import BenchError
 from methods import get_method
-from methods.core import CoReConfig
-from methods.simsiam import SimSiamConfig
-from methods.training import TrainConfig
-from methods.unifeat import UniFeatConfig
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Default overrides: per pretraining-stage config class, and per protocol."""
+    """Default overrides: per pretraining stage (from its config class, see :meth:`stage_settings`),
+    and per protocol."""
 
     name: str
     description: str
-    stages: dict[type, dict[str, Any]] = field(default_factory=dict)
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The sweep's default label budgets per budget unit (``--samples`` overrides).
     budgets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def stage_settings(self, config: Any) -> dict[str, Any]:
-        """The settings for one stage config: its own class's entry, else the generic one."""
+        """The settings for one stage config: its own class's entry for this preset, else the
+        nearest base class's (``TrainConfig``'s generic one), else none."""
         for cls in type(config).__mro__:
-            if cls in self.stages:
-                return self.stages[cls]
+            own = vars(cls).get("presets", {})
+            if self.name in own:
+                return dict(own[self.name])
         return {}
 
 
@@ -89,12 +89,6 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset(
         "paper",
         "real DFC2020 on one GPU: 256 px patches, resnet18, GPU batches and longer schedules",
-        stages={
-            SimSiamConfig: {"steps": 3000, "batch_size": 64, "crop": 128},
-            UniFeatConfig: {"steps": 1000, "batch_size": 64, "crop": 64},
-            CoReConfig: {"steps": 2000, "batch_size": 64, "crop": 128},
-            TrainConfig: {"batch_size": 64, "crop": 128},
-        },
         protocols={"finetune": {"steps": 1000, "batch_size": 32, "crop": 128, "eval_every": 100}},
         budgets={
             "pixels": (10, 25, 50, 200, 400, 600, 800, 1000),
@@ -120,8 +114,9 @@ def preset_budgets(name: str, unit: str) -> tuple[int, ...]:
 
 
 def _stage_configs(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted prefix, config) of every trained stage in a method's config tree."""
-    if isinstance(config, TrainConfig):
+    """(dotted prefix, config) of every trained stage in a method's config tree: a config whose
+    class declares ``presets`` (every ``methods.training.TrainConfig``)."""
+    if isinstance(getattr(type(config), "presets", None), dict):
         yield prefix, config
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

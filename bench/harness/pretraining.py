@@ -20,6 +20,8 @@ any error before it, leaves it FAILED.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import time
 import weakref
@@ -79,7 +81,9 @@ class PretrainSpec:
         data = Path(self.pretrain_data).resolve() if needs_data and self.pretrain_data else None
         object.__setattr__(self, "pretrain_data", data)
         object.__setattr__(self, "transductive", bool(self.transductive and needs_data))
-        object.__setattr__(self, "weights", Path(self.weights).resolve() if self.weights else None)
+        reads_weights = get_method(self.method).reads_weights
+        weights = Path(self.weights).resolve() if reads_weights and self.weights else None
+        object.__setattr__(self, "weights", weights)
 
     def build_method(self) -> PretrainMethod:
         """The method with its full config (defaults + overrides); unknown settings raise."""
@@ -97,7 +101,7 @@ class PretrainSpec:
             "seed": self.seed,
             "pretrain_data": str(self.pretrain_data) if self.pretrain_data else None,
             "transductive": self.transductive,
-            "weights": str(self.weights) if self.weights else None,
+            "weights": weights_content(self.weights) if self.weights else None,
         }
 
     def cache_key(self, backbone_spec: Any, data_fingerprint: str) -> str:
@@ -106,6 +110,27 @@ class PretrainSpec:
         the pool at another path keeps its cached weights)."""
         ident = {k: v for k, v in self.identity().items() if k != "pretrain_data"}  # content, not path
         return stable_hash({**ident, "backbone_spec": asdict(backbone_spec), "data": data_fingerprint})
+
+
+def weights_content(path: Path) -> str:
+    """The identity of a ``--weights`` file: the sha256 of its bytes, never its path, so a file
+    replaced at the same path gives new keys (and a copy elsewhere keeps its results). Hashed once
+    per (path, size, modification time) in a process; a missing file is named in the key, and its
+    method then stops with the one-line error that says how to provide it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"missing:{path.name}"
+    return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -287,7 +312,14 @@ def load_or_pretrain(
         "path": str(path),
     }
     if not is_main():  # under torchrun only rank 0 reads and writes the cache and MLflow
-        ctx_args = {"device": device, "seed": seed, "progress": False, "weights": weights, "labels": labels}
+        ctx_args = {
+            "device": device,
+            "seed": seed,
+            "progress": False,
+            "weights": weights,
+            "labels": labels,
+            "band_names": tuple(ds.band_names),
+        }
         return _follow_rank0(runner, model, images, path, record, device, ctx_args)
     gated = bool(runner.health)
     if not force and _load_good(model, path, gated):  # no lock needed to read a verified entry
@@ -313,6 +345,7 @@ def load_or_pretrain(
             device=device, seed=seed, log_metrics=log_metrics, progress=progress, weights=weights
         )
         ctx.labels = labels  # the pool's own labels, for methods that read them (supervised)
+        ctx.band_names = tuple(ds.band_names)
         close_dead_runs(pretrain_key=key)  # an earlier attempt killed mid-way
         mlflow.start_run(run_name=f"pretrain {method}/{backbone}", nested=mlflow.active_run() is not None)
         status = "FAILED"
@@ -339,7 +372,8 @@ def load_or_pretrain(
             mlflow.log_metric("pretrain.seconds", seconds)
             verdict = judge(method, seed, runner.health, runner.config, logged) if gated else Verdict(True)
             mlflow.set_tag(HEALTH_TAG, verdict.tag)
-            log_pretrained(model, record, ds, version=runner.version)  # `bench export`'s files, as artifacts
+            if runner.needs_data and verdict.passed:  # trained, healthy: one weights artifact
+                log_pretrained(model, record, ds, version=runner.version)
             entry = path if verdict.passed else unhealthy_entry(path)
             with atomic_entry(entry) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)

@@ -22,14 +22,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from bench.core.errors import BenchError
 from bench.core.paths import bench_home
-from bench.core.progress import progress_of
+from bench.core.progress import Progress, progress_of
 from bench.core.provenance import code_digest, code_version, stable_hash
 from bench.core.settings import cast_settings, flat_settings
 from bench.harness import tracking
@@ -136,7 +136,7 @@ class CellSpec:
             self.method,
             self.backbone,
             self.pretrain_seed,
-            self.method_overrides,
+            cast(Overrides, self.method_overrides),  # sorted pairs since __post_init__
             self.pretrain_data,
             self.transductive,
             self.weights,
@@ -498,7 +498,7 @@ def run_cell(
         by_pretrain_seed.setdefault(spec.for_seed(seed).pretrain_seed, []).append(seed)
     done: dict[int, SeedResult] = {}
     label = f"{spec.method} {spec.protocol} seeds"
-    bar = progress_of(total=len(seeds), desc=label, unit="seed", enabled=progress)
+    bar: Progress[Any] = progress_of(total=len(seeds), desc=label, unit="seed", enabled=progress)
     claims = ClaimStore(bench_home() / "claims")  # the sweep's claims: a run and a sweep share them too
     for pretrain_seed, group in by_pretrain_seed.items():
         backbone: SegBackbone | None = None

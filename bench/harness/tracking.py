@@ -4,7 +4,13 @@ Tracking URI: ``$MLFLOW_TRACKING_URI`` when set (an MLflow server or a shared da
 workers), else ``sqlite:///<cwd>/mlflow.db``. That is the store ``mlflow ui`` opens by default in
 the installed MLflow 3.x when started in the same directory (its ``--backend-store-uri`` default
 is ``sqlite:///mlflow.db``, falling back to ``./mlruns`` only when an old file store exists there),
-so ``mlflow ui`` shows the results with no flags. Artifacts of a local store go to ``./mlruns``.
+so ``mlflow ui`` shows the results with no flags. Artifacts of a local sqlite store go beside it,
+``<store dir>/mlruns/<experiment>/`` (set on the experiment when it is created): MLflow's own
+default, ``./mlruns`` of whatever directory the creating command ran in, scattered them when the
+store was named by path from elsewhere. A server keeps its own artifact root.
+
+Every run carries ``mlflow.source.name`` (``bench <command>``) and ``mlflow.source.type``, which
+the UI's source column shows beside the git commit.
 
 A seed run counts as done only when it carries ``bench.status=complete``, which is set after every
 metric, param and artifact has been logged; a crashed run never has it and is redone.
@@ -163,6 +169,27 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def artifact_root(uri: str, name: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a local sqlite store (module docstring), else
+    None (a server or database decides)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = re.sub(r"[^0-9A-Za-z_.-]", "_", name) or "experiment"
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns" / folder).as_uri()
+
+
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def runs_url(uri: str, experiment_id: str) -> str:
+    """The experiment's runs page in the MLflow UI, on its model-training view (MLflow 3 may open an
+    experiment on the GenAI view; ``workflowType=machine_learning`` opens the runs table): the
+    server's for a server URI, else what ``mlflow ui`` serves locally."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def experiment_name() -> str:
     """``$BENCH_EXPERIMENT`` or ``bench``."""
     return os.environ.get("BENCH_EXPERIMENT") or "bench"
@@ -213,7 +240,11 @@ def _experiment_id(uri: str, name: str) -> str:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             with contextlib.suppress(mlflow.exceptions.MlflowException):  # another machine was first
-                client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
+                client.create_experiment(
+                    name,
+                    artifact_location=artifact_root(uri, name),
+                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING},
+                )
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise BenchError(f"tracking store {uri}: cannot create experiment {name!r}")
@@ -293,7 +324,9 @@ def parent_run(
         if found:
             return found[0].info.run_id
         run = client.create_run(
-            exp_id, run_name=run_name, tags={"bench.kind": kind, key_tag: key, **(tags or {})}
+            exp_id,
+            run_name=run_name,
+            tags={"bench.kind": kind, key_tag: key, **source_tags(), **(tags or {})},
         )
     if params:
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
@@ -317,9 +350,19 @@ def _parent_lock(uri: str, exp_id: str, kind: str, key: str) -> contextlib.Abstr
     return FileLock(str(path))
 
 
+def source_tags() -> dict[str, str]:
+    """MLflow's source tags: ``mlflow.source.name`` = ``bench <command>`` (``bench run``, ``bench
+    sweep``, ...), ``mlflow.source.type`` = ``LOCAL``."""
+    import sys
+
+    command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+    return {"mlflow.source.name": f"bench {command}".strip(), "mlflow.source.type": "LOCAL"}
+
+
 def process_tags() -> dict[str, str]:
-    """Tags naming the process that writes a run, so a run it leaves RUNNING can be closed later."""
-    return {"bench.host": socket.gethostname(), "bench.pid": str(os.getpid())}
+    """Tags naming the process that writes a run, so a run it leaves RUNNING can be closed later
+    (and the source tags, :func:`source_tags`)."""
+    return {"bench.host": socket.gethostname(), "bench.pid": str(os.getpid()), **source_tags()}
 
 
 def _process_gone(tags: Mapping[str, str]) -> bool:
@@ -619,6 +662,9 @@ def record_seed(
 
 #: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
 CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")
+#: The seed runs' health tag (``bench.harness.pretraining.HEALTH_TAG``, which imports this module):
+#: ``passed`` or ``failed: <line>`` for the weights a seed was evaluated on.
+HEALTH_TAG = "bench.pretrain_health"
 
 
 def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
@@ -627,7 +673,13 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
     class's accuracy and IoU, ``seeds_complete``, and ``cell_table.md`` (the cell's table), so that
     cells can be sorted and charted in the MLflow UI. Called as each seed finishes: the step is the
     number of seeds aggregated, so the metric history shows how the mean settled. Seeds with the
-    same result key count once (the latest)."""
+    same result key count once (the latest).
+
+    The parent's end time moves to the latest seed's end (a parent is created terminated, and its
+    duration would otherwise be the milliseconds of its creation, not its seeds' minutes); its
+    status is kept. Seeds evaluated on weights that failed their health gate (``--allow-unhealthy``)
+    mark the parent (:data:`HEALTH_TAG` = the first ``failed: ...`` line) and its table (a line
+    naming how many seeds and why); a healthy cell's parent carries ``passed``."""
     from bench.protocols.metrics import STD_NOTE, format_cell, mean_std
 
     client, exp_id = setup_tracking()
@@ -660,6 +712,14 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         return tags.get(f"bench.{name}", "")
 
     label = tag("label") or tag("method")
+    failed = sorted({h for r in runs if (h := r.data.tags.get(HEALTH_TAG, "")).startswith("failed")})
+    n_failed = sum(r.data.tags.get(HEALTH_TAG, "").startswith("failed") for r in runs)
+    if failed or any(HEALTH_TAG in r.data.tags for r in runs):
+        client.set_tag(parent_id, HEALTH_TAG, failed[0] if failed else "passed")
+    parent = client.get_run(parent_id).info
+    ends = [r.info.end_time for r in runs if r.info.end_time]
+    if parent.status != "RUNNING" and ends and max(ends) > (parent.end_time or 0):
+        client.set_terminated(parent_id, parent.status, end_time=max(ends))
     rows = [(c, values.get(f"acc.{metric_name(c)}", [])) for c in class_names]
     rows += [(m, values.get(m, [])) for m in ("AA", "OA", "mIoU")]
     seeds = sorted(
@@ -675,6 +735,12 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         "",
         f"{STD_NOTE}; n = {len(runs)}",
     ]
+    if failed:
+        lines += [
+            "",
+            f"UNHEALTHY: {n_failed} of {len(runs)} seeds used pretrained weights that failed their health "
+            "gate (--allow-unhealthy): " + "; ".join(h.removeprefix("failed: ") for h in failed),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cell_table.md"
         path.write_text("\n".join(lines) + "\n")

@@ -83,6 +83,12 @@ def build_backbone(name: str, in_chans: int = 15) -> SegBackbone:
     return _BACKBONES[name][0](in_chans)
 
 
+def has_band_stem(name: str) -> bool:
+    """Whether backbone ``name`` has the band-shared stem; built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return build_backbone(name, 3).band_stem
+
+
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     """Convolution (no bias: the BatchNorm has one), BatchNorm, ReLU."""
     return nn.Sequential(
@@ -245,6 +251,9 @@ class SegBackbone(nn.Module):
 
     #: Whether :meth:`features` takes the memory-lean path (see the class docstring).
     lean_stem: bool = True
+    #: Whether the backbone has the band-shared stem (``stem``, :meth:`band_features`): False for
+    #: the standard-stem variants (``bench.models.timm_resnet.StandardStemBackbone``).
+    band_stem: bool = True
 
     def __init__(self, spec: BackboneSpec, trunk: nn.Module) -> None:
         super().__init__()

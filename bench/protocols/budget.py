@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -117,8 +117,9 @@ def _draw_images(
 
 def _draw(
     labels: np.ndarray, patches: np.ndarray, unit: str, count: int, num_classes: int, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """Pixels of ``count`` per class (or ``count`` images) from ``patches``, as pool coordinates."""
+) -> dict[str, Any]:
+    """Pixels of ``count`` per class (or ``count`` images) from ``patches``, as pool coordinates
+    (arrays; typed ``Any`` so that ``np.savez(**drawn)`` type-checks against its ``allow_pickle``)."""
     draw = _draw_pixels if unit == "pixels" else _draw_images
     flat, label = draw(labels, patches, count, num_classes, rng)
     local, row, col = np.unravel_index(flat, (patches.size, labels.shape[1], labels.shape[2]))

@@ -87,6 +87,9 @@ class Segmenter(nn.Module):
     holding (B, out_dim, H, W) for the backward pass.
     """
 
+    #: (step, validation AA) of every checkpoint :func:`finetune` evaluated, set when it returns.
+    validation_history: list[tuple[int, float]]
+
     def __init__(self, backbone: SegBackbone, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone

@@ -665,8 +665,8 @@ def to_summary(tables: list[Table]) -> str:
         versions = sorted({v for t in group for v in t.code_versions})
         # rows of a partial sweep compare different numbers of columns: one sentence names them all
         sizes = sorted({t.family_size() for t in group} - {0})
-        columns = f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}" if len(sizes) > 1 else None
-        tests = [t.test_note(columns) for t in group]
+        size_words = f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}" if len(sizes) > 1 else None
+        tests = [t.test_note(size_words) for t in group]
         caption = (
             f"AA (%) by protocol and budget ({_UNIT_WORDS.get(unit, unit)}; backbone {backbone}, dataset "
             f"{dataset[:12]}): mean ± sample std over seeds (ddof=1), in brackets the mean paired "

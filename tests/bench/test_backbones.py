@@ -158,3 +158,27 @@ def test_lean_stem_matches_under_bf16_channels_last_on_cuda() -> None:
     for n, p in lean.named_parameters():
         scale = grads[n].abs().max().clamp(min=1e-6)
         assert (p.grad - grads[n]).abs().max() / scale < 5e-2, n
+
+
+def test_the_standard_stem_variant_is_the_whole_timm_resnet_on_every_band() -> None:
+    """``resnet18-stdstem``: timm's own conv1 on all bands (no band-shared stem), the same FPN-lite
+    at 1/4; the methods that train the band-shared stem refuse it in one line, before any work."""
+    from bench.core.errors import BenchError
+    from methods import get_method
+
+    assert "resnet18-stdstem" in list_backbones() and "resnet50-stdstem" in list_backbones()
+    model = build_backbone("resnet18-stdstem", 15).eval()
+    assert model.trunk.encoder.conv1.in_channels == 15 and not model.band_stem
+    x = torch.rand(1, 15, 64, 48)
+    with torch.no_grad():
+        assert model.features(x).shape == (1, 128, 16, 12) and model(x).shape == (1, 128, 64, 48)
+    assert model.spec.name == "resnet18-stdstem" and model.spec.extra["stem"]
+    with pytest.raises(BenchError, match=r"standard stem .* not the band-shared stem"):
+        model.band_features(x)
+    for method in ("sscl", "unifeat", "core"):
+        reason = get_method(method).unavailable_reason("resnet18-stdstem", None)
+        assert reason and "band-shared stem" in reason, method
+        assert get_method(method).unavailable_reason("resnet18", None) is None
+    assert get_method("simsiam").unavailable_reason("resnet18-stdstem", None) is None
+    # the band-shared backbones' specs, and so their cached weights' keys, are what they were
+    assert "stem" not in build_backbone("resnet18", 15).spec.extra

@@ -27,6 +27,7 @@ COMMAND_LINES = [
     ["doctor"],
     ["cache", "verify", "--fix"],
     ["cache", "clean", "--older-than", "5"],
+    ["verify", "--cells", "2", "--protocol", "reference"],
     ["--no-progress", "run", "--method", "sscl", "--samples", "800"],
 ]
 

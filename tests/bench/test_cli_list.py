@@ -58,7 +58,15 @@ def test_bench_list_prints_every_section_without_importing_torch() -> None:
         "print('torch loaded' if 'torch' in sys.modules else 'no torch')"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    for heading in ("methods:", "backbones:", "datasets:", "  sscl ", "  resnet18 ", "  dfc2020 "):
+    for heading in (
+        "methods:",
+        "backbones:",
+        "datasets:",
+        "  sscl ",
+        "  resnet18 ",
+        "  resnet18-stdstem ",
+        "  dfc2020 ",
+    ):
         assert heading in out
     assert out.rstrip().endswith("no torch")
 

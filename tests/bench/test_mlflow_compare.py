@@ -77,5 +77,4 @@ def test_a_sweep_nests_its_pretraining_runs_under_the_cell(tiny_data_root: Path)
     assert pretrain.data.tags.get("mlflow.parentRunId") == cell.info.run_id
     assert cell.info.status == "FINISHED"  # nesting did not leave the cell RUNNING
     client, _ = tracking.setup_tracking()
-    exported = {a.path for a in client.list_artifacts(pretrain.info.run_id, "export")}
-    assert any(p.endswith(".safetensors") for p in exported) and any(p.endswith(".json") for p in exported)
+    assert client.list_artifacts(pretrain.info.run_id) == []  # random trains nothing: no weights artifact

@@ -232,8 +232,12 @@ def test_a_plugin_changes_no_existing_result_key(loose_plugin: Path, repo_copy: 
     provenance.clear_cache()
     assert {m: result_key(CellSpec(m, 50), 0, ds) for m in before} == before
     key = result_key(CellSpec("loose_random", 50), 0, ds)
-    # the plugin's own code is its results' identity: editing it starts them afresh
+    # the plugin's own code is its results' identity: editing it starts them afresh (a comment
+    # computes nothing and keeps them)
     (loose_plugin / "loose_plug.py").write_text(LOOSE + "\n# edited\n")
+    provenance.clear_cache()
+    assert result_key(CellSpec("loose_random", 50), 0, ds) == key
+    (loose_plugin / "loose_plug.py").write_text(LOOSE + "\nEDITED = 1\n")
     provenance.clear_cache()
     assert result_key(CellSpec("loose_random", 50), 0, ds) != key
     assert {m: result_key(CellSpec(m, 50), 0, ds) for m in before} == before

@@ -76,3 +76,49 @@ def test_sweep_without_samples_runs_the_presets_budgets(monkeypatch: pytest.Monk
         with pytest.raises(SystemExit):
             main(["sweep", "--methods", "random", "--budget-unit", unit])
         assert seen[-1] == expected
+
+
+class _Stop(Exception):
+    """Raised by the patched work functions: the test wants the spec, not the training."""
+
+
+@pytest.mark.parametrize("method", ["simsiam", "sscl", "random"])
+def test_pretrain_under_a_preset_caches_the_weights_run_reads(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench pretrain --preset paper`` and ``bench run --preset paper`` compute one weights cache
+    key, so pretraining once makes the later run a cache hit (specs captured, nothing trained)."""
+    from collections.abc import Callable
+    from types import SimpleNamespace
+
+    import datasets
+    from bench.cli import main
+    from bench.harness import runner, tracking
+    from bench.models.backbones import build_backbone
+
+    seen: dict[str, runner.CellSpec] = {}
+
+    def capture(name: str) -> Callable[..., None]:
+        def work(spec: runner.CellSpec, *args: object, **kwargs: object) -> None:
+            seen[name] = spec
+            raise _Stop
+
+        return work
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: SimpleNamespace(fingerprint="fp"))
+    monkeypatch.setattr(tracking, "setup_tracking", lambda: None)
+    monkeypatch.setattr(runner, "pretrain", capture("pretrain"))
+    monkeypatch.setattr(runner, "run_cell", capture("run"))
+    common = ["--method", method, "--backbone", "resnet18", "--device", "cpu"]
+    paper = [*common, "--preset", "paper"]
+    for command in (["pretrain", *paper], ["run", *paper, "--samples", "10", "--protocol", "finetune"]):
+        with pytest.raises(_Stop):
+            main(command)
+    arch = build_backbone("resnet18", in_chans=15).spec
+    keys = {name: spec.for_seed(0).pretrain_spec().cache_key(arch, "fp") for name, spec in seen.items()}
+    assert keys["pretrain"] == keys["run"]
+    # and the preset is in it: without --preset the weights of a trained method are others
+    if method != "random":
+        with pytest.raises(_Stop):
+            main(["pretrain", *common])
+        assert seen["pretrain"].for_seed(0).pretrain_spec().cache_key(arch, "fp") != keys["run"]

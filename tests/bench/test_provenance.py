@@ -160,6 +160,13 @@ def test_an_untracked_file_marks_only_the_results_that_depend_on_it_dirty(repo_c
     git("commit", "-qm", "copy")
     provenance.clear_cache()
     assert not provenance.code_version(["methods.random_init"]).endswith("+dirty")
+    # a docstring edit keeps the key, yet the code differs from the commit: still dirty
+    digest = provenance.code_digest(["methods.core"])
+    assert not provenance.code_version(["methods.core"]).endswith("+dirty")
+    _edit(repo_copy / "methods" / "core.py", '"""``core``: the second', '"""``core``: the 2nd')
+    provenance.clear_cache()
+    assert provenance.code_digest(["methods.core"]) == digest
+    assert provenance.code_version(["methods.core"]).endswith("+dirty")
     (repo_copy / "methods" / "zz_new.py").write_text(NEW_METHOD)
     provenance.clear_cache()
     assert provenance.code_version(["methods.zz_new"]).endswith("+dirty")
@@ -168,3 +175,137 @@ def test_an_untracked_file_marks_only_the_results_that_depend_on_it_dirty(repo_c
     provenance.clear_cache()
     assert provenance.code_version(["methods.simsiam"]).endswith("+dirty")
     assert not provenance.code_version(["methods.random_init"]).endswith("+dirty")
+
+
+# --- identity from meaning, not bytes (issue 33) -------------------------------------------------
+
+
+def test_meaning_ignores_docstrings_comments_annotations_and_import_order() -> None:
+    from bench.core.provenance import meaning_dump
+
+    source = '''"""Module doc."""
+from __future__ import annotations
+
+import numpy as np
+from torch import nn, optim
+
+
+def loss(x: np.ndarray, scale: float = 2.0) -> float:
+    """Doc."""
+    return float(x.mean()) * scale  # a comment
+'''
+    same = '''"""Another module doc, longer."""
+from __future__ import annotations
+
+from torch import optim, nn
+import numpy as np
+
+
+def loss(x: "np.ndarray", scale: float = 2.0):  # reworded comment
+    """Doc, fixed."""
+
+    # the mean, scaled
+    return float(x.mean()) * scale
+'''
+    assert meaning_dump(same) == meaning_dump(source)
+    # a number, an operation or a default is meaning
+    assert meaning_dump(source.replace("* scale", "/ scale")) != meaning_dump(source)
+    assert meaning_dump(source.replace("= 2.0", "= 3.0")) != meaning_dump(source)
+    # an import order that decides which ``x`` a name is (the second wins) is kept
+    assert meaning_dump("from a import x\nfrom b import x\n") != meaning_dump(
+        "from b import x\nfrom a import x\n"
+    )
+    # a local variable's annotation is never evaluated; a class attribute's is
+    assert meaning_dump("def f():\n    x: list[int] = []\n    y: int\n") == meaning_dump(
+        "def f():\n    x = []\n    y: float\n"
+    )
+    assert meaning_dump("def f():\n    y: int\n") != meaning_dump("def f():\n    pass\n")
+    # a function whose body was its docstring means what ``pass`` means
+    assert meaning_dump('def f():\n    """Nothing yet."""\n') == meaning_dump("def f():\n    pass\n")
+    # a dataclass field's type is kept: settings are cast to it
+    assert meaning_dump("class C:\n    steps: int = 1\n") != meaning_dump("class C:\n    steps: float = 1\n")
+
+
+def _all_keys() -> dict[tuple[str, str], str]:
+    """Result keys of every registered method under both deep protocols (reference rows once)."""
+    from types import SimpleNamespace
+
+    from bench.harness.runner import PROTOCOLS, CellSpec, result_key
+    from methods import list_methods
+
+    provenance.clear_cache()
+    ds = SimpleNamespace(fingerprint="fp")
+    return {
+        (m, p): result_key(CellSpec(m, 100, protocol=p, backbone="resnet18"), 0, ds)
+        for m in list_methods()
+        for p in PROTOCOLS
+    }
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{path}: {old!r} not found once"
+    path.write_text(text.replace(old, new))
+
+
+def test_docstring_and_comment_edits_keep_every_key_and_a_loss_edit_keys_its_methods(repo_copy: Path) -> None:
+    before = _all_keys()
+    core = repo_copy / "methods" / "core.py"
+    runner = repo_copy / "bench" / "harness" / "runner.py"
+    _edit(core, '"""``core``: the second SSCL stage alone', '"""``core``: the second SSCL stage, alone')
+    _edit(core, "    def loss_fn(", "    # the restoration loss\n    def loss_fn(")
+    _edit(runner, '    """What one cell evaluates.', '    """What one cell evaluates (its identity).')
+    _edit(runner, "def _frozen(", "# overrides as sorted pairs\ndef _frozen(")
+    assert _all_keys() == before
+    # an import reorder (as an import sorter would make it) and an annotation fix keep them too
+    _edit(runner, "import json\nimport time\n", "import time\nimport json\n")
+    _edit(
+        runner,
+        "from bench.core.errors import BenchError\nfrom bench.core.paths import bench_home\n",
+        "from bench.core.paths import bench_home\nfrom bench.core.errors import BenchError\n",
+    )
+    _edit(
+        runner,
+        "def result_key(spec: CellSpec, seed: int, ds: Any) -> str:",
+        "def result_key(spec, seed, ds):",
+    )
+    assert _all_keys() == before
+
+    _edit(core, "return F.mse_loss(restored, target), {}", "return F.l1_loss(restored, target), {}")
+    after = _all_keys()
+    changed = {m for (m, _), key in after.items() if key != before[(m, _)]}
+    assert changed == {"core", "sscl"}
+
+
+def test_the_declared_computing_modules_cover_what_they_import() -> None:
+    """Every module a computing module imports is declared computing or not result-affecting, and a
+    method's building blocks outside ``methods`` are too (names in the lists exist)."""
+    from bench.harness.runner import PROTOCOLS, CellSpec, code_modules
+    from bench.models.backbones import list_backbones
+    from methods import list_methods
+
+    modules = {
+        module
+        for name in list_methods()
+        for protocol in PROTOCOLS
+        for backbone in list_backbones()
+        for module in code_modules(CellSpec(name, 1, protocol=protocol, backbone=backbone))
+    }
+    assert provenance.undeclared_imports(sorted(modules)) == []
+
+
+def test_an_undeclared_import_of_a_computing_module_is_reported(repo_copy: Path) -> None:
+    (repo_copy / "bench" / "core" / "smoothing.py").write_text("def smooth(x):\n    return x\n")
+    _edit(
+        repo_copy / "bench" / "core" / "loop.py",
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\n\nfrom bench.core.smoothing import smooth\n",
+    )
+    (repo_copy / "methods" / "core.py").write_text(
+        (repo_copy / "methods" / "core.py").read_text() + "\nfrom bench.core.smoothing import smooth\n"
+    )
+    assert provenance.undeclared_imports(["methods.sscl"]) == [
+        "bench.core.loop -> bench.core.smoothing",
+        "methods.core -> bench.core.smoothing",
+    ]
+    assert provenance.undeclared_imports() == ["bench.core.loop -> bench.core.smoothing"]

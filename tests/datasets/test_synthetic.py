@@ -4,6 +4,7 @@ determinism for a seed and for any number of worker processes."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,37 @@ def test_written_format(tiny_data_root: Path) -> None:
             assert (src.count, src.dtypes[0], src.shape) == (count, dtype, (32, 32))
             assert src.crs.to_epsg() == 32632
             assert (src.transform.a, src.transform.e) == (10.0, -10.0)
+
+
+_NO_MAIN_GUARD = """
+from pathlib import Path
+from datasets.synthetic import SynthConfig, generate
+print("top level ran")
+generate(Path({out!r}), SynthConfig(n_labelled=4, n_test=4, size=16, n_pretrain=0), workers=2)
+print("generated")
+"""
+
+
+@pytest.mark.parametrize("how", ["script file", "standard input"])
+def test_workers_start_from_any_caller(how: str, tmp_path: Path) -> None:
+    """A script with no main guard, or one read from standard input, generates with 2 workers: the
+    workers never re-import the caller (a spawn pool did, and broke with BrokenProcessPool)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = _NO_MAIN_GUARD.format(out=str(tmp_path / "set"))
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    if how == "script file":
+        script = tmp_path / "make.py"
+        script.write_text(code)
+        done = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+        )
+    else:
+        done = subprocess.run(
+            [sys.executable, "-"], input=code, env=env, capture_output=True, text=True, timeout=300
+        )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.splitlines() == ["top level ran", "generated"]
+    assert len(list((tmp_path / "set").rglob("*.tif"))) == 8 * 4

@@ -266,3 +266,49 @@ def test_sweep_labels_name_one_swept_method_each() -> None:
         labels_for(["simsiam=SSL4EO"], ["imagenet"])
     with pytest.raises(BenchError, match="registered method's name or label"):
         labels_for(["imagenet=baseline"], ["imagenet"])
+
+
+def test_a_13_band_ssl4eo_conv1_is_evaluated_whole_on_the_standard_stem(tmp_path: Path) -> None:
+    """On ``resnet18-stdstem`` a 13-band S2 conv1 (SSL4EO-S12 / torchgeo order) keeps its filters at
+    B1..B12 by name, bn1 is the file's, S1 starts at zero: the network is the file's on its bands."""
+    from datasets import BAND_NAMES
+
+    torch.manual_seed(2)
+    source = timm.create_model("resnet18", in_chans=13).eval()
+    with torch.no_grad():
+        source.bn1.running_mean.uniform_(-0.5, 0.5)
+    path = tmp_path / "ssl4eo.pth"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, path)
+    model = build_backbone("resnet18-stdstem", len(BAND_NAMES)).eval()
+    ctx = PretrainContext(weights=path, progress=False, band_names=BAND_NAMES)
+    with pytest.warns(UserWarning, match=r"conv1 \(13 bands: B1..B12\) at those input bands; VV, VH start"):
+        get_method("imagenet")().pretrain(model, None, ctx)
+    conv = model.trunk.encoder.conv1.weight
+    assert torch.equal(conv[:, 2:], source.conv1.weight) and not conv[:, :2].any()
+    assert torch.equal(model.trunk.encoder.bn1.running_mean, source.bn1.running_mean)
+    x = torch.rand(1, len(BAND_NAMES), 64, 64)
+    with torch.no_grad():  # the S2 bands through the file's own network, conv1 included
+        torch.testing.assert_close(model.trunk.encoder(x)[-1], source.forward_features(x[:, 2:]))
+
+
+def test_rgb_weights_on_the_standard_stem_take_timms_in_chans_adaptation(tmp_path: Path) -> None:
+    from timm.models import adapt_input_conv
+
+    torch.manual_seed(3)
+    source = timm.create_model("resnet18")
+    path = tmp_path / "rgb.pth"
+    torch.save(source.state_dict(), path)
+    model = build_backbone("resnet18-stdstem", 15)
+    with pytest.warns(UserWarning, match="adapted to 15 bands by timm's adapt_input_conv"):
+        get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
+    expected = adapt_input_conv(15, source.conv1.weight.detach())
+    torch.testing.assert_close(model.trunk.encoder.conv1.weight, expected, rtol=0, atol=0)
+    torch.testing.assert_close(model.trunk.encoder.layer2[0].conv1.weight, source.layer2[0].conv1.weight)
+
+
+def test_a_conv1_of_another_band_count_on_the_standard_stem_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "seven.pth"
+    torch.save(timm.create_model("resnet18", in_chans=7).state_dict(), path)
+    model = build_backbone("resnet18-stdstem", 15)
+    with pytest.raises(BenchError, match=r"conv1 has 7 input bands; .* takes 15, 3 \(RGB\), 13"):
+        get_method("imagenet")().pretrain(model, None, PretrainContext(weights=path, progress=False))
