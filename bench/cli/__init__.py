@@ -37,7 +37,8 @@ COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every command module's subparser."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench",
+        # the installed console script is `bench`; `python -m bench` runs from a checkout
+        prog="bench" if Path(sys.argv[0]).name == "bench" else "python -m bench",
         description="Compare pretraining strategies for S1+S2 land cover under one backbone and protocol.",
     )
     parser.add_argument(

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from bench.core.paths import bench_home
 
-#: The protocol names (``bench.harness.runner.PROTOCOLS``), here so that parsing imports no torch.
-PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune")
+#: The built-in deep protocols (``bench.harness.runner.PROTOCOLS`` without plugins), for help texts:
+#: ``--protocol`` takes any registered name, matched after parsing (``bench.cli.startup``).
+PROTOCOL_NAMES: tuple[str, ...] = ("linear", "finetune", "knn")
+#: What ``--protocol both`` runs (``bench.harness.runner.BOTH``): the paper's two protocols.
+BOTH_NAMES: tuple[str, ...] = ("linear", "finetune")
 #: The table formats (``bench.report.table.FORMATS``), here so that parsing imports no pandas.
-TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "summary")
+TABLE_FORMATS: tuple[str, ...] = ("md", "csv", "latex", "tex", "summary")
 #: Default ``--seeds`` of ``run`` and ``sweep``: the fewest paired seeds at which the tables'
 #: corrected test can mark a cell (``bench.report.statistics``: exact two-sided sign-flip test,
 #: Holm across the columns of a row). All n differences of one sign give the smallest p, 2 / 2^n;
@@ -51,6 +55,21 @@ def add_data_args(parser: argparse.ArgumentParser, skip_bad: bool = True) -> Non
     )
     if skip_bad:
         parser.add_argument("--skip-bad", action="store_true", help="report bad files and leave them out")
+
+
+def add_protocol_arg(parser: argparse.ArgumentParser, default: str | None, *, both: bool) -> None:
+    """``--protocol NAME``: any registered protocol (a plugin's too), checked after parsing against
+    the registry (``bench.cli.startup.resolve_names``), so no torch is imported to parse."""
+    names = " | ".join((*PROTOCOL_NAMES, "both") if both else PROTOCOL_NAMES)
+    what = f"; both = {' and '.join(BOTH_NAMES)}" if both else ""
+    shown = f"default: {default}" if default else "default: all"
+    parser.add_argument(
+        "--protocol",
+        default=default,
+        metavar="NAME",
+        help=f"{names}, or a plugin's (`bench list`){what} ({shown})",
+    )
+    parser.set_defaults(protocol_from_registry=True)  # bench.cli.startup matches it to the registry
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -315,6 +334,16 @@ def shown_path(path: Path) -> str:
         if path.is_relative_to(root):
             return str(Path(shown) / path.relative_to(root))
     return str(path)
+
+
+def output_file(out: Path, raw: str, default_name: str) -> Path:
+    """``--out``: a file path as given, or, when it names a directory (an existing one, or a path
+    ending in ``/``), ``default_name`` inside it (the writer creates a missing folder): ``--out
+    paper/`` writes ``paper/table.tex`` instead of a file named ``paper``. ``raw`` is the argument
+    as typed (a ``Path`` drops the trailing slash)."""
+    if out.is_dir() or raw.endswith(("/", os.sep)):
+        return out / default_name
+    return out
 
 
 def comma_list(text: str) -> list[str]:

@@ -9,7 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cli.common import output_file
 from bench.cli.table import add_selection_args, refuse_untraceable, selected_long_form, source_method_infos
+
+#: The curves figure's name: the default (results/, raster for the README) and inside ``--out DIR/``
+#: (vector, for a paper).
+CURVES_PNG, CURVES_PDF = "accuracy_vs_budget.png", "accuracy_vs_budget.pdf"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_selection_args(p)
     p.add_argument(
         "--out",
-        type=Path,
-        help="curves figure, .pdf/.svg/.png (default: results/accuracy_vs_budget.png); the per-class "
-        "figures beside it, one per protocol: <stem>_classes_<protocol><suffix>",
+        metavar="FILE|DIR/",
+        help="curves figure, .pdf/.svg/.png (default: results/accuracy_vs_budget.png); a directory "
+        "(existing, or ending in /) gets accuracy_vs_budget.pdf; the per-class figures beside it, "
+        "one per protocol: <stem>_classes_<protocol><suffix>",
     )
     p.set_defaults(func=run)
 
@@ -38,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench.report.aggregate import summarise, with_references
     from bench.report.plot import FIGURE_FORMATS, class_figures, curves_figure, save_figure
 
-    out = args.out or results_dir() / "accuracy_vs_budget.png"
+    out = output_file(Path(args.out), args.out, CURVES_PDF) if args.out else results_dir() / CURVES_PNG
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise BenchError(
             f"--out {out}: unknown figure format {out.suffix or '(no suffix)'!r}; "

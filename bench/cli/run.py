@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from bench.cli.common import (
     DEFAULT_SEEDS,
-    PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
     add_health_arg,
@@ -22,6 +21,7 @@ from bench.cli.common import (
     add_pretrain_data_arg,
     add_pretrain_images_arg,
     add_progress_arg,
+    add_protocol_arg,
     add_set_arg,
     add_weights_arg,
     check_label,
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"evaluation seeds 0..N-1 (default {DEFAULT_SEEDS}: the fewest at which the tables' corrected "
         "paired test can mark a difference)",
     )
-    p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="linear", help="default: linear")
+    add_protocol_arg(p, "linear", both=True)
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)
     add_model_args(p)
@@ -128,7 +128,7 @@ def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
     """The cells ``bench run`` evaluates for ``args`` (one per protocol; a reference row once):
     preset < tuned config < ``--set`` < flags, each spec's settings checked. ``bench verify``
     re-runs committed cells through this very function."""
-    from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides
+    from bench.harness.runner import BOTH, cell_spec, parse_overrides
 
     overrides = args.overrides
     if args.config is not None:
@@ -140,7 +140,7 @@ def cell_specs(args: argparse.Namespace) -> list[CellSpec]:
                 f"--config {args.config}: settings are for method {tuned.method!r}, not {args.method!r}"
             )
         overrides = tuned.set_pairs() + overrides
-    protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    protocols = list(BOTH) if args.protocol == "both" else [args.protocol]
     levels = [  # one set of overrides per --pretrain-images level (the preset's number by default)
         parse_overrides(preset_overrides(args, args.method, images) + overrides + evaluation_overrides(args))
         for images in pretrain_image_levels(args)

@@ -4,9 +4,10 @@
   ``datasets`` is common in this field's environments; when it comes first on ``sys.path`` every
   command would die with that package's error, far from the cause.
 - Plugins named by ``--plugin`` (before or after the command) are requested (bench.core.plugins).
-- Method names: ``--method``/``--methods`` are matched against the registered names (read from
-  source, no torch) in any case, or refused in one line naming the closest ones: a typo must not
-  cost the 15 s of importing torch, timm and lightly before a traceback.
+- Method and protocol names: ``--method``/``--methods``/``--protocol`` are matched against the
+  registered names (read from source, no torch; plugins' too) in any case, or refused in one line
+  naming the closest ones: a typo must not cost the 15 s of importing torch, timm and lightly
+  before a traceback.
 - ``--set METHOD.key=value`` with ``--method METHOD`` means ``method.key=value`` on every command
   (``sweep`` scopes such pairs itself, see ``bench.harness.runner.scope_overrides``).
 """
@@ -70,6 +71,10 @@ def resolve_methods(args: argparse.Namespace) -> None:
     from bench.cli.list import method_names, protocol_names
     from bench.core.names import match_name
 
+    protocol = getattr(args, "protocol", None)
+    registered = getattr(args, "protocol_from_registry", False)  # add_protocol_arg's (not verify's filter)
+    if registered and isinstance(protocol, str) and protocol != "both":  # any registered, a plugin's too
+        args.protocol = match_name(protocol, protocol_names(), "protocol")
     method = getattr(args, "method", None)
     methods = getattr(args, "methods", None)
     if not isinstance(method, str) and not methods:

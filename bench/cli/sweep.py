@@ -12,7 +12,6 @@ from pathlib import Path
 
 from bench.cli.common import (
     DEFAULT_SEEDS,
-    PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
     add_health_arg,
@@ -21,6 +20,7 @@ from bench.cli.common import (
     add_pretrain_data_arg,
     add_pretrain_images_arg,
     add_progress_arg,
+    add_protocol_arg,
     add_set_arg,
     add_weights_arg,
     evaluation_overrides,
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"evaluation seeds 0..N-1 per cell (default {DEFAULT_SEEDS}: the fewest at which the tables' "
         "corrected paired test can mark a difference)",
     )
-    p.add_argument("--protocol", choices=(*PROTOCOL_NAMES, "both"), default="both", help="default: both")
+    add_protocol_arg(p, "both", both=True)
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     add_data_args(p)
     add_model_args(p)
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.paths import bench_home
     from bench.harness.claims import ClaimStore
     from bench.harness.presets import preset_budgets
-    from bench.harness.runner import PROTOCOLS, parse_overrides, scope_overrides
+    from bench.harness.runner import BOTH, parse_overrides, scope_overrides
     from bench.harness.sweep import Unit, grid, run_sweep
     from bench.harness.tune import load_config
     from datasets import load_dataset
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         if given is not None and not given:  # "" would mean "every method" or "no cell" silently
             raise BenchError(f"{option} is empty; it expects a comma list (leave it out for the default)")
     prepare(args)
-    protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    protocols = list(BOTH) if args.protocol == "both" else [args.protocol]
     configs = [load_config(path) for path in args.config]
     units: list[Unit] = []
     from methods.registry import method_labels

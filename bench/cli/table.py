@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cli.common import TABLE_FORMATS
+from bench.cli.common import TABLE_FORMATS, add_protocol_arg, output_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,9 +40,7 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
         metavar="LONG_CSV",
         help="read this long-form CSV (written by --long-csv) instead of the tracking store",
     )
-    parser.add_argument(
-        "--protocol", choices=("linear", "finetune"), help="only this protocol (default: all)"
-    )
+    add_protocol_arg(parser, None, both=False)
     parser.add_argument(
         "--methods",
         type=_csv,
@@ -227,8 +225,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=TABLE_FORMATS,
         default="md",
-        help="md, csv, latex: one table per (protocol, budget); summary: the README's AA by (protocol, "
-        "budget) with paired intervals (default: md)",
+        help="md, latex (or tex): one table per (protocol, budget); csv: tidy, one row per (protocol, "
+        "budget, method, metric, class), in percent, for pandas or R; summary: the README's AA by "
+        "(protocol, budget) with paired intervals (default: md)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE|DIR/",
+        help="write the tables here instead of printing them; a directory (existing, or ending in /) "
+        "gets table.md, table.csv, table.tex or summary.md by --format",
     )
     p.add_argument(
         "--versus",
@@ -236,7 +241,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also every column minus METHOD (e.g. simsiam: SSCL - SimSiam), paired by label draw and "
         "training seed and Holm-corrected like the rows against the Baseline (md, csv, latex)",
     )
-    p.add_argument("--out", type=Path, help="write the tables here instead of printing them")
     p.add_argument(
         "--long-csv",
         type=Path,
@@ -260,8 +264,9 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench.core.atomic import atomic_write_text
-    from bench.report.table import build_tables, paired_report, render, variance_report
+    from bench.report.table import build_tables, default_name, paired_report, render, variance_report
 
+    out = output_file(Path(args.out), args.out, default_name(args.format)) if args.out else None
     long = selected_long_form(args)
     versus = getattr(args, "versus", None)
     if versus is not None and versus not in set(long["method"]):
@@ -273,12 +278,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.long_csv:
         for suffix in (PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX):
             companions[suffix] = args.long_csv.with_name(f"{args.long_csv.stem}{suffix}.csv")
-    refuse_untraceable(long, [args.out, args.long_csv, *companions.values()], args.allow_dirty)
+    refuse_untraceable(long, [out, args.long_csv, *companions.values()], args.allow_dirty)
     unavailable = unavailable_for(args)
     text = render(build_tables(long, unavailable=unavailable, versus=versus), args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}")
+    if out is not None:
+        atomic_write_text(out, text)
+        print(f"wrote {out}")
     else:
         print(text, end="")
     if args.long_csv:

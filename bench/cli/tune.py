@@ -12,10 +12,10 @@ import argparse
 from pathlib import Path
 
 from bench.cli.common import (
-    PROTOCOL_NAMES,
     add_data_args,
     add_evaluation_args,
     add_model_args,
+    add_protocol_arg,
     add_set_arg,
     add_weights_arg,
     evaluation_overrides,
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="stop once the study has this many completed trials, counting every worker's (shared "
         "storage); a killed run's trial is failed and asked again when the study is resumed",
     )
-    p.add_argument("--protocol", choices=PROTOCOL_NAMES, default="linear", help="default: linear")
+    add_protocol_arg(p, "linear", both=False)
     p.add_argument("--samples", type=int, default=800, help="label budget of every trial (default 800)")
     p.add_argument("--budget-unit", choices=("pixels", "images"), default="pixels", help="default: pixels")
     p.add_argument("--budget-seeds", type=int, default=1, help="budget draws averaged per trial (default 1)")

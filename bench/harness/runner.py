@@ -56,6 +56,9 @@ from methods.training import images_seen
 
 #: The deep-model protocols (name -> config class), from the protocol registry.
 PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}
+#: What ``--protocol both`` runs, and the paper's cells: linear probe and fine-tuning (kNN and
+#: plugins' protocols run when named).
+BOTH: tuple[str, ...] = ("linear", "finetune")
 #: The protocol name recorded for reference rows, whatever protocol a command asked for.
 REFERENCE = "reference"
 #: How often :func:`run_cell` looks again at a seed another process is computing.
@@ -113,8 +116,10 @@ class CellSpec:
             object.__setattr__(self, name, None if value is None else Path(value))
         if self.is_reference:  # one evaluation whatever protocol was asked: recorded as "reference"
             object.__setattr__(self, "protocol", REFERENCE)
-        elif self.protocol not in PROTOCOLS:
-            raise BenchError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        elif self.protocol not in PROTOCOLS and self.protocol not in list_protocols(reference=False):
+            # the registry itself for names beyond the import-time list: a plugin registered later
+            known = ", ".join(list_protocols(reference=False))
+            raise BenchError(f"unknown protocol {self.protocol!r}; choose one of {known}")
         if self.pretrain_seeds is not None and self.pretrain_seeds < 1:
             raise BenchError(f"--pretrain-seeds must be at least 1, got {self.pretrain_seeds}")
         if self.budget_unit not in UNITS:

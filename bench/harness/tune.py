@@ -52,12 +52,15 @@ from bench.protocols.registry import get_protocol
 from methods import get_method
 
 _ITERATIONS = ("steps", "max_iter", "epochs")
+#: Integer settings searched ÷2..x2 (log) around the default like the counts: kNN's neighbours.
+_COUNTS = (*_ITERATIONS, "k")
 
 
 def suggest(trial: optuna.Trial, prefix: str, config_cls: type) -> dict[str, Any]:
     """Settings of ``config_cls`` for this trial: lr x/÷10 (log), weight decay 1e-6..1e-1 (log),
-    learning-rate factors (``backbone_lr_factor``) 0.01..1 (log), step/iteration counts ÷2..x2
-    (log) around the defaults; other fields keep their defaults."""
+    learning-rate factors (``backbone_lr_factor``) 0.01..1 (log), step/iteration counts and kNN's
+    ``k`` ÷2..x2 (log) around the defaults, a ``temperature`` ÷3..x3 (log); other fields keep
+    their defaults."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(config_cls):
         default = f.default
@@ -68,8 +71,10 @@ def suggest(trial: optuna.Trial, prefix: str, config_cls: type) -> dict[str, Any
             out[f.name] = trial.suggest_float(name, 1e-6, 1e-1, log=True)
         elif f.name.endswith("lr_factor") and isinstance(default, float):
             out[f.name] = trial.suggest_float(name, 0.01, 1.0, log=True)
-        elif f.name in _ITERATIONS and isinstance(default, int) and default > 1:
+        elif f.name in _COUNTS and isinstance(default, int) and default > 1:
             out[f.name] = trial.suggest_int(name, max(1, default // 2), default * 2, log=True)
+        elif f.name == "temperature" and isinstance(default, float) and default > 0:
+            out[f.name] = trial.suggest_float(name, default / 3, default * 3, log=True)
     return out
 
 

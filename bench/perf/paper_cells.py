@@ -87,7 +87,7 @@ def _one_line(err: BaseException) -> str:
 def _specs(method: str, args: argparse.Namespace, fraction: float) -> tuple[list[Any], dict[str, int]]:
     """The method's cells (both deep protocols, or its one reference protocol) under the preset."""
     from bench.harness.presets import preset_pairs
-    from bench.harness.runner import PROTOCOLS, cell_spec, parse_overrides
+    from bench.harness.runner import BOTH, cell_spec, parse_overrides
 
     pairs = preset_pairs(args.preset, method)
     method_pairs = [p for p in pairs if p.startswith("method.")]
@@ -110,7 +110,7 @@ def _specs(method: str, args: argparse.Namespace, fraction: float) -> tuple[list
             method_overrides=method_overrides,
             **unhealthy,
         )
-        for protocol in PROTOCOLS
+        for protocol in BOTH
     ]
     steps = {"pretrain_full": m_full, "pretrain_run": m_run, "finetune_full": f_full, "finetune_run": f_run}
     return list(dict.fromkeys(specs)), steps

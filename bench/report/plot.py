@@ -3,12 +3,18 @@
 Both read :func:`bench.report.aggregate.summarise` output, so they show exactly what the table shows.
 Results of different datasets, backbones or budget units are never drawn on one axis: the caller
 selects one combination first (:func:`single_setting` says which exist when there are several).
+
+Figures go into a paper as they are: no suptitle (the caption says what a figure shows), fonts
+embedded as TrueType in PDF/PS (Type 3 fonts are refused by the IEEE and ACM checkers) and SVG
+text kept as text (:data:`PAPER_RC`), and reference rows and controls (``role`` reference or
+control) drawn apart from the methods, in grey with their own dashes and markers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -21,10 +27,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
+from matplotlib.typing import RcKeyType
 
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
-from bench.report.aggregate import SUMMARY_METRICS, method_label, method_order
+from bench.report.aggregate import REFERENCE_ROLES, SUMMARY_METRICS, method_infos, method_label, method_order
 
 _SETTING = ("dataset", "backbone", "budget_unit")
 #: Output formats by file suffix; raster output at :data:`RASTER_DPI`.
@@ -34,6 +41,16 @@ RASTER_DPI = 300
 COLUMN_WIDTH = 3.5
 #: Budgets spanning more than this factor are drawn on a log axis.
 LOG_SPAN = 10
+#: Matplotlib settings every figure is saved under: TrueType (Type 42) fonts embedded in PDF and
+#: PS instead of Type 3, and SVG text as ``<text>`` elements (editable, searchable) instead of paths.
+PAPER_RC: dict[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
+#: Reference rows and controls: grey shades, dash patterns and markers, in column order.
+_REFERENCE_STYLES = (
+    ("0.35", "--", "s"),
+    ("0.55", ":", "^"),
+    ("0.45", "-.", "v"),
+    ("0.65", (0, (5, 1, 1, 1)), "D"),
+)
 
 
 def single_setting(stats: pd.DataFrame) -> dict[str, str]:
@@ -51,9 +68,23 @@ def _x_label(unit: str) -> str:
     return "labelled pixels per class" if unit == "pixels" else f"label budget ({unit})"
 
 
-def _colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """One colour per method, fixed by the column order, so every figure agrees."""
-    return {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+def _styles(methods: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Line style per method, fixed by the column order, so every figure agrees: methods take
+    tab10 colours, solid lines and round markers; reference rows and controls (registry role
+    reference/control) grey dashes (:data:`_REFERENCE_STYLES`)."""
+    roles = {m.name: m.role for m in method_infos()}
+    styles: dict[str, dict[str, object]] = {}
+    n_methods = n_refs = 0
+    for method in methods:
+        if roles.get(method) in REFERENCE_ROLES:
+            colour, dashes, marker = _REFERENCE_STYLES[n_refs % len(_REFERENCE_STYLES)]
+            styles[method] = {"color": colour, "linestyle": dashes, "marker": marker, "reference": True}
+            n_refs += 1
+        else:
+            tab10 = plt.get_cmap("tab10")(n_methods % 10)
+            styles[method] = {"color": tab10, "linestyle": "-", "marker": "o", "reference": False}
+            n_methods += 1
+    return styles
 
 
 def _budget_axis(ax: Axes, budgets: Sequence[int], fontsize: float | None = None) -> None:
@@ -80,7 +111,7 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
             sharex=True,
             layout="constrained",
         )
-        colours = _colours(methods)
+        styles = _styles(methods)
         for col, protocol in enumerate(protocols):
             for row, metric in enumerate(SUMMARY_METRICS):
                 ax = axes[row, col]
@@ -98,15 +129,23 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
                         sel["mean"].to_numpy() * 100,
                         sel["std"].to_numpy() * 100,
                     )
+                    style = styles[method]
                     ax.plot(
-                        x, mean, marker="o", ms=3, lw=1.2, color=colours[method], label=method_label(method)
+                        x,
+                        mean,
+                        marker=style["marker"],
+                        linestyle=style["linestyle"],
+                        ms=3,
+                        lw=1.2,
+                        color=style["color"],
+                        label=method_label(method),
                     )
                     ax.fill_between(
                         x,
                         mean - np.nan_to_num(std),
                         mean + np.nan_to_num(std),
-                        color=colours[method],
-                        alpha=0.15,
+                        color=style["color"],
+                        alpha=0.08 if style["reference"] else 0.15,
                         lw=0,
                     )
                 _budget_axis(ax, budgets)
@@ -124,10 +163,6 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
         fig.legend(
             handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False
         )
-        fig.suptitle(
-            f"AA and OA vs label budget (mean ± sample std over seeds; backbone {setting['backbone']})",
-            fontsize=8,
-        )
     return fig
 
 
@@ -142,7 +177,7 @@ def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
     if classes.empty:
         raise BenchError(f"no per-class accuracy for protocol {protocol!r} in the selected runs")
     methods = method_order(stats["method"])
-    colours = _colours(methods)
+    styles = _styles(methods)
     names = list(classes["class"].cat.remove_unused_categories().cat.categories)  # DFC id order
     names = [n for n in names if n]
     budgets = sorted(classes["budget"].unique())
@@ -167,8 +202,15 @@ def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
                 )
                 if sel.empty:
                     continue
+                style = styles[method]
                 (line,) = ax.plot(
-                    sel["budget"], sel["mean"] * 100, marker="o", ms=2.5, lw=1, color=colours[method]
+                    sel["budget"],
+                    sel["mean"] * 100,
+                    marker=style["marker"],
+                    linestyle=style["linestyle"],
+                    ms=2.5,
+                    lw=1,
+                    color=style["color"],
                 )
                 shown.setdefault(method_label(method), line)
             ax.set_title(name, fontsize=7, pad=2)
@@ -185,7 +227,6 @@ def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
         fig.legend(
             list(shown.values()), list(shown), loc="outside lower center", ncol=3, fontsize=6, frameon=False
         )
-        fig.suptitle(f"Per-class accuracy, {protocol} (mean over seeds)", fontsize=8)
     return fig
 
 
@@ -197,7 +238,8 @@ def class_figures(stats: pd.DataFrame) -> dict[str, Figure]:
 
 def save_figure(fig: Figure, out: Path) -> Path:
     """Write ``fig`` to ``out`` atomically in the format its suffix names (pdf, svg: vector; png:
-    :data:`RASTER_DPI` dpi) and close it; another suffix is one clear error."""
+    :data:`RASTER_DPI` dpi) under :data:`PAPER_RC` (the backends read the font types when they
+    write) and close it; another suffix is one clear error."""
     fmt = FIGURE_FORMATS.get(out.suffix.lower())
     if fmt is None:
         plt.close(fig)
@@ -205,7 +247,7 @@ def save_figure(fig: Figure, out: Path) -> Path:
             f"{out}: unknown figure format {out.suffix or '(no suffix)'!r}; "
             f"use one of {', '.join(FIGURE_FORMATS)}"
         )
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, plt.rc_context(PAPER_RC):
         fig.savefig(tmp, format=fmt, dpi=RASTER_DPI, bbox_inches="tight")
     plt.close(fig)
     return out

@@ -1,4 +1,4 @@
-"""The comparison table of DESIGN section 7, one per (protocol, budget): Markdown, CSV, LaTeX, summary.
+r"""The comparison table of DESIGN section 7, one per (protocol, budget): Markdown, LaTeX, summary, CSV.
 
 Rows are the evaluated classes, then AA and OA (the seed's form), mIoU and macro F1; then the
 paired rows against the Baseline (``ΔAA vs Baseline``: mean paired difference over seeds with its
@@ -24,6 +24,9 @@ text is escaped for its format (:func:`md_escape`, :func:`latex_escape`, CSV quo
 
 ``summary`` is the README's headline: AA by (protocol, budget), methods as columns, the paired
 difference and its interval in each cell, marked by the same corrected tests as the tables.
+``csv`` is tidy data (:func:`to_csv`): one row per (table, method, score), numbers in percent,
+that ``pandas.read_csv`` or R read as they are. ``latex`` (alias ``tex``) gives each table a
+``\label`` and a one-line caption; what varied, the test and the footer follow as a note.
 Built from :func:`bench.report.aggregate.long_form` output only.
 """
 
@@ -61,7 +64,10 @@ from bench.report.statistics import (
     variance_by_source,
 )
 
-FORMATS = ("md", "csv", "latex", "summary")
+FORMATS = ("md", "csv", "latex", "tex", "summary")
+#: The file each format writes inside ``--out DIR/`` (``results/`` holds these names).
+_FILE_NAMES = {"md": "table.md", "csv": "table.csv", "latex": "table.tex", "tex": "table.tex"}
+_FILE_NAMES["summary"] = "summary.md"
 _UNIT_WORDS = {"pixels": "labelled pixels per class", "images": "labelled images"}
 #: Row label of each summary score (the per-class rows are labelled by the class name).
 _SUMMARY_ROWS: dict[str, str] = {"AA": "AA", "OA": "OA", "mIoU": "mIoU", "macroF1": "macro F1"}
@@ -107,6 +113,10 @@ class Table:
     #: :func:`~bench.report.statistics.paired_comparisons` (empty when not asked or not present).
     versus: str | None = None
     versus_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: This table's rows of :func:`bench.report.aggregate.summarise` (fractions): the tidy CSV's numbers.
+    stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Method -> how many of its seed runs used weights that failed their health gate, and why (‡).
+    health: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -298,9 +308,11 @@ def build_tables(
         notes = _Notes()
         na = {m: notes.add(f"{method_label(m)}: {reason}") for m, reason in missing.items()}
         health: dict[str, str] = {}
+        health_reasons: dict[str, str] = {}
         for method, bad in _select(unhealthy, key).groupby("method"):
             total = runs.loc[runs["method"] == method, "run_id"].nunique()
             reasons = "; ".join(sorted(bad["pretrain_health"].astype(str).unique()))
+            health_reasons[str(method)] = f"{bad['run_id'].nunique()} of {total} seed runs: {reasons}"
             health[method] = notes.add(
                 f"{method_label(method)}: {bad['run_id'].nunique()} of {total} seed runs use weights "
                 f"from a pretraining that failed its health gate ({reasons})",
@@ -407,6 +419,8 @@ def build_tables(
                 unavailable=missing,
                 versus=versus if versus_compared is not None else None,
                 versus_comparisons=versus_here.reset_index(drop=True),
+                stats=group.reset_index(drop=True),
+                health=health_reasons,
             )
         )
     return tables
@@ -467,10 +481,6 @@ def latex_escape(text: str) -> str:
     return "".join(out)
 
 
-def _csv_field(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n\r') else text
-
-
 # -- rendering --------------------------------------------------------------------------------------
 
 
@@ -479,11 +489,6 @@ def _md_cell(cell: Cell) -> str:
     if cell.mark:
         text = f"**{text}**" + ("↑" if cell.mark == HIGHER else "↓")
     return text + "".join(m.translate(_SUPERSCRIPTS) for m in cell.notes)
-
-
-def _csv_cell(cell: Cell) -> str:
-    text = cell.text + ("↑" if cell.mark == HIGHER else "↓" if cell.mark == LOWER else "")
-    return _csv_field(text + "".join(m.translate(_SUPERSCRIPTS) for m in cell.notes))
 
 
 def _latex_marker(marker: str) -> str:
@@ -522,27 +527,114 @@ def to_markdown(tables: list[Table]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def to_csv(tables: list[Table]) -> str:
-    """CSV blocks, one per table: ``# title``, ``# what varied``, header, rows, ``# notes``, ``# footer``.
+#: Columns of the tidy CSV (:func:`to_csv`), in order.
+TIDY_COLUMNS: tuple[str, ...] = (
+    *TABLE_KEYS,
+    "method",
+    "label",
+    "reference",
+    "metric",
+    "class",
+    "seeds",
+    "mean",
+    "std",
+    "baseline",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_holm",
+    "significant",
+    "health",
+    "unavailable",
+)
 
-    For machine use prefer the long-form CSV (``--long-csv``) and its paired companion; this
-    mirrors the printed table (↑/↓ where the corrected test says so).
+
+def tidy(tables: list[Table]) -> pd.DataFrame:
+    """The tables as tidy data: one row per (table key, method, metric, class), columns
+    :data:`TIDY_COLUMNS`.
+
+    ``mean``/``std`` (sample std over ``seeds``, ddof=1) and ``diff``/``ci_low``/``ci_high`` (the
+    mean paired difference to ``baseline`` with its 95% t interval) are in percent, as every table
+    prints them; ``p_holm`` and ``significant`` are the corrected test the tables mark by (empty
+    where a score is not tested). ``class`` is empty for AA, OA, mIoU and macro F1; ``reference``
+    flags reference rows and controls; ``health`` holds the health-gate failures of the weights a
+    method's seed runs used; a method that could not run has one row, its reason in ``unavailable``.
     """
-    blocks = []
+    records: list[dict[str, object]] = []
     for table in tables:
-        rows = [f"# {table.title}", f"# {table.varied()}"]
-        rows.append(",".join(["row", *(_csv_field(method_label(m)) for m in table.columns)]))
-        rows += [",".join([_csv_field(label), *map(_csv_cell, cells)]) for label, cells in table.rows]
-        rows += [f"# {n}" for n in _notes_text(table.notes, lambda m: m.translate(_SUPERSCRIPTS))]
-        rows.append(f"# {table.footer()}")
-        blocks.append("\n".join(rows))
-    return "\n\n".join(blocks) + "\n"
+        stats = table.stats.set_index(["metric", "class", "method"]) if not table.stats.empty else None
+        compared = table.comparisons.set_index(["metric", "class", "method"])
+        order = _rows(table.stats) if stats is not None else []
+        for method in table.columns:
+            common = {
+                **table.key,
+                "method": method,
+                "label": method_label(method),
+                "reference": method in table.references,
+                "baseline": table.baseline or "",
+                "health": table.health.get(method, ""),
+            }
+            if method in table.unavailable:
+                records.append(
+                    {**common, "metric": "", "class": "", "unavailable": table.unavailable[method]}
+                )
+                continue
+            for _, metric, cls in order:
+                at = (metric, cls, method)
+                if stats is None or at not in stats.index:
+                    continue
+                found = stats.loc[at]
+                row = {
+                    **common,
+                    "metric": metric,
+                    "class": cls,
+                    "seeds": int(found["n"]),
+                    "mean": 100 * float(found["mean"]),
+                    "std": 100 * float(found["std"]),
+                    "unavailable": "",
+                }
+                if at in compared.index:
+                    test = compared.loc[at]
+                    row |= {c: 100 * float(test[s]) for c, s in _TIDY_DIFFS.items()}
+                    row |= {"p_holm": float(test["p_holm"]), "significant": bool(test["significant"])}
+                records.append(row)
+    return pd.DataFrame(records, columns=list(TIDY_COLUMNS))
+
+
+_TIDY_DIFFS = {"diff": "mean_diff", "ci_low": "ci_low", "ci_high": "ci_high"}
+
+
+def to_csv(tables: list[Table]) -> str:
+    """:func:`tidy` as CSV: one header line, one row per (table, method, score), nothing else,
+    so ``pandas.read_csv`` reads it as it is. The printed layout is ``md`` or ``latex``."""
+    return tidy(tables).to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+def latex_label(table: Table, tables: list[Table]) -> str:
+    """``tab:<protocol>-<budget><px|img>-<backbone>``, with the dataset's fingerprint prefix when
+    ``tables`` span several datasets: unique per table, stable across runs, only ``[a-z0-9:-]``."""
+    unit = {"pixels": "px", "images": "img"}.get(str(table.key["budget_unit"]), str(table.key["budget_unit"]))
+    parts = [str(table.key["protocol"]), f"{table.key['budget']}{unit}", str(table.key["backbone"])]
+    if len({str(t.key["dataset"]) for t in tables}) > 1:
+        parts.append(str(table.key["dataset"])[:8])
+    return "tab:" + re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def latex_caption(table: Table) -> str:
+    """The one-line caption: protocol, budget and what the cells are."""
+    unit = str(table.key["budget_unit"])
+    return (
+        f"{table.key['protocol']}, {table.key['budget']} {_UNIT_WORDS.get(unit, unit)}, backbone "
+        f"{table.key['backbone']}: scores in %, mean ± std over seeds."
+    )
 
 
 def to_latex(tables: list[Table]) -> str:
     """booktabs ``table`` environments (needs ``\\usepackage{booktabs,graphicx}``), marked cells in bold.
 
-    A table wider than the line (nine method columns are) is scaled down to the line width, never up.
+    Each has a one-line ``\\caption`` (:func:`latex_caption`) and a ``\\label`` (:func:`latex_label`);
+    the footnotes, what varied, the test and the footer follow the tabular in small type. A table
+    wider than the line (nine method columns are) is scaled down to the line width, never up.
     """
     parts = ["% requires \\usepackage{booktabs,graphicx}"]
     for table in tables:
@@ -556,8 +648,10 @@ def to_latex(tables: list[Table]) -> str:
             ):
                 body.append(r"\midrule")
             body.append(" & ".join([latex_escape(label), *map(_latex_cell, cells)]) + r" \\")
-        caption = f"{table.title}. {table.varied()}. {table.footer()}."
-        notes = _notes_text(table.notes, _latex_marker)
+        details = latex_escape(
+            f"Dataset {str(table.key['dataset'])[:12]}; {table.varied()}; {table.footer()}."
+        )
+        notes = [_latex_note(n) for n in table.notes.items()]
         parts += [
             r"\begin{table}[t]",
             r"\centering",
@@ -571,16 +665,9 @@ def to_latex(tables: list[Table]) -> str:
             *body,
             r"\bottomrule",
             r"\end{tabular}}",
-            *(
-                [
-                    r"\par\smallskip{\footnotesize "
-                    + r" \\ ".join(_latex_note(n) for n in table.notes.items())
-                    + "\\par}"
-                ]
-                if notes
-                else []
-            ),
-            r"\caption{" + latex_escape(caption) + "}",
+            r"\par\smallskip{\footnotesize " + r" \\ ".join([*notes, details]) + "\\par}",
+            r"\caption{" + latex_escape(latex_caption(table)) + "}",
+            r"\label{" + latex_label(table, tables) + "}",
             r"\end{table}",
             "",
         ]
@@ -679,7 +766,13 @@ def variance_report(long: pd.DataFrame) -> pd.DataFrame:
 
 def render(tables: list[Table], fmt: str) -> str:
     """The tables in format ``fmt`` (one of :data:`FORMATS`)."""
-    return {"md": to_markdown, "csv": to_csv, "latex": to_latex, "summary": to_summary}[fmt](tables)
+    renderers = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "tex": to_latex, "summary": to_summary}
+    return renderers[fmt](tables)
+
+
+def default_name(fmt: str) -> str:
+    """The file format ``fmt`` writes inside ``--out DIR/``: table.md, table.csv, table.tex, summary.md."""
+    return _FILE_NAMES[fmt]
 
 
 __all__ = [
@@ -690,9 +783,11 @@ __all__ = [
     "Cell",
     "Table",
     "build_tables",
+    "default_name",
     "latex_escape",
     "md_escape",
     "paired_report",
     "render",
+    "tidy",
     "variance_report",
 ]

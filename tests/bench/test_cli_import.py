@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from bench.cli.common import PROTOCOL_NAMES, TABLE_FORMATS
+from bench.cli.common import BOTH_NAMES, PROTOCOL_NAMES, TABLE_FORMATS
 
 HEAVY = ("torch", "mlflow", "pandas", "matplotlib", "timm", "lightly", "optuna")
 
@@ -27,6 +27,7 @@ COMMAND_LINES = [
     ["doctor"],
     ["cache", "verify", "--fix"],
     ["cache", "clean", "--older-than", "5"],
+    ["verify", "--cells", "2", "--protocol", "reference"],
     ["--no-progress", "run", "--method", "sscl", "--samples", "800"],
 ]
 
@@ -55,10 +56,11 @@ def test_parsing_every_command_imports_no_heavy_library() -> None:
 
 
 def test_the_light_copies_of_choices_match_their_sources() -> None:
-    from bench.harness.runner import PROTOCOLS
+    from bench.harness.runner import BOTH, PROTOCOLS
     from bench.report.table import FORMATS
 
     assert set(PROTOCOLS) == set(PROTOCOL_NAMES)
+    assert BOTH == BOTH_NAMES and set(BOTH) < set(PROTOCOLS)  # `both` is not every protocol
     assert tuple(FORMATS) == TABLE_FORMATS
 
 

@@ -96,7 +96,7 @@ def test_no_selection_tests_the_last_step(tiny_dataset: Dataset) -> None:
     assert fixed.validation_history == []
 
 
-@pytest.mark.parametrize("name", ["linear", "raw", "rf"])
+@pytest.mark.parametrize("name", ["linear", "knn", "raw", "rf"])
 def test_tuning_scores_never_read_test_or_dense_validation_labels(tiny_dataset: Dataset, name: str) -> None:
     budget = budget_for(CellSpec("random", 20), 1, tiny_dataset)
     protocol = get_protocol(name)

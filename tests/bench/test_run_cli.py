@@ -128,6 +128,13 @@ def test_result_key_allow_list() -> None:
 
 
 def test_parse_overrides() -> None:
-    method, protocol = parse_overrides(["lr=1e-3", "method.epochs=2", "finetune.steps=5", "linear.x=abc"])
+    pairs = ["lr=1e-3", "method.epochs=2", "finetune.steps=5", "linear.x=abc", "knn.k=5"]
+    method, protocol = parse_overrides(pairs)
     assert method == {"lr": 0.001, "epochs": 2}
-    assert protocol == {"linear": {"x": "abc"}, "finetune": {"steps": 5}, "raw": {}, "rf": {}}
+    assert protocol == {
+        "linear": {"x": "abc"},
+        "finetune": {"steps": 5},
+        "knn": {"k": 5},
+        "raw": {},
+        "rf": {},
+    }

@@ -141,9 +141,9 @@ def test_only_corrected_significance_is_marked() -> None:
         assert "**" not in cells[1] + cells[3] + cells[4], (label, cells)
     assert _row(text, "p AA (Holm)")[2:] == ["**0.047**↑", "0.062", "1.000"]
     assert "Holm-corrected across the 3 columns of a row; bold = p \\< 0.05 after correction" in text
-    csv = render(tables, "csv")
-    frame = pd.read_csv(io.StringIO(csv.split("\n\n")[0]), comment="#").set_index("row")
-    assert frame.loc["AA", "SimSiam"].endswith("↑") and not frame.loc["AA", "SSCL"].endswith(("↑", "↓"))
+    tidy = pd.read_csv(io.StringIO(render(tables, "csv"))).set_index(["metric", "label"])
+    assert bool(tidy.loc[("AA", "SimSiam"), "significant"]) and not tidy.loc[("AA", "SSCL"), "significant"]
+    assert tidy.loc[("AA", "SimSiam"), "p_holm"] == pytest.approx(0.047, abs=5e-4)
     latex = render(tables, "latex")
     assert latex.count(r"\textbf{") == len(tables[0].rows) - 2  # every row but the two spread rows
     lower = constructed_runs()
@@ -374,9 +374,10 @@ def test_table_command_reads_the_store_and_its_long_csv(
     assert main(["table", "--protocol", "finetune"]) == 2  # nothing matches: a clear error, exit 2
     capsys.readouterr()
     assert main(["table", "--samples", "200", "--format", "csv"]) == 0  # the store's health tags
-    printed = capsys.readouterr().out
-    assert "# ‡ SSCL: 1 of 3 seed runs use weights from a pretraining that failed its health gate" in printed
-    assert "(failed: sscl seed 1: skill 0.001)" in printed
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    health = set(printed.loc[printed["method"] == "sscl", "health"])
+    assert health == {"1 of 3 seed runs: failed: sscl seed 1: skill 0.001"}
+    assert set(printed.loc[printed["method"] == "random", "health"]) == {""}
     assert main(["table", "--from", str(tmp_path / "missing.csv")]) == 2
     assert main(["table", "--from", str(out)]) == 2  # not a long CSV: one line
     err = capsys.readouterr().err.strip().splitlines()
