@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from bench.cli import build_parser
     from bench.cli.run import cell_specs
     from bench.core.device import resolve_device
@@ -84,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
         )
     parser = build_parser()
     checks = []
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as store:
         before = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(store) / 'verify.db'}"
         try:
             tracking.setup_tracking()
             for unit in units:
+                torch.set_num_threads(unit.threads or threads)  # as it was computed, where recorded
                 argv = ["run", "--method", unit.method, "--samples", str(unit.budget)]
                 argv += ["--protocol", unit.protocol if unit.protocol != "reference" else "linear"]
                 argv += ["--budget-unit", unit.budget_unit, "--backbone", unit.backbone]
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 checks.append(compare(unit, committed_scores(long, unit), now, tolerance))
                 print(format_checks(checks[-1:]).splitlines()[1], flush=True)
         finally:
+            torch.set_num_threads(threads)
             if before is None:
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
             else:

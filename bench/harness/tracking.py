@@ -362,7 +362,30 @@ def source_tags() -> dict[str, str]:
 def process_tags() -> dict[str, str]:
     """Tags naming the process that writes a run, so a run it leaves RUNNING can be closed later
     (and the source tags, :func:`source_tags`)."""
-    return {"bench.host": socket.gethostname(), "bench.pid": str(os.getpid()), **source_tags()}
+    return {
+        "bench.host": socket.gethostname(),
+        "bench.pid": str(os.getpid()),
+        **compute_tags(),
+        **source_tags(),
+    }
+
+
+def compute_tags() -> dict[str, str]:
+    """Where a run's numbers were computed: torch's CPU thread count and the CPU model. Not part of
+    any key (DESIGN 9), but recorded: torch's CPU kernels sum in an order that follows the thread
+    count and vector width, so a pretraining or fine-tuning moves in the last digits with them
+    (README, "Reproducibility"); ``bench verify`` re-runs a committed seed at its thread count."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"bench.torch_threads": str(torch.get_num_threads()), "bench.cpu": cpu}
 
 
 def _process_gone(tags: Mapping[str, str]) -> bool:

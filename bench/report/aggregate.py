@@ -39,6 +39,8 @@ ID_TAGS: dict[str, str] = {
     # ``passed`` or ``failed: <one line>`` when the weights came from a pretraining that failed its
     # health gate (``--allow-unhealthy``); absent on runs recorded before the gate existed
     "pretrain_health": "bench.pretrain_health",
+    # torch's CPU threads of the evaluating process (bench verify re-runs a seed at the same count)
+    "threads": "bench.torch_threads",
 }
 #: Params kept beside the tags: the code that produced the run, its pretraining seed and the
 #: images its pretraining saw (the compute rule's level, ``--pretrain-images``).

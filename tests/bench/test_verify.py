@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.bench.mlflow_store import mlflow_dir, mlflow_store  # noqa: F401
 
@@ -44,7 +45,7 @@ def test_verify_reproduces_a_small_grid_and_names_a_wrong_number(
     ]
     assert main([*argv, "--tolerance", "0"]) == 0  # same machine, same code: bit-identical
     out = capsys.readouterr().out
-    assert "4 of 4 seed runs reproduced within 0 points" in out
+    assert "4 of 4 seed runs reproduced within 0 points (largest difference 0.000)" in out
     assert len(runs_from_mlflow()) == stored  # the user's store is untouched
 
     long = pd.read_csv(small_grid, keep_default_na=False)
@@ -72,3 +73,13 @@ def test_verify_refuses_results_of_another_dataset(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "made on dataset 7f3342b632355b1d" in err and "regenerated" in err and len(err.splitlines()) == 1
+
+
+def test_a_seed_is_re_run_at_its_recorded_thread_count(small_grid: Path) -> None:
+    """torch's CPU results follow the thread count, so the check re-runs at the recorded one."""
+    from bench.report.aggregate import long_from_csv
+    from bench.report.verify import units_of
+
+    units = units_of(long_from_csv(small_grid))
+    assert {u.threads for u in units} == {torch.get_num_threads()}
+    assert {u.pretrain_seeds for u in units if u.method == "random"} == {2}
