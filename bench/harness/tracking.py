@@ -53,6 +53,7 @@ from requests.exceptions import Timeout
 
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
+from bench.core.names import check_name
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
 
@@ -225,6 +226,7 @@ def _experiment_id(uri: str, name: str) -> str:
 def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:
     """Point MLflow (client and fluent API) at the store and experiment; returns (client, experiment id)."""
     uri, name = tracking_uri(), experiment or experiment_name()
+    check_name(name, "MLflow experiment ($BENCH_EXPERIMENT or --experiment)", any_case=True)
     mlflow.set_tracking_uri(uri)
     exp_id = _experiment_id(uri, name)
     retrying(mlflow.set_experiment, experiment_id=exp_id)
