@@ -20,7 +20,7 @@ import torch
 from bench.core.errors import BenchError
 from bench.core.names import check_label, check_name, clash, match_name
 from bench.core.roles import ROLES, MethodInfo, default_role, table_order
-from bench.core.settings import cast_settings
+from bench.core.settings import cast_settings, check_ranges
 from bench.models.backbones import SegBackbone
 
 _METHODS: dict[str, type[PretrainMethod]] = {}
@@ -89,7 +89,9 @@ class PretrainMethod(ABC):
         Nested configs (``sscl``'s stages, ``simsiam``'s augmentations) take a nested dict or
         dotted keys: ``{"core": {"p_band": 0.3}}`` or ``{"core.p_band": 0.3}``.
         """
-        return _build_config(cls.Config, overrides, cls.name)
+        config = _build_config(cls.Config, overrides, cls.name)
+        check_ranges(config, f"method {cls.name!r}")  # steps=0, p_band=2.0: refused before any work
+        return config
 
     @classmethod
     def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:

@@ -44,6 +44,7 @@ from bench.core.errors import BenchError
 from bench.core.integrity import atomic_entry, check_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
+from bench.core.settings import check_crop
 from bench.harness import tracking
 from bench.harness.export import log_pretrained
 from bench.harness.tracking import close_dead_runs, process_tags, retrying
@@ -388,6 +389,10 @@ def load_or_pretrain(
     if runner.needs_data:
         images, fingerprint = pretraining_images(ds, spec.pretrain_data, spec.transductive)
     labels = pretraining_labels(ds, spec.pretrain_data, spec.transductive) if runner.needs_labels else None
+    if images is not None and np.ndim(images) == 4:  # crop=1000 on 32 px patches: refused before work
+        check_crop(
+            runner.config, int(min(np.shape(images)[-2:])), f"method {method!r}", "the pretraining pool"
+        )
     key = spec.cache_key(model.spec, fingerprint)
     path = bench_home() / "weights" / f"{method}-{backbone}-{key}.pt"
     record: dict[str, Any] = {

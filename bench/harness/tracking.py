@@ -529,12 +529,15 @@ def active_parent(run_id: str) -> Iterator[None]:
 _STARTED_PARAMS: dict[str, dict[str, str]] = {}
 
 
-def fail_run(run_id: str) -> None:
-    """Best effort: mark a run FAILED (the server may be what failed)."""
+def fail_run(run_id: str, parent_id: str | None = None) -> None:
+    """Best effort: mark a run FAILED (the server may be what failed), and its cell's parent run
+    ``parent_id`` too: a cell with a failed seed is not FINISHED (it becomes so again once every
+    seed tried is complete, :func:`refresh_parent_status`)."""
     _STARTED_PARAMS.pop(run_id, None)
     client, _ = setup_tracking()
-    with contextlib.suppress(Exception), patience(0.0):
-        client.set_terminated(run_id, "FAILED")
+    for failed in filter(None, (run_id, parent_id)):
+        with contextlib.suppress(Exception), patience(0.0):
+            client.set_terminated(failed, "FAILED")
 
 
 def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
