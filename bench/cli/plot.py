@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from bench.core.errors import BenchError
     from bench.core.paths import results_dir
-    from bench.report.aggregate import summarise, with_references
+    from bench.report.aggregate import summarise, unhealthy_methods, with_references
     from bench.report.plot import FIGURE_FORMATS, class_figures, curves_figure, save_figure
 
     out = args.out or results_dir() / "accuracy_vs_budget.png"
@@ -46,10 +46,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     long = selected_long_form(args)
     stats = summarise(with_references(long))
-    classes = class_figures(stats)
+    unhealthy = unhealthy_methods(long)  # marked in every figure's legend, as in the tables
+    classes = class_figures(stats, unhealthy)
     paths = {p: out.with_name(f"{out.stem}_classes_{p}{out.suffix}") for p in classes}
     refuse_untraceable(long, [out, *paths.values()], args.allow_dirty)
-    print(f"wrote {save_figure(curves_figure(stats), out)}")
+    print(f"wrote {save_figure(curves_figure(stats, unhealthy), out)}")
     for protocol, fig in classes.items():
         print(f"wrote {save_figure(fig, paths[protocol])}")
     return 0

@@ -251,6 +251,8 @@ class SeedResult:
     skipped: bool
     confusion: np.ndarray | None = None
     realised_val: dict[str, int] = field(default_factory=dict)
+    #: The weights' health tag (``passed`` or ``failed: <line>``), None when not recorded.
+    health: str | None = None
 
 
 @dataclass
@@ -308,7 +310,11 @@ def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -
     realised_val = {n: int(m.get(f"realised_val.{tracking.metric_name(n)}", 0)) for n in class_names}
     scores = Scores(per_class, m["AA"], m["OA"])
     wall = m.get("wall_time_s", 0.0)
-    return SeedResult(seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val)
+    client, _ = tracking.setup_tracking()
+    health = client.get_run(run_id).data.tags.get(HEALTH_TAG)
+    return SeedResult(
+        seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val, health=health
+    )
 
 
 def _stop_if_unhealthy(run_id: str) -> None:
@@ -474,6 +480,7 @@ def run_seed(
         skipped=False,
         confusion=confusion,
         realised_val=budget.realised_val,
+        health=health,
     )
 
 

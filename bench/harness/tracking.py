@@ -622,6 +622,11 @@ def record_seed(
     return run_id
 
 
+#: The health tag of seed runs (``bench.harness.pretraining.HEALTH_TAG``), also set on a cell's
+#: parent: ``passed`` or ``failed (n of N seeds): <reasons>``; and the tables' mark for it.
+HEALTH_TAG = "bench.pretrain_health"
+UNHEALTHY_MARK = "‡"
+
 #: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
 CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")
 
@@ -658,13 +663,21 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         if not np.isnan(std):
             aggregated[f"{name}_std"] = std
     now, step = _now_ms(), len(runs)
-    client.log_batch(parent_id, metrics=[Metric(k, v, now, step) for k, v in aggregated.items()])
+    # seeds on weights that failed their health gate (--allow-unhealthy): the parent says so too
+    bad = sorted({h for r in runs if (h := r.data.tags.get(HEALTH_TAG, "")).startswith("failed:")})
+    n_bad = sum(r.data.tags.get(HEALTH_TAG, "").startswith("failed:") for r in runs)
+    health = f"failed ({n_bad} of {len(runs)} seeds): {'; '.join(bad)}"[:5000] if bad else "passed"
+    client.log_batch(
+        parent_id,
+        metrics=[Metric(k, v, now, step) for k, v in aggregated.items()],
+        tags=[RunTag(HEALTH_TAG, health)],
+    )
     tags = runs[0].data.tags
 
     def tag(name: str) -> str:
         return tags.get(f"bench.{name}", "")
 
-    label = tag("label") or tag("method")
+    label = (tag("label") or tag("method")) + (f" {UNHEALTHY_MARK}" if bad else "")
     rows = [(c, values.get(f"acc.{metric_name(c)}", [])) for c in class_names]
     rows += [(m, values.get(m, [])) for m in ("AA", "OA", "mIoU")]
     seeds = sorted(
@@ -679,6 +692,11 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         *(f"| {name} | {format_cell(vals) if vals else 'n/a'} |" for name, vals in rows),
         "",
         f"{STD_NOTE}; n = {len(runs)}",
+        *(
+            [f"{UNHEALTHY_MARK} {n_bad} of {len(runs)} seeds on weights that failed their health gate"]
+            if bad
+            else []
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cell_table.md"
