@@ -13,7 +13,9 @@ from bench.cli.table import add_selection_args, refuse_untraceable, selected_lon
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="AA/OA vs label budget (std bands) and per-class accuracy panels")
+    p = sub.add_parser(  # no abbreviations: `--data DIR` is not `--dataset` (as for `bench table`)
+        "plot", help="AA/OA vs label budget (std bands) and per-class accuracy panels", allow_abbrev=False
+    )
     add_selection_args(p)
     p.add_argument(
         "--out",

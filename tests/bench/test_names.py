@@ -133,3 +133,12 @@ def test_cli_refuses_a_traversal_study_and_a_label_with_a_separator_in_one_line(
     assert main([*run, "--label", "team/recon"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'team/recon' is not allowed" in err[0]
+
+
+@pytest.mark.parametrize("command", ["table", "plot"])
+def test_table_and_plot_do_not_read_data_as_dataset(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--data DIR`` (every other command's flag) was taken as an abbreviation of ``--dataset``."""
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--data", "some/dir"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --data some/dir" in capsys.readouterr().err
