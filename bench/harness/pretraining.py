@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from bench.core.distributed import barrier, broadcast_flag, is_main
+from bench.core.distributed import barrier, broadcast_flag, is_main, terminate_as_interrupt
 from bench.core.errors import BenchError
 from bench.core.integrity import atomic_entry, check_entry, move_aside, usable_entry
 from bench.core.paths import bench_home
@@ -413,7 +413,8 @@ def load_or_pretrain(
     if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
         return found
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    # terminate_as_interrupt: a SIGTERM (torchrun ending a rank whose peer died) ends the run KILLED
+    with FileLock(str(path) + ".lock"), terminate_as_interrupt():
         if not force and _load_good(model, path, gated):  # another worker trained it meanwhile
             return _cached(model, device, record, "passed")
         if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
