@@ -148,6 +148,19 @@ def check_entry(path: Path, companions: Iterable[str] = ()) -> str | None:
     return problem.removeprefix(f"{path.name}: ") if problem else None
 
 
+def cover_companions(path: Path, companions: Iterable[str]) -> None:
+    """Extend the digest of the single-file entry ``path`` (already verified) to cover
+    ``companions`` as they are now: for an entry written before its companions were covered, once
+    its caller has confirmed them another way (the weights cache: with the tracking store)."""
+    recorded = _read_digest(sidecar(path))
+    if isinstance(recorded, str) or path.name not in recorded:
+        raise BenchError(f"{path}: {recorded if isinstance(recorded, str) else 'its digest is not for it'}")
+    digests = {**recorded, **{name: file_digest(path.with_name(name)) for name in companions}}
+    atomic_write_text(sidecar(path), json.dumps(digests))
+    for name in companions:
+        _verified.add(_identity(path.with_name(name)))
+
+
 def check_folder(folder: Path) -> str | None:
     """Why the folder entry cannot be used (names the bad file), or None when every file matches."""
     return check_files(folder, folder / FOLDER_DIGEST)

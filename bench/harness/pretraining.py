@@ -41,7 +41,7 @@ from filelock import FileLock
 
 from bench.core.distributed import barrier, broadcast_flag, is_main, terminate_as_interrupt
 from bench.core.errors import BenchError
-from bench.core.integrity import atomic_entry, check_entry, move_aside, usable_entry
+from bench.core.integrity import atomic_entry, check_entry, cover_companions, move_aside
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
 from bench.core.settings import check_crop
@@ -193,7 +193,10 @@ def _follow_rank0(
     """A ``torchrun`` rank other than 0: load what rank 0 found in the cache, or train alongside it
     (same steps, its share of each batch) and write nothing; rank 0 writes the cache and the run."""
     if broadcast_flag(False):  # rank 0 found the weights cached (or unhealthy ones, allowed)
-        if not (_load_cached(model, path) or _load_cached(model, unhealthy_entry(path))):
+        if not (
+            _load_cached(model, path, follower=True)
+            or _load_cached(model, unhealthy_entry(path), follower=True)
+        ):
             raise BenchError(f"{path}: rank 0 found these weights cached, this rank cannot load them")
         return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
     start = time.perf_counter()
@@ -279,9 +282,14 @@ def health_disagreement(record: dict[str, Any]) -> str | None:
 
 
 def _record_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The entry's record, or why the entry (with its record) cannot be trusted."""
+    """The entry's record, or why the entry (with its record) cannot be trusted.
+
+    An entry written before its digest covered its record (the weights themselves match) is kept
+    when the tracking store confirms its record's verdict, and its digest then covers the record;
+    without that confirmation it is refused like any other (and retrained)."""
     problem = check_entry(path, _companions(path))
-    if problem is not None:
+    legacy = problem is not None and problem.endswith("not this entry") and check_entry(path) is None
+    if problem is not None and not legacy:
         return None, problem
     try:
         record = json.loads(path.with_suffix(".json").read_text())
@@ -289,6 +297,10 @@ def _record_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"its record is unreadable ({type(err).__name__})"
     if not isinstance(record, dict):
         return None, "its record is malformed"
+    if legacy:
+        if not any(_agrees(run, record) for run in _store_verdicts(str(record.get("key")))):
+            return None, f"{problem}: its record is not covered and the tracking store does not confirm it"
+        cover_companions(path, _companions(path))
     stamp = (str(path), path.with_suffix(".json").stat().st_mtime_ns)
     if stamp not in _CROSS_CHECKED:
         disagreement = health_disagreement(record)
@@ -339,9 +351,15 @@ def _load_good(model: SegBackbone, path: Path, gated: bool) -> bool:
     return _load_cached(model, path)
 
 
-def _load_cached(model: SegBackbone, path: Path) -> bool:
-    """Load the verified cache file into ``model``; False (after moving a bad file aside) when unusable."""
-    if not usable_entry(path, "pretrained weights", _companions(path)):
+def _load_cached(model: SegBackbone, path: Path, *, follower: bool = False) -> bool:
+    """Load the verified cache file into ``model``; False (after moving a bad file aside) when unusable.
+
+    ``follower``: a ``torchrun`` rank other than 0, which loads what rank 0 verified (digest only:
+    it neither asks the tracking store nor moves files)."""
+    if follower:
+        if check_entry(path, _companions(path)) is not None:
+            return False
+    elif _verified_record(path) is None:  # digest (record included), verdict vs the store; bad: moved aside
         return False
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -108,3 +108,31 @@ def test_export_from_refuses_a_forged_or_corrupt_file_and_marks_unhealthy_weight
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--from" in err[0] and "expected (truncated or overwritten)" in err[0]
     assert entry.exists()  # named by the user: reported, not moved
+
+
+def test_an_entry_from_before_records_were_covered_is_kept_only_when_the_store_confirms_it(
+    tiny_dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec = PretrainSpec("random", "tiny", seed=1)
+    _, first = load_or_pretrain(spec, tiny_dataset, CPU, progress=False)
+    entry = Path(first.path)
+
+    def as_written_before() -> None:  # the digest the old code wrote: the weights alone
+        sidecar(entry).write_text(json.dumps({entry.name: file_digest(entry)}))
+
+    as_written_before()
+    _, again = load_or_pretrain(spec, tiny_dataset, CPU, progress=False)
+    assert again.cached  # confirmed by the store: kept, not retrained ...
+    assert set(json.loads(sidecar(entry).read_text())) == {
+        entry.name,
+        f"{entry.stem}.json",
+    }  # ... and covered
+
+    as_written_before()
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    )  # no run to confirm it
+    capsys.readouterr()
+    _, rebuilt = load_or_pretrain(spec, tiny_dataset, CPU, progress=False)
+    assert not rebuilt.cached and "the tracking store does not confirm it" in capsys.readouterr().err
