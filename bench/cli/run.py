@@ -92,6 +92,7 @@ def realised_line(cell: CellResult, unit: str) -> str:
 
 def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     """The cell's table plus its realised counts and timings."""
+    from bench.harness.tracking import UNHEALTHY_MARK
     from bench.protocols.metrics import format_table
     from bench.report.aggregate import method_label
 
@@ -113,12 +114,16 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     bad = sorted({s.health for s in cell.seeds if (s.health or "").startswith("failed:")})
     if pre is not None and pre.health != "passed":
         bad = sorted({*bad, pre.health})
-    column = (spec.label or method_label(spec.method)) + (" ‡" if bad else "")
+    column = (spec.label or method_label(spec.method)) + (f" {UNHEALTHY_MARK}" if bad else "")
     lines = [
         f"== {spec.protocol} | {spec.samples} {unit} | backbone {spec.backbone} | "
         f"seeds {', '.join(str(s.seed) for s in cell.seeds)}",
         format_table({column: cell.scores}, class_names),
-        *([f"‡ evaluated on weights that failed their health gate ({'; '.join(bad)})"] if bad else []),
+        *(
+            [f"{UNHEALTHY_MARK} evaluated on weights that failed their health gate ({'; '.join(bad)})"]
+            if bad
+            else []
+        ),
         realised_line(cell, spec.budget_unit),
         f"pretraining: {pretraining}"
         f"; evaluation {sum(s.wall_time_s for s in cell.seeds if not s.skipped):.1f} s"

@@ -53,7 +53,7 @@ from methods import PretrainContext, PretrainMethod, get_method
 from methods.health import Verdict, judge
 
 #: The MLflow tag of a pretraining run, and of every seed run evaluated on its weights.
-HEALTH_TAG = "bench.pretrain_health"
+HEALTH_TAG = tracking.HEALTH_TAG
 
 
 class UnhealthyPretraining(BenchError):

@@ -25,6 +25,7 @@ from matplotlib.ticker import NullFormatter
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
 from bench.report.aggregate import SUMMARY_METRICS, method_label, method_order
+from bench.report.table import HEALTH_MARK
 
 _SETTING = ("dataset", "backbone", "budget_unit")
 #: Output formats by file suffix; raster output at :data:`RASTER_DPI`.
@@ -66,7 +67,7 @@ def _budget_axis(ax: Axes, budgets: Sequence[int], fontsize: float | None = None
 
 
 #: The legend mark of a method whose weights failed their health gate (the tables' mark).
-UNHEALTHY_MARK = "‡"
+UNHEALTHY_MARK = HEALTH_MARK
 UNHEALTHY_NOTE = f"{UNHEALTHY_MARK} evaluated on weights that failed their health gate (--allow-unhealthy)"
 
 
