@@ -6,6 +6,8 @@ the user which file to fix; the cache builder turns it into a skip under ``skip_
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from bench.core.errors import DataError
-from datasets.classes import ClassConfig
+from datasets.classes import DFC_NAMES, ClassConfig
 from datasets.layouts import DFC2020_RASTERS, PatchFiles, RasterSpec
 from datasets.normalise import Normalisation
 
@@ -50,12 +52,12 @@ def read_patch(
     """
     s1 = read_raster(patch.s1, "s1", rasters)
     s2 = read_raster(patch.s2, "s2", rasters)
-    expected = shape or s2.shape[1:]
     arrays = [(patch.s1, s1), (patch.s2, s2)]
     labels = None
     if patch.dfc is not None:
         dfc = read_raster(patch.dfc, "dfc", rasters)
         arrays.append((patch.dfc, dfc))
+    expected = tuple(shape) if shape is not None else _patch_shape(arrays)
     for path, arr in arrays:
         if arr.shape[1:] != tuple(expected):
             raise DataError(
@@ -63,7 +65,34 @@ def read_patch(
             )
     if patch.dfc is not None:
         labels = classes.to_index(dfc[0])
+        _warn_unknown_codes(patch.dfc, dfc[0])
     image, nonfinite = normalisation.apply(s1, s2)
     if not np.isfinite(image).all():
         raise DataError(f"{patch.s2}: non-finite values after normalisation")
     return image, labels, nonfinite
+
+
+def _patch_shape(arrays: list[tuple[Path, np.ndarray]]) -> tuple[int, int]:
+    """The (H, W) most files of the first patch share, so the odd one out is the file named (a 16 px
+    S2 beside a 32 px S1 and label is the S2's fault); with no majority every file is named."""
+    shapes = [tuple(arr.shape[1:]) for _, arr in arrays]
+    common, count = Counter(shapes).most_common(1)[0]
+    if count == 1 and len(set(shapes)) > 1:
+        sizes = ", ".join(f"{path} {arr.shape[1]}x{arr.shape[2]}" for path, arr in arrays)
+        raise DataError(f"the files of one patch differ in size: {sizes}")
+    return common[0], common[1]
+
+
+def _warn_unknown_codes(path: Path, codes: np.ndarray) -> None:
+    """Label codes outside the DFC class table (0 = no label, 1-10) are ignored like 0, but said once
+    per file (a wrong label file, or another dataset's codes, would otherwise look like few labels)."""
+    known = np.array([0, *DFC_NAMES], dtype=np.int64)
+    unknown = ~np.isin(codes.astype(np.int64), known)
+    if unknown.any():
+        found = sorted(int(c) for c in np.unique(codes[unknown]))
+        shown = ", ".join(map(str, found[:6])) + (", ..." if len(found) > 6 else "")
+        warnings.warn(
+            f"{path}: {int(unknown.sum())} pixels have label codes outside the DFC class table (0-10): "
+            f"{shown}; counted as ignored",
+            stacklevel=3,
+        )

@@ -17,9 +17,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from bench.core.names import match_name
+from bench.core.errors import BenchError
+from bench.core.names import check_label, check_name, clash, match_name
 from bench.core.roles import ROLES, MethodInfo, default_role, table_order
-from bench.core.settings import cast_settings
+from bench.core.settings import cast_settings, check_ranges
 from bench.models.backbones import SegBackbone
 
 _METHODS: dict[str, type[PretrainMethod]] = {}
@@ -97,7 +98,9 @@ class PretrainMethod(ABC):
         Nested configs (``sscl``'s stages, ``simsiam``'s augmentations) take a nested dict or
         dotted keys: ``{"core": {"p_band": 0.3}}`` or ``{"core.p_band": 0.3}``.
         """
-        return _build_config(cls.Config, overrides, cls.name)
+        config = _build_config(cls.Config, overrides, cls.name)
+        check_ranges(config, f"method {cls.name!r}")  # steps=0, p_band=2.0: refused before any work
+        return config
 
     @classmethod
     def unavailable_reason(cls, backbone: str, weights: Path | None) -> str | None:
@@ -180,19 +183,64 @@ def register_method(name: str) -> Callable[[M], M]:
     """Class decorator: make a :class:`PretrainMethod` available as ``--method name``."""
 
     def wrap(cls: M) -> M:
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__module__}")
+        _check_registration(name, cls)
         cls.name = name
         if "label" not in vars(cls):
             cls.label = name
         if "role" not in vars(cls):
             cls.role = default_role(cls.evaluated_by)
         if cls.role not in ROLES:
-            raise ValueError(f"method {name!r}: role {cls.role!r} is not one of {', '.join(ROLES)}")
+            raise RegistrationError(f"method {name!r}: role {cls.role!r} is not one of {', '.join(ROLES)}")
         _METHODS[name] = cls
         return cls
 
     return wrap
+
+
+class RegistrationError(BenchError, ValueError):
+    """A method (usually a plugin's) that cannot be registered; one line naming it and why."""
+
+
+def _check_registration(name: str, cls: Any) -> None:
+    """Refuse, in one line, what would misbehave later (issue 35): a name that is not a file name,
+    one equal to another's ignoring case, a label that another method's name or label already is
+    (a plugin labelled "Baseline" would be a second Baseline column), a second baseline, a Config
+    that is not a dataclass, a class that is not a :class:`PretrainMethod`."""
+    where = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)!s}"
+    if not (isinstance(cls, type) and issubclass(cls, PretrainMethod)):
+        raise RegistrationError(
+            f"method {name!r} ({where}) is not a subclass of methods.registry.PretrainMethod; "
+            "derive it from PretrainMethod"
+        )
+    check_name(name, f"method ({where})")
+    others = {n: c for n, c in _METHODS.items() if c is not cls}
+    owner = others.get(name) or others.get(clash(name, {n: n for n in others}) or "")
+    if owner is not None:
+        raise RegistrationError(
+            f"method {name!r} ({where}) is already registered (as {owner.name!r} by "
+            f"{owner.__module__}); names are unique ignoring case: choose another"
+        )
+    label = check_label(vars(cls).get("label", name), f"method {name!r}")
+    taken = {f"the name of method {n!r}": n for n in others} | {
+        f"the label of method {n!r}": c.label for n, c in others.items()
+    }
+    if (who := clash(label, taken)) is not None:
+        raise RegistrationError(
+            f"method {name!r} ({where}): label {label!r} is already {who} (ignoring case); one label, "
+            "one column: set another label"
+        )
+    if getattr(cls, "baseline", False) and (
+        first := next((n for n, c in others.items() if c.baseline), None)
+    ):
+        raise RegistrationError(
+            f"method {name!r} ({where}) sets baseline = True, but {first!r} is the baseline already; "
+            "exactly one method is the baseline (paired differences are taken against it)"
+        )
+    if not (isinstance(cls.Config, type) and dataclasses.is_dataclass(cls.Config)):
+        raise RegistrationError(
+            f"method {name!r} ({where}): Config {cls.Config!r} is not a dataclass; declare it with "
+            "@dataclasses.dataclass (its fields are the method's settings)"
+        )
 
 
 def get_method(name: str) -> type[PretrainMethod]:
@@ -210,8 +258,8 @@ def get_method(name: str) -> type[PretrainMethod]:
 def adopt_plugin(name: str, obj: Any) -> None:
     """Register a ``bench.methods`` entry point's object under the entry point's name, unless its
     own ``@register_method`` did (an entry point naming a module registers through its decorators)."""
-    if isinstance(obj, type) and issubclass(obj, PretrainMethod) and obj not in _METHODS.values():
-        register_method(name)(obj)
+    if isinstance(obj, type) and obj not in _METHODS.values():
+        register_method(name)(obj)  # a class of the wrong base is refused there, in one line
 
 
 def method_labels() -> dict[str, str]:

@@ -106,12 +106,13 @@ def add_label_arg(parser: argparse.ArgumentParser, *, per_method: bool = False) 
 
 def check_label(label: str) -> str:
     """A ``--label`` that names no registered method (its column would merge with that method's)."""
+    from bench.core import names
     from bench.core.errors import BenchError
     from methods.registry import method_labels
 
-    label = label.strip()
-    if not label:
+    if not label.strip():
         raise BenchError("--label expects a non-empty name")
+    label = names.check_label(label, "--label")  # no path separator: labels name files too
     if label.casefold() in {name.casefold() for pair in method_labels().items() for name in pair}:
         raise BenchError(
             f"--label {label!r} is a registered method's name or label: its rows would merge with that "

@@ -64,7 +64,18 @@ def run(args: argparse.Namespace) -> int:
 
     prepare(args)
     if args.source is not None:
-        record = export.cached_record(args.source)
+        import sys
+
+        from bench.harness.pretraining import checked_cache_file
+
+        export.cached_record(args.source)  # its one-line errors for a file with no record
+        record = checked_cache_file(args.source)  # digest (record included) and verdict vs MLflow
+        if record.get("health", "passed") != "passed":
+            print(
+                f"warning: --from {args.source}: UNHEALTHY weights, exported marked as such in the card "
+                f"({str(record['health'])[:160]})",
+                file=sys.stderr,
+            )
         ds = load_dataset(
             args.data, skip_bad=args.skip_bad, progress=args.progress, split_scheme=args.split_scheme
         )

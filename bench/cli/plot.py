@@ -18,7 +18,9 @@ CURVES_PNG, CURVES_PDF = "accuracy_vs_budget.png", "accuracy_vs_budget.pdf"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="AA/OA vs label budget (std bands) and per-class accuracy panels")
+    p = sub.add_parser(  # no abbreviations: `--data DIR` is not `--dataset` (as for `bench table`)
+        "plot", help="AA/OA vs label budget (std bands) and per-class accuracy panels", allow_abbrev=False
+    )
     add_selection_args(p)
     p.add_argument(
         "--out",
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from bench.core.errors import BenchError
     from bench.core.paths import results_dir
-    from bench.report.aggregate import summarise, with_references
+    from bench.report.aggregate import summarise, unhealthy_methods, with_references
     from bench.report.plot import FIGURE_FORMATS, class_figures, curves_figure, save_figure
 
     out = output_file(Path(args.out), args.out, CURVES_PDF) if args.out else results_dir() / CURVES_PNG
@@ -58,10 +60,11 @@ def _run(args: argparse.Namespace) -> int:
             f"the runs hold {len(levels)} pretraining-image levels ({', '.join(map(str, levels))}); "
             "plot one at a time with --pretrain-images N"
         )
-    classes = class_figures(stats)
+    unhealthy = unhealthy_methods(long)  # marked in every figure's legend, as in the tables
+    classes = class_figures(stats, unhealthy)
     paths = {p: out.with_name(f"{out.stem}_classes_{p}{out.suffix}") for p in classes}
     refuse_untraceable(long, [out, *paths.values()], args.allow_dirty)
-    print(f"wrote {save_figure(curves_figure(stats), out)}")
+    print(f"wrote {save_figure(curves_figure(stats, unhealthy), out)}")
     for protocol, fig in classes.items():
         print(f"wrote {save_figure(fig, paths[protocol])}")
     return 0

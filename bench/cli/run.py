@@ -95,6 +95,7 @@ def realised_line(cell: CellResult, unit: str) -> str:
 
 def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     """The cell's table plus its realised counts and timings."""
+    from bench.harness.tracking import UNHEALTHY_MARK
     from bench.protocols.metrics import format_table
     from bench.report.aggregate import method_label
 
@@ -112,10 +113,20 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     capped = capped_range(spec.samples, spec.budget_unit, [(s.realised, s.realised_val) for s in cell.seeds])
     if capped:  # a budget above what a class has: say what was realised, not what was asked
         unit += f" (capped: {capped} realised)"
+    # weights that failed their health gate (--allow-unhealthy): the column is marked, as in `bench table`
+    bad = sorted({s.health for s in cell.seeds if s.health and s.health.startswith("failed:")})
+    if pre is not None and pre.health != "passed":
+        bad = sorted({*bad, str(pre.health)})
+    column = (spec.label or method_label(spec.method)) + (f" {UNHEALTHY_MARK}" if bad else "")
     lines = [
         f"== {spec.protocol} | {spec.samples} {unit} | backbone {spec.backbone} | "
         f"seeds {', '.join(str(s.seed) for s in cell.seeds)}",
-        format_table({spec.label or method_label(spec.method): cell.scores}, class_names),
+        format_table({column: cell.scores}, class_names),
+        *(
+            [f"{UNHEALTHY_MARK} evaluated on weights that failed their health gate ({'; '.join(bad)})"]
+            if bad
+            else []
+        ),
         realised_line(cell, spec.budget_unit),
         f"pretraining: {pretraining}"
         f"; evaluation {sum(s.wall_time_s for s in cell.seeds if not s.skipped):.1f} s"

@@ -217,8 +217,10 @@ def refuse_untraceable(long: pd.DataFrame, outputs: list[Path | None], allow_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "table", help="per-class accuracy tables (mean ± std, corrected paired tests) from finished runs"
+    p = sub.add_parser(  # no abbreviations: `--data DIR` (the other commands' flag) is not `--dataset`
+        "table",
+        help="per-class accuracy tables (mean ± std, corrected paired tests) from finished runs",
+        allow_abbrev=False,
     )
     add_selection_args(p)
     p.add_argument(

@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from datasets import load_dataset
 
     prepare(args)
+    if args.study is not None:  # it names a journal file: refused before any work
+        from bench.core.names import check_name
+
+        check_name(args.study, "--study", any_case=True)
     pairs = list(args.overrides)
     if args.config:
         cfg = load_config(args.config)

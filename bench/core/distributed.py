@@ -231,3 +231,25 @@ def broadcast_(tensors: list[torch.Tensor]) -> None:
     with _guard("the weights broadcast from rank 0"):
         for t in tensors:
             dist.broadcast(t, src=0)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`KeyboardInterrupt` in the main thread, so the code
+    around a run closes it (``KILLED``) instead of dying with it RUNNING: ``torchrun`` ends the other
+    ranks with SIGTERM when one of them dies, and schedulers stop jobs so. Nothing changes off the
+    main thread or where the handler cannot be set; the previous handler is restored on exit."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # not the main thread (a Ray task's worker thread, a test thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

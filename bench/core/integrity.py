@@ -9,7 +9,11 @@ file, moved aside as ``<name>.corrupt-<time>`` and rebuilt by its cache; ``bench
 removes what was moved aside.
 
 A single-file entry keeps its digest in a sidecar ``<name>.digest``; a folder entry (the decoded
-data cache) keeps it in ``<folder>/digest.json``. Both map file names to their digests.
+data cache) keeps it in ``<folder>/digest.json``. Both map file names to their digests. A
+single-file entry may have companions (small text files beside it, e.g. the weights cache's record
+with its health verdict) that the same digest covers: a companion edited by hand, or one copied from
+another entry, makes the whole entry corrupt, so a recorded verdict cannot be changed without the
+change being seen.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -113,12 +117,13 @@ def _read_digest(digest_file: Path) -> dict[str, object] | str:
 def check_files(folder: Path, digest_file: Path, names: Iterable[str] | None = None) -> str | None:
     """Check every file listed in ``digest_file`` (relative to ``folder``); None when all match.
 
-    ``names``: the files the digest must list (a digest copied from another entry lists others).
+    ``names``: the files the digest must list (a digest copied from another entry lists others); it
+    may list more (an entry's companions), and every file it lists is checked.
     """
     recorded = _read_digest(digest_file)
     if isinstance(recorded, str):
         return recorded
-    if names is not None and set(recorded) != set(names):
+    if names is not None and not set(names) <= set(recorded):
         return f"its digest {digest_file.name} is for {sorted(recorded)}, not this entry"
     for name, expected in sorted(recorded.items()):
         path = folder / name
@@ -134,12 +139,26 @@ def check_files(folder: Path, digest_file: Path, names: Iterable[str] | None = N
     return None
 
 
-def check_entry(path: Path) -> str | None:
-    """Why the single-file entry ``path`` cannot be used, or None when it matches its sidecar."""
+def check_entry(path: Path, companions: Iterable[str] = ()) -> str | None:
+    """Why the single-file entry ``path`` cannot be used, or None when it and its ``companions``
+    (file names beside it, written by :func:`atomic_entry`) match its sidecar."""
     if not path.is_file():
         return "missing"
-    problem = check_files(path.parent, sidecar(path), [path.name])
+    problem = check_files(path.parent, sidecar(path), [path.name, *companions])
     return problem.removeprefix(f"{path.name}: ") if problem else None
+
+
+def cover_companions(path: Path, companions: Iterable[str]) -> None:
+    """Extend the digest of the single-file entry ``path`` (already verified) to cover
+    ``companions`` as they are now: for an entry written before its companions were covered, once
+    its caller has confirmed them another way (the weights cache: with the tracking store)."""
+    recorded = _read_digest(sidecar(path))
+    if isinstance(recorded, str) or path.name not in recorded:
+        raise BenchError(f"{path}: {recorded if isinstance(recorded, str) else 'its digest is not for it'}")
+    digests = {**recorded, **{name: file_digest(path.with_name(name)) for name in companions}}
+    atomic_write_text(sidecar(path), json.dumps(digests))
+    for name in companions:
+        _verified.add(_identity(path.with_name(name)))
 
 
 def check_folder(folder: Path) -> str | None:
@@ -156,17 +175,25 @@ def write_folder_digest(folder: Path, names: Iterable[str]) -> None:
 
 
 @contextlib.contextmanager
-def atomic_entry(target: Path) -> Iterator[Path]:
+def atomic_entry(target: Path, companions: Mapping[str, str] | None = None) -> Iterator[Path]:
     """Like :func:`bench.core.atomic.atomic_path`, plus the entry's digest, written before the rename.
 
-    A kill between the two writes leaves a digest without its entry (rebuilt and overwritten next
-    time), never an entry that passes without a digest.
+    ``companions``: ``{file name: text}`` written beside ``target`` (each atomically) before the
+    digest, which covers them too (check with ``check_entry(target, companions)``).
+    A kill between the writes leaves a digest without its entry, or companions without a digest
+    that matches them (rebuilt and overwritten next time), never an entry that passes without one.
     """
     target = Path(target)
+    companions = dict(companions or {})
     with atomic_path(target) as tmp:
         yield tmp
-        atomic_write_text(sidecar(target), json.dumps({target.name: file_digest(tmp)}))
-    _verified.add(_identity(target))
+        digests = {target.name: file_digest(tmp)}
+        for name, text in sorted(companions.items()):
+            atomic_write_text(target.with_name(name), text)
+            digests[name] = file_digest(target.with_name(name))
+        atomic_write_text(sidecar(target), json.dumps(digests))
+    for name in [target.name, *companions]:
+        _verified.add(_identity(target.with_name(name)))
 
 
 def _now_tag() -> str:
@@ -174,13 +201,16 @@ def _now_tag() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}-{next(_moved)}"
 
 
-def move_aside(path: Path, problem: str, what: str = "cache entry") -> Path | None:
-    """Report ``path`` in one line and move it (and its sidecar) to ``<name>.corrupt-<time>``.
+def move_aside(
+    path: Path, problem: str, what: str = "cache entry", companions: Iterable[str] = ()
+) -> Path | None:
+    """Report ``path`` in one line and move it (its sidecar and companions) to ``<name>.corrupt-<time>``.
 
     Returns where it went, or None when another process moved it first. Raises :class:`BenchError`
     when it cannot be moved (a read-only ``BENCH_HOME``): a bad entry must not be used.
     """
-    aside = path.with_name(f"{path.name}{CORRUPT_TAG}{_now_tag()}")
+    tag = f"{CORRUPT_TAG}{_now_tag()}"
+    aside = path.with_name(f"{path.name}{tag}")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
@@ -192,18 +222,23 @@ def move_aside(path: Path, problem: str, what: str = "cache entry") -> Path | No
         ) from err
     with contextlib.suppress(OSError):
         os.rename(sidecar(path), sidecar(aside))
+    for name in companions:
+        with contextlib.suppress(OSError):
+            os.rename(path.with_name(name), path.with_name(f"{name}{tag}"))
     print(f"warning: {what} {path}: {problem}; moved aside to {aside.name}, rebuilding", file=sys.stderr)
     return aside
 
 
-def usable_entry(path: Path, what: str = "cache entry") -> bool:
-    """True when the single-file entry exists and matches its digest; a bad one is moved aside."""
+def usable_entry(path: Path, what: str = "cache entry", companions: Iterable[str] = ()) -> bool:
+    """True when the single-file entry exists and matches its digest (``companions`` included); a
+    bad one is moved aside."""
     if not path.exists():
         return False
-    problem = check_entry(path)
+    companions = tuple(companions)
+    problem = check_entry(path, companions)
     if problem is None:
         return True
-    move_aside(path, problem, what)
+    move_aside(path, problem, what, companions)
     return False
 
 

@@ -149,3 +149,117 @@ def cast_settings(config_cls: type, values: dict[str, Any], owner: str, prefix: 
         key: cast_setting(value, hints.get(key, Any), f"{prefix}{key}", owner)
         for key, value in values.items()
     }
+
+
+#: Ranges by field name, for every config (methods', protocols', plugins'), checked once the config
+#: is built and before any work (issue 35: ``linear.max_iter=0`` recorded chance-level AA as
+#: complete, ``finetune.steps=0`` failed inside the loop). A field's own
+#: ``metadata={"range": (low, high)}`` (None: unbounded) takes precedence over these rules.
+#: Counts of things that must happen at least once (steps, iterations, sizes, intervals):
+AT_LEAST_ONE = frozenset(
+    {
+        "steps",
+        "batch_size",
+        "crop",
+        "max_iter",
+        "eval_every",
+        "log_every",
+        "trees",
+        "max_depth",
+        "epochs",
+        "proj_dim",
+        "pred_hidden",
+        "head_hidden",
+        "stats_patches",
+    }
+)
+AT_LEAST_ONE_SUFFIXES = ("_every", "_iter", "_batch_size")
+#: Counts that may be zero (a stage skipped: ``probe_steps=0`` fine-tunes without a linear probe).
+AT_LEAST_ZERO_SUFFIXES = ("_steps", "_epochs", "_boxes")
+#: Probabilities and fractions: names ``p_*``, ``*_p``, ``*_prob``, ``*_fraction``, ``*_frac``, and
+#: these (``warmup``: the fraction of steps spent warming up; ``scale``: a crop's area fraction).
+UNIT_INTERVAL = frozenset({"warmup", "scale"})
+#: Weight decay above 1 shrinks the weights to zero in a step or two: a run that learns nothing.
+WEIGHT_DECAY_MAX = 1.0
+
+
+def setting_range(name: str, hint: Any, metadata: Any = None) -> tuple[float | None, float | None] | None:
+    """``(low, high)`` a setting must lie in (inclusive; None: unbounded), or None when unchecked."""
+    if metadata and "range" in metadata:
+        low, high = metadata["range"]
+        return low, high
+    if name in AT_LEAST_ONE or name.endswith(AT_LEAST_ONE_SUFFIXES):
+        return 1, None
+    if name.endswith(AT_LEAST_ZERO_SUFFIXES):
+        return 0, None
+    is_probability = name.startswith("p_") or name.endswith(("_p", "_prob", "_fraction", "_frac"))
+    if is_probability or name in UNIT_INTERVAL:
+        return 0.0, 1.0
+    if name == "weight_decay" or name.endswith("_weight_decay"):
+        return 0.0, WEIGHT_DECAY_MAX
+    if name == "lr" or name.endswith(("_lr", "_std", "_factor", "_sigma")):
+        return 0.0, None
+    return None
+
+
+def _numbers(value: Any) -> list[float] | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return [float(value)]
+    if (
+        isinstance(value, tuple | list)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        return [float(v) for v in value]
+    return None
+
+
+def check_ranges(config: Any, owner: str, prefix: str = "") -> None:
+    """Every numeric setting of the dataclass ``config`` (nested ones too) is finite and in its range
+    (:func:`setting_range`), and a ``(low, high)`` pair is ordered; else :class:`SettingError`
+    naming the setting, its owner and what it expects."""
+    import math
+
+    hints = field_types(type(config))
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_ranges(value, owner, f"{key}.")
+            continue
+        numbers = _numbers(value)
+        if numbers is None:
+            continue
+        if not all(math.isfinite(v) for v in numbers):
+            raise SettingError(f"setting {key!r} of {owner} expects a finite number, got {value!r}")
+        bounds = setting_range(f.name, hints.get(f.name), f.metadata)
+        if bounds is not None:
+            low, high = bounds
+            if any((low is not None and v < low) or (high is not None and v > high) for v in numbers):
+                expects = (
+                    f">= {low:g}"
+                    if high is None
+                    else f"<= {high:g}"
+                    if low is None
+                    else f"in [{low:g}, {high:g}]"
+                )
+                raise SettingError(f"setting {key!r} of {owner} expects a value {expects}, got {value!r}")
+        if isinstance(value, tuple | list) and len(numbers) == 2 and numbers[0] > numbers[1]:
+            raise SettingError(
+                f"setting {key!r} of {owner} expects (low, high) with low <= high, got {value!r}"
+            )
+
+
+def check_crop(config: Any, size: int, owner: str, where: str, prefix: str = "") -> None:
+    """A ``crop`` setting (nested ones too) no larger than the patches it is cut from (``size`` px,
+    the smaller side of ``where``'s patches): known only once the data is, still before any work."""
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_crop(value, size, owner, where, f"{key}.")
+        elif f.name == "crop" and isinstance(value, int) and value > size:
+            raise SettingError(
+                f"setting {key!r} of {owner} is {value} px, larger than the {size} px patches of {where}; "
+                f"set {key}<={size}"
+            )

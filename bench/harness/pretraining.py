@@ -16,6 +16,12 @@ stops with the same line at once (no silent retraining, no retry with another se
 weights are used, and :func:`health_of` tells the runner to tag every seed run that uses them.
 A pretraining run is FINISHED only once its weights are safely in the cache; a failed save, or
 any error before it, leaves it FAILED.
+
+The verdict cannot be forged by editing a file: the record beside an entry (``<entry>.json``: the
+verdict, its figures and the MLflow run that judged it) is covered by the entry's digest, and a
+record is also checked against the pretraining runs the tracking store holds for its key (when the
+store exists and holds any). An entry whose record fails either check is reported in one line
+naming the file, moved aside and rebuilt like any corrupt entry (:mod:`bench.core.integrity`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -34,12 +41,13 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from bench.core.atomic import atomic_write_text
-from bench.core.distributed import barrier, broadcast_flag, is_main
+from bench.core.distributed import barrier, broadcast_flag, is_main, terminate_as_interrupt
 from bench.core.errors import BenchError
-from bench.core.integrity import atomic_entry, move_aside, usable_entry
+from bench.core.integrity import atomic_entry, check_entry, cover_companions, move_aside
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
+from bench.core.settings import check_crop
+from bench.harness import tracking
 from bench.harness.export import log_pretrained
 from bench.harness.tracking import close_dead_runs, process_tags, retrying
 from bench.models.backbones import SegBackbone, build_backbone
@@ -47,7 +55,7 @@ from methods import PretrainContext, PretrainMethod, get_method
 from methods.health import Verdict, judge
 
 #: The MLflow tag of a pretraining run, and of every seed run evaluated on its weights.
-HEALTH_TAG = "bench.pretrain_health"
+HEALTH_TAG = tracking.HEALTH_TAG
 
 
 class UnhealthyPretraining(BenchError):
@@ -210,7 +218,10 @@ def _follow_rank0(
     """A ``torchrun`` rank other than 0: load what rank 0 found in the cache, or train alongside it
     (same steps, its share of each batch) and write nothing; rank 0 writes the cache and the run."""
     if broadcast_flag(False):  # rank 0 found the weights cached (or unhealthy ones, allowed)
-        if not (_load_cached(model, path) or _load_cached(model, unhealthy_entry(path))):
+        if not (
+            _load_cached(model, path, follower=True)
+            or _load_cached(model, unhealthy_entry(path), follower=True)
+        ):
             raise BenchError(f"{path}: rank 0 found these weights cached, this rank cannot load them")
         return model.to(device), PretrainRecord(cached=True, seconds=0.0, **record)
     start = time.perf_counter()
@@ -234,26 +245,146 @@ def unhealthy_entry(path: Path) -> Path:
     return path.with_name(f"{path.stem}.unhealthy.pt")
 
 
-def _recorded_health(path: Path) -> str | None:
-    """The health tag written beside a cache entry, or None when there is none (yet)."""
-    try:
-        health = json.loads(path.with_suffix(".json").read_text()).get("health")
-    except (OSError, ValueError, AttributeError):
+def _companions(path: Path) -> tuple[str, ...]:
+    """The files the digest of a weights entry covers besides it: its record (``<stem>.json``)."""
+    return (path.with_suffix(".json").name,)
+
+
+#: Records already checked against the tracking store in this process (path, record's mtime).
+_CROSS_CHECKED: set[tuple[str, int]] = set()
+
+
+def _store_verdicts(key: str) -> list[Any]:
+    """The pretraining runs of weights ``key`` that recorded a health verdict, newest first; none
+    when the local store does not exist (a check must not create a store just to look)."""
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    client, exp_id = tracking.setup_tracking()
+    runs = client.search_runs(
+        [exp_id],
+        f"tags.`bench.kind` = 'pretrain' and tags.`bench.pretrain_key` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [run for run in runs if HEALTH_TAG in run.data.tags]
+
+
+def _agrees(run: Any, record: dict[str, Any]) -> bool:
+    """The run recorded the record's verdict and (to 1e-9) the last value of each of its figures."""
+    if run.data.tags.get(HEALTH_TAG) != record.get("health"):
+        return False
+    figures = record.get("health_figures") or {}
+    if not isinstance(figures, dict):
+        return False
+    for figure, value in figures.items():
+        logged = run.data.metrics.get(f"pretrain.{record.get('method')}/{figure}")
+        if logged is None or not isinstance(value, int | float):
+            return False
+        if not math.isclose(float(logged), float(value), rel_tol=1e-9, abs_tol=1e-12):
+            return False
+    return True
+
+
+def health_disagreement(record: dict[str, Any]) -> str | None:
+    """Why a weights record's health verdict is not what the tracking store recorded for its
+    pretraining run, or None when it agrees (or the store has no run of its key that judged one).
+
+    The record names the run that judged it (``run_id``); a record without one, or whose run is not
+    in this store, must agree with one of the key's runs."""
+    health = record.get("health")
+    if not isinstance(health, str):
+        return "its record holds no health verdict"
+    runs = _store_verdicts(str(record.get("key")))
+    own = [run for run in runs if run.info.run_id == record.get("run_id")]
+    candidates = own or runs
+    if not candidates or any(_agrees(run, record) for run in candidates):
         return None
+    run = candidates[0]
+    return (
+        f"its health verdict {health[:60]!r} disagrees with pretraining run {run.info.run_id} in "
+        f"{tracking.tracking_uri()} ({run.data.tags[HEALTH_TAG][:70]!r}): edited or copied from other weights"
+    )
+
+
+def _record_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The entry's record, or why the entry (with its record) cannot be trusted.
+
+    An entry written before its digest covered its record (the weights themselves match) is kept
+    when the tracking store confirms its record's verdict, and its digest then covers the record;
+    without that confirmation it is refused like any other (and retrained)."""
+    problem = check_entry(path, _companions(path))
+    legacy = problem is not None and problem.endswith("not this entry") and check_entry(path) is None
+    if problem is not None and not legacy:
+        return None, problem
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError) as err:
+        return None, f"its record is unreadable ({type(err).__name__})"
+    if not isinstance(record, dict):
+        return None, "its record is malformed"
+    if legacy:
+        if not any(_agrees(run, record) for run in _store_verdicts(str(record.get("key")))):
+            return None, f"{problem}: its record is not covered and the tracking store does not confirm it"
+        cover_companions(path, _companions(path))
+    stamp = (str(path), path.with_suffix(".json").stat().st_mtime_ns)
+    if stamp not in _CROSS_CHECKED:
+        disagreement = health_disagreement(record)
+        if disagreement is not None:
+            return None, disagreement
+        _CROSS_CHECKED.add(stamp)
+    return record, None
+
+
+def _verified_record(path: Path) -> dict[str, Any] | None:
+    """The record of a weights entry whose digest (record included) holds and whose verdict agrees
+    with the tracking store; None when there is no entry, or (reported, moved aside) a bad one."""
+    if not path.exists():
+        return None
+    record, problem = _record_problem(path)
+    if problem is not None:
+        move_aside(path, problem, "pretrained weights", _companions(path))
+        return None
+    return record
+
+
+def checked_cache_file(path: Path) -> dict[str, Any]:
+    """The record of the weights cache file ``path`` (``bench export --from``), after the same checks
+    a cache hit passes: its digest, its record's and the verdict's agreement with the tracking
+    store; a one-line :class:`BenchError` naming the file otherwise (nothing is moved: the user
+    named the file). Unhealthy weights are returned, their record's ``health`` saying so."""
+    if not path.is_file():
+        raise BenchError(f"--from {path}: no such file")
+    record, problem = _record_problem(path)
+    if problem is not None:
+        raise BenchError(f"--from {path}: {problem}; not exported (`bench cache verify` checks the cache)")
+    assert record is not None
+    return {**record, "path": str(path)}
+
+
+def _recorded_health(path: Path) -> str | None:
+    """The health tag of a verified cache entry, or None when there is none (or it was moved aside)."""
+    record = _verified_record(path)
+    health = record.get("health") if record is not None else None
     return health if isinstance(health, str) else None
 
 
 def _load_good(model: SegBackbone, path: Path, gated: bool) -> bool:
-    """Load a good cache entry: one that loads and, for a gated method, passed its gate (an entry
-    written before the gate existed has no verdict and is trained again)."""
-    if gated and _recorded_health(path) != "passed" and path.exists():
+    """Load a good cache entry: one whose digest and record hold and, for a gated method, that passed
+    its gate (an entry written before the gate existed has no verdict and is trained again)."""
+    if gated and path.exists() and _recorded_health(path) != "passed":
         return False
     return _load_cached(model, path)
 
 
-def _load_cached(model: SegBackbone, path: Path) -> bool:
-    """Load the verified cache file into ``model``; False (after moving a bad file aside) when unusable."""
-    if not usable_entry(path, "pretrained weights"):
+def _load_cached(model: SegBackbone, path: Path, *, follower: bool = False) -> bool:
+    """Load the verified cache file into ``model``; False (after moving a bad file aside) when unusable.
+
+    ``follower``: a ``torchrun`` rank other than 0, which loads what rank 0 verified (digest only:
+    it neither asks the tracking store nor moves files)."""
+    if follower:
+        if check_entry(path, _companions(path)) is not None:
+            return False
+    elif _verified_record(path) is None:  # digest (record included), verdict vs the store; bad: moved aside
         return False
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -262,7 +393,8 @@ def _load_cached(model: SegBackbone, path: Path) -> bool:
             raise ValueError("parameter names or shapes differ from the backbone")
         model.load_state_dict(state)
     except Exception as err:  # a file that matches its digest but does not load: written wrong
-        move_aside(path, f"does not load ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+        why = f"does not load ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+        move_aside(path, why, "pretrained weights", _companions(path))
         return False
     return True
 
@@ -300,6 +432,10 @@ def load_or_pretrain(
     if runner.needs_data:
         images, fingerprint = pretraining_images(ds, spec.pretrain_data, spec.transductive)
     labels = pretraining_labels(ds, spec.pretrain_data, spec.transductive) if runner.needs_labels else None
+    if images is not None and np.ndim(images) == 4:  # crop=1000 on 32 px patches: refused before work
+        check_crop(
+            runner.config, int(min(np.shape(images)[-2:])), f"method {method!r}", "the pretraining pool"
+        )
     key = spec.cache_key(model.spec, fingerprint)
     path = bench_home() / "weights" / f"{method}-{backbone}-{key}.pt"
     record: dict[str, Any] = {
@@ -327,7 +463,8 @@ def load_or_pretrain(
     if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
         return found
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    # terminate_as_interrupt: a SIGTERM (torchrun ending a rank whose peer died) ends the run KILLED
+    with FileLock(str(path) + ".lock"), terminate_as_interrupt():
         if not force and _load_good(model, path, gated):  # another worker trained it meanwhile
             return _cached(model, device, record, "passed")
         if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
@@ -375,10 +512,18 @@ def load_or_pretrain(
             if runner.needs_data and verdict.passed:  # trained, healthy: one weights artifact
                 log_pretrained(model, record, ds, version=runner.version)
             entry = path if verdict.passed else unhealthy_entry(path)
-            with atomic_entry(entry) as tmp:
+            run = mlflow.active_run()
+            sidecar = {
+                **record,
+                "path": str(entry),
+                "seconds": seconds,
+                "health": verdict.tag,
+                "health_figures": dict(verdict.figures),
+                "run_id": run.info.run_id if run is not None else None,
+            }
+            # the record (verdict, figures, run) is inside the entry's digest: it cannot be edited apart
+            with atomic_entry(entry, {entry.with_suffix(".json").name: canonical_json(sidecar)}) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-            sidecar = {**record, "path": str(entry), "seconds": seconds, "health": verdict.tag}
-            atomic_write_text(entry.with_suffix(".json"), canonical_json(sidecar))
             status = "FINISHED" if verdict.passed else "FAILED"  # weights safely in the cache
         except KeyboardInterrupt:
             status = "KILLED"

@@ -35,7 +35,7 @@ from bench.core.errors import BenchError
 from bench.core.paths import bench_home
 from bench.core.progress import Progress, progress_of
 from bench.core.provenance import code_digest, code_version, stable_hash
-from bench.core.settings import cast_settings, flat_settings
+from bench.core.settings import cast_settings, check_crop, check_ranges, flat_settings
 from bench.harness import tracking
 from bench.harness.claims import ClaimStore
 from bench.harness.pretraining import (
@@ -81,7 +81,16 @@ def config_with(cls: type, overrides: Mapping[str, Any]) -> Any:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise BenchError(f"{cls.__name__} has no setting(s) {unknown}; known: {sorted(known)}")
-    return cls(**cast_settings(cls, dict(overrides), cls.__name__))
+    config = cls(**cast_settings(cls, dict(overrides), cls.__name__))
+    check_ranges(config, cls.__name__)  # max_iter=0 would record chance-level AA as complete
+    return config
+
+
+def check_crops(spec: CellSpec, ds: Any) -> None:
+    """The protocol's ``crop`` fits the labelled patches (and, for the pretraining pool, the method's
+    is checked where the pool is read): a one-line :class:`SettingError` before any work."""
+    size = int(min(ds.labelled.images.shape[-2:]))
+    check_crop(spec.protocol_config(), size, f"protocol {spec.evaluator!r}", "the labelled set")
 
 
 @dataclass(frozen=True)
@@ -266,6 +275,8 @@ class SeedResult:
     skipped: bool
     confusion: np.ndarray | None = None
     realised_val: dict[str, int] = field(default_factory=dict)
+    #: The weights' health tag (``passed`` or ``failed: <line>``), None when not recorded.
+    health: str | None = None
 
 
 @dataclass
@@ -326,7 +337,11 @@ def _from_mlflow(run_id: str, seed: int, key: str, class_names: Sequence[str]) -
     realised_val = {n: int(m.get(f"realised_val.{tracking.metric_name(n)}", 0)) for n in class_names}
     scores = Scores(per_class, m["AA"], m["OA"])
     wall = m.get("wall_time_s", 0.0)
-    return SeedResult(seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val)
+    client, _ = tracking.setup_tracking()
+    health = client.get_run(run_id).data.tags.get(HEALTH_TAG)
+    return SeedResult(
+        seed, key, run_id, scores, realised, wall, skipped=True, realised_val=realised_val, health=health
+    )
 
 
 def _stop_if_unhealthy(run_id: str) -> None:
@@ -430,6 +445,7 @@ def run_seed(
         if not spec.allow_unhealthy:
             _stop_if_unhealthy(done)
         return _from_mlflow(done, seed, key, ds.classes.names)
+    check_crops(spec, ds)
     if backbone is None and not spec.is_reference:
         backbone, _ = pretrain(spec.for_seed(seed), ds, device, progress=progress)
     tags, params = _records(spec, ds, seed)
@@ -455,7 +471,7 @@ def run_seed(
             backbone, ds, budget, spec.protocol_config(), seed=seed, device=device, progress=progress
         )
     except BaseException:
-        tracking.fail_run(run_id)
+        tracking.fail_run(run_id, parent_id=parent_run_id)  # the cell is not FINISHED either
         raise
     wall = time.perf_counter() - start
     scores = Scores.from_confusion(confusion)
@@ -491,6 +507,7 @@ def run_seed(
         skipped=False,
         confusion=confusion,
         realised_val=budget.realised_val,
+        health=health,
     )
 
 
@@ -512,6 +529,7 @@ def run_cell(
     waited for (every ``poll_s``) and read back when it completes, or taken over if its owner dies.
     """
     start = time.perf_counter()
+    check_crops(spec, ds)
     tags, params = _records(spec, ds)
     parent = tracking.cell_run(tags["bench.cell_key"], tags, params, _run_name(spec), ds)
     result = CellResult(spec, tags["bench.cell_key"], parent)

@@ -43,8 +43,9 @@ import torch
 from bench.core.errors import BenchError, resource_problem
 from bench.core.progress import Progress, progress_of
 from bench.harness import runner, tracking
+from bench.harness.availability import record_unavailable
 from bench.harness.claims import ClaimStore
-from bench.harness.pretraining import PretrainSpec
+from bench.harness.pretraining import PretrainSpec, UnhealthyPretraining
 from bench.harness.runner import CellSpec
 from bench.models.backbones import SegBackbone
 
@@ -143,6 +144,11 @@ class _Weights:
                 self.held[key], _ = runner.pretrain_in_cell(  # nested under the cell, as `run` does
                     seed_spec, self.ds, self.device, progress=self.progress
                 )
+            except UnhealthyPretraining as err:  # stopped by its gate: an n/a column with the reason
+                self.failed[key] = str(err)
+                gate = str(err).partition("; its weights are not used")[0]
+                record_unavailable(key.method, key.backbone, self.ds.fingerprint, f"stopped: {gate}")
+                raise
             except BenchError as err:
                 self.failed[key] = str(err)
                 raise

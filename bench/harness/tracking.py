@@ -59,6 +59,7 @@ from requests.exceptions import Timeout
 
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
+from bench.core.names import check_name
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
 
@@ -256,6 +257,7 @@ def _experiment_id(uri: str, name: str) -> str:
 def setup_tracking(experiment: str | None = None) -> tuple[MlflowClient, str]:
     """Point MLflow (client and fluent API) at the store and experiment; returns (client, experiment id)."""
     uri, name = tracking_uri(), experiment or experiment_name()
+    check_name(name, "MLflow experiment ($BENCH_EXPERIMENT or --experiment)", any_case=True)
     mlflow.set_tracking_uri(uri)
     exp_id = _experiment_id(uri, name)
     retrying(mlflow.set_experiment, experiment_id=exp_id)
@@ -593,12 +595,15 @@ def active_parent(run_id: str) -> Iterator[None]:
 _STARTED_PARAMS: dict[str, dict[str, str]] = {}
 
 
-def fail_run(run_id: str) -> None:
-    """Best effort: mark a run FAILED (the server may be what failed)."""
+def fail_run(run_id: str, parent_id: str | None = None) -> None:
+    """Best effort: mark a run FAILED (the server may be what failed), and its cell's parent run
+    ``parent_id`` too: a cell with a failed seed is not FINISHED (it becomes so again once every
+    seed tried is complete, :func:`refresh_parent_status`)."""
     _STARTED_PARAMS.pop(run_id, None)
     client, _ = setup_tracking()
-    with contextlib.suppress(Exception), patience(0.0):
-        client.set_terminated(run_id, "FAILED")
+    for failed in filter(None, (run_id, parent_id)):
+        with contextlib.suppress(Exception), patience(0.0):
+            client.set_terminated(failed, "FAILED")
 
 
 def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
@@ -683,6 +688,11 @@ def record_seed(
     return run_id
 
 
+#: The health tag of seed runs (``bench.harness.pretraining.HEALTH_TAG``), also set on a cell's
+#: parent: ``passed`` or ``failed (n of N seeds): <reasons>``; and the tables' mark for it.
+HEALTH_TAG = "bench.pretrain_health"
+UNHEALTHY_MARK = "‡"
+
 #: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
 CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")
 #: The seed runs' health tag (``bench.harness.pretraining.HEALTH_TAG``, which imports this module):
@@ -728,18 +738,23 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         if not np.isnan(std):
             aggregated[f"{name}_std"] = std
     now, step = _now_ms(), len(runs)
-    client.log_batch(parent_id, metrics=[Metric(k, v, now, step) for k, v in aggregated.items()])
+    # seeds on weights that failed their health gate (--allow-unhealthy): the parent says so too
+    bad = sorted({h for r in runs if (h := r.data.tags.get(HEALTH_TAG, "")).startswith("failed:")})
+    n_bad = sum(r.data.tags.get(HEALTH_TAG, "").startswith("failed:") for r in runs)
+    health = f"failed ({n_bad} of {len(runs)} seeds): {'; '.join(bad)}"[:5000] if bad else "passed"
+    client.log_batch(
+        parent_id,
+        metrics=[Metric(k, v, now, step) for k, v in aggregated.items()],
+        tags=[RunTag(HEALTH_TAG, health)],
+    )
     tags = runs[0].data.tags
 
     def tag(name: str) -> str:
         return tags.get(f"bench.{name}", "")
 
-    label = tag("label") or tag("method")
-    failed = sorted({h for r in runs if (h := r.data.tags.get(HEALTH_TAG, "")).startswith("failed")})
-    n_failed = sum(r.data.tags.get(HEALTH_TAG, "").startswith("failed") for r in runs)
-    if failed or any(HEALTH_TAG in r.data.tags for r in runs):
-        client.set_tag(parent_id, HEALTH_TAG, failed[0] if failed else "passed")
-    parent = client.get_run(parent_id).info
+    label = (tag("label") or tag("method")) + (f" {UNHEALTHY_MARK}" if bad else "")
+    failed, n_failed = bad, n_bad
+    parent = client.get_run(parent_id).info  # the cell lasts as long as its seeds (not its creation)
     ends = [r.info.end_time for r in runs if r.info.end_time]
     if parent.status != "RUNNING" and ends and max(ends) > (parent.end_time or 0):
         client.set_terminated(parent_id, parent.status, end_time=max(ends))
@@ -757,6 +772,11 @@ def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:
         *(f"| {name} | {format_cell(vals) if vals else 'n/a'} |" for name, vals in rows),
         "",
         f"{STD_NOTE}; n = {len(runs)}",
+        *(
+            [f"{UNHEALTHY_MARK} {n_bad} of {len(runs)} seeds on weights that failed their health gate"]
+            if bad
+            else []
+        ),
     ]
     if failed:
         lines += [

@@ -42,6 +42,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from bench.core.atomic import atomic_write_text
 from bench.core.errors import BenchError, NonFiniteLossError
+from bench.core.names import check_name
 from bench.core.paths import bench_home
 from bench.core.provenance import code_version, stable_hash
 from bench.harness import runner, tracking
@@ -109,6 +110,7 @@ def validation_aa(spec: CellSpec, seeds: range, ds: Any, device: torch.device) -
 
 def storage_for(url: str | None, study: str) -> optuna.storages.BaseStorage | str:
     """An RDB URL as given; otherwise a journal file (``url`` as its path, or the default one)."""
+    check_name(study, "tune study", any_case=True)  # it names the journal file and is stored with results
     if url and "://" in url:
         return url
     path = Path(url) if url else bench_home() / "optuna" / f"{study}.journal"

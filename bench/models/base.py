@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
+from bench.core.errors import BenchError
+from bench.core.names import check_name, clash
+
 #: Architecture revision, part of every :class:`BackboneSpec` and so of the pretrained-weights cache
 #: key: bump it whenever the layers change in a way the other spec fields do not show.
 #: 2: stride-2 stem, fusion at half resolution, features upsampled at the end (issue 12).
@@ -34,14 +37,28 @@ ARCH_VERSION = 2
 _BACKBONES: dict[str, tuple[Callable[..., SegBackbone], str]] = {}
 
 
+class BackboneRegistrationError(BenchError, ValueError):
+    """A backbone (usually a plugin's) that cannot be registered; one line naming it and why."""
+
+
 def register_backbone(
     name: str, description: str
 ) -> Callable[[Callable[..., SegBackbone]], Callable[..., SegBackbone]]:
     """Register a backbone factory ``(in_chans) -> SegBackbone`` under ``name``."""
 
     def wrap(fn: Callable[..., SegBackbone]) -> Callable[..., SegBackbone]:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
+        where = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)!s}"
+        check_name(name, f"backbone ({where})")
+        same = clash(name, {n: n for n in _BACKBONES})
+        if same is not None:
+            raise BackboneRegistrationError(
+                f"backbone {name!r} ({where}) is already registered (as {same!r}); names are unique "
+                "ignoring case: choose another"
+            )
+        if not callable(fn):
+            raise BackboneRegistrationError(
+                f"backbone {name!r} ({where}) is not a factory (in_chans) -> SegBackbone"
+            )
         _BACKBONES[name] = (fn, description)
         return fn
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
-from bench.core.names import match_name
+from bench.core.names import check_name, clash, match_name
 from bench.core.plugins import load_plugins
 from bench.protocols.validation import Predict, confusion_on_split, validation_confusion
 
@@ -91,12 +91,25 @@ class EvalProtocol(ABC):
         return confusion_on_split(predict, ds.test.images, ds.test.labels, k, device, progress=progress)
 
 
+class RegistrationError(BenchError, ValueError):
+    """A protocol (usually a plugin's) that cannot be registered; one line naming it and why."""
+
+
 def register_protocol(name: str) -> Callable[[P], P]:
     """Class decorator: make an :class:`EvalProtocol` available as ``--protocol name``."""
 
     def wrap(cls: P) -> P:
-        if name in _PROTOCOLS and _PROTOCOLS[name] is not cls:
-            raise ValueError(f"protocol {name!r} is already registered by {_PROTOCOLS[name].__module__}")
+        where = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)!s}"
+        if not (isinstance(cls, type) and issubclass(cls, EvalProtocol)):
+            raise RegistrationError(f"protocol {name!r} ({where}) is not a subclass of EvalProtocol")
+        check_name(name, f"protocol ({where})")
+        others = {n: c for n, c in _PROTOCOLS.items() if c is not cls}
+        owner = others.get(name) or others.get(clash(name, {n: n for n in others}) or "")
+        if owner is not None:
+            raise RegistrationError(
+                f"protocol {name!r} ({where}) is already registered (as {owner.name!r} by "
+                f"{owner.__module__}); names are unique ignoring case: choose another"
+            )
         cls.name = name
         _PROTOCOLS[name] = cls
         return cls
@@ -115,8 +128,8 @@ def discover() -> None:
 
 def _adopt_plugin(name: str, obj: Any) -> None:
     """Register a ``bench.protocols`` entry point's class unless its decorator did (bench.core.plugins)."""
-    if isinstance(obj, type) and issubclass(obj, EvalProtocol) and obj not in _PROTOCOLS.values():
-        register_protocol(name)(obj)
+    if isinstance(obj, type) and obj not in _PROTOCOLS.values():
+        register_protocol(name)(obj)  # a class of the wrong base is refused there, in one line
 
 
 def get_protocol(name: str) -> EvalProtocol:

@@ -368,3 +368,13 @@ def failed_health(frame: pd.DataFrame) -> pd.Series:
     if "pretrain_health" not in frame.columns:
         return pd.Series(False, index=frame.index)
     return frame["pretrain_health"].fillna("").astype(str).str.startswith(FAILED_HEALTH)
+
+
+def unhealthy_methods(frame: pd.DataFrame) -> dict[str, str]:
+    """``{method: reasons}`` of the methods with seed runs on weights that failed their health gate
+    (``--allow-unhealthy``): what plots and printed tables mark, as the tables do."""
+    bad = frame[failed_health(frame)]
+    return {
+        str(method): "; ".join(sorted(rows["pretrain_health"].astype(str).unique()))
+        for method, rows in bad.groupby("method", sort=True, observed=True)
+    }

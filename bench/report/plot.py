@@ -12,7 +12,7 @@ control) drawn apart from the methods, in grey with their own dashes and markers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from matplotlib.typing import RcKeyType
 from bench.core.atomic import atomic_path
 from bench.core.errors import BenchError
 from bench.report.aggregate import REFERENCE_ROLES, SUMMARY_METRICS, method_infos, method_label, method_order
+from bench.report.table import HEALTH_MARK
 
 _SETTING = ("dataset", "backbone", "budget_unit")
 #: Output formats by file suffix; raster output at :data:`RASTER_DPI`.
@@ -96,8 +97,27 @@ def _budget_axis(ax: Axes, budgets: Sequence[int], fontsize: float | None = None
     ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=fontsize)
 
 
-def curves_figure(stats: pd.DataFrame) -> Figure:
-    """AA (top) and OA (bottom) vs budget, one column per protocol; lines = mean, bands = ± std."""
+#: The legend mark of a method whose weights failed their health gate (the tables' mark).
+UNHEALTHY_MARK = HEALTH_MARK
+UNHEALTHY_NOTE = f"{UNHEALTHY_MARK} evaluated on weights that failed their health gate (--allow-unhealthy)"
+
+
+def _legend_label(method: str, unhealthy: Mapping[str, str]) -> str:
+    return method_label(method) + (f" {UNHEALTHY_MARK}" if method in unhealthy else "")
+
+
+def _unhealthy_note(fig: Figure, unhealthy: Mapping[str, str], fontsize: float) -> None:
+    """The figure's footnote for the marked methods (nothing when every method is healthy)."""
+    if unhealthy:
+        fig.text(0.01, 0.005, UNHEALTHY_NOTE, fontsize=fontsize, ha="left", va="bottom", color="darkred")
+
+
+def curves_figure(stats: pd.DataFrame, unhealthy: Mapping[str, str] | None = None) -> Figure:
+    """AA (top) and OA (bottom) vs budget, one column per protocol; lines = mean, bands = ± std.
+
+    ``unhealthy``: methods evaluated on weights that failed their health gate
+    (:func:`bench.report.aggregate.unhealthy_methods`), marked in the legend and a footnote."""
+    unhealthy = unhealthy or {}
     setting = single_setting(stats)
     protocols = sorted(stats["protocol"].unique())
     methods = method_order(stats["method"])
@@ -138,7 +158,7 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
                         ms=3,
                         lw=1.2,
                         color=style["color"],
-                        label=method_label(method),
+                        label=_legend_label(method, unhealthy),
                     )
                     ax.fill_between(
                         x,
@@ -163,15 +183,17 @@ def curves_figure(stats: pd.DataFrame) -> Figure:
         fig.legend(
             handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False
         )
+        _unhealthy_note(fig, unhealthy, 6)
     return fig
 
 
-def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
+def class_figure(stats: pd.DataFrame, protocol: str, unhealthy: Mapping[str, str] | None = None) -> Figure:
     """Per-class accuracy vs budget under one protocol, one small panel per class, one column wide.
 
     Panels share both axes (0-100 %), lines are methods in the table's order and colours; the
     budget axis is logarithmic when budgets span more than :data:`LOG_SPAN`x.
     """
+    unhealthy = unhealthy or {}
     setting = single_setting(stats)
     classes = stats[(stats["metric"] == "accuracy") & (stats["protocol"] == protocol)]
     if classes.empty:
@@ -212,7 +234,7 @@ def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
                     lw=1,
                     color=style["color"],
                 )
-                shown.setdefault(method_label(method), line)
+                shown.setdefault(_legend_label(method, unhealthy), line)
             ax.set_title(name, fontsize=7, pad=2)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
@@ -227,13 +249,14 @@ def class_figure(stats: pd.DataFrame, protocol: str) -> Figure:
         fig.legend(
             list(shown.values()), list(shown), loc="outside lower center", ncol=3, fontsize=6, frameon=False
         )
+        _unhealthy_note(fig, unhealthy, 5)
     return fig
 
 
-def class_figures(stats: pd.DataFrame) -> dict[str, Figure]:
+def class_figures(stats: pd.DataFrame, unhealthy: Mapping[str, str] | None = None) -> dict[str, Figure]:
     """:func:`class_figure` for every protocol with per-class scores."""
     protocols = sorted(stats.loc[stats["metric"] == "accuracy", "protocol"].unique())
-    return {p: class_figure(stats, p) for p in protocols}
+    return {p: class_figure(stats, p, unhealthy) for p in protocols}
 
 
 def save_figure(fig: Figure, out: Path) -> Path:

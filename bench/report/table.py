@@ -143,6 +143,8 @@ class Table:
         ``columns`` words the family size when one note speaks for tables of different sizes (the
         summary's rows)."""
         if self.comparisons.empty:
+            if self.baseline is not None and self.baseline in self.columns:  # shown, alone with results
+                return "no paired test (no method beside the Baseline has results in this table)"
             return "no paired test (no Baseline in this table)"
         m = self.family_size()
         text = (
@@ -755,13 +757,38 @@ def to_summary(tables: list[Table]) -> str:
 
 def paired_report(long: pd.DataFrame) -> pd.DataFrame:
     """The paired CSV beside the long form: every method, ablation and reference row against the
-    registry's baseline, per table and tested score, with the p-values the tables mark by."""
-    return paired_comparisons(with_references(long), baseline_name(), TABLE_KEYS)
+    registry's baseline, per table and tested score, with the p-values the tables mark by, and
+    each row's ``pretrain_health`` (:func:`with_health`)."""
+    return with_health(paired_comparisons(with_references(long), baseline_name(), TABLE_KEYS), long)
 
 
 def variance_report(long: pd.DataFrame) -> pd.DataFrame:
-    """The variance-by-source CSV beside the long form (AA and OA, every table and method)."""
-    return variance_by_source(with_references(long), TABLE_KEYS, metrics=("AA", "OA"))
+    """The variance-by-source CSV beside the long form (AA and OA, every table and method), with
+    each row's ``pretrain_health`` (:func:`with_health`)."""
+    return with_health(variance_by_source(with_references(long), TABLE_KEYS, metrics=("AA", "OA")), long)
+
+
+def with_health(report: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+    """``report`` (rows keyed by table and ``method``) with a ``pretrain_health`` column: ``passed``,
+    or ``failed (n of N seed runs): <reasons>`` when seed runs of that method in that table used
+    weights that failed their health gate (``--allow-unhealthy``): the CSVs carry the tables' mark."""
+    report = report.copy()
+    if "method" not in report.columns:
+        return report
+    keys = [k for k in TABLE_KEYS if k in report.columns and k in long.columns] + ["method"]
+    marks: dict[tuple[object, ...], str] = {}
+    if not long.empty and "run_id" in long.columns:
+        bad_rows = failed_health(long)
+        for key, runs in long.groupby(keys, sort=False, observed=True):
+            bad = runs[bad_rows.loc[runs.index]]
+            if not bad.empty:
+                reasons = "; ".join(sorted(bad["pretrain_health"].astype(str).unique()))
+                share = f"{bad['run_id'].nunique()} of {runs['run_id'].nunique()} seed runs"
+                marks[key if isinstance(key, tuple) else (key,)] = f"failed ({share}): {reasons}"
+    report["pretrain_health"] = [
+        marks.get(tuple(row), "passed") for row in report[keys].itertuples(index=False, name=None)
+    ]
+    return report
 
 
 def render(tables: list[Table], fmt: str) -> str:
@@ -790,4 +817,5 @@ __all__ = [
     "render",
     "tidy",
     "variance_report",
+    "with_health",
 ]
