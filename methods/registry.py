@@ -309,3 +309,18 @@ def list_methods() -> dict[str, str]:
 
     discover()
     return {name: cls.description for name, cls in sorted(_METHODS.items())}
+
+
+def images_seen(cfg: object) -> int:
+    """Images a pretraining config sees (the compute rule's figure): ``steps x batch_size`` of a
+    one-stage config (a dataclass with both fields, every ``methods.training.TrainConfig``), summed
+    over the stages (nested dataclass fields) of a composite one; 0 for a method that trains
+    nothing (``random``, ``imagenet``). Here, beside the registry, so the harness reads it without
+    importing the training loop."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return 0
+    names = {f.name for f in dataclasses.fields(cfg)}
+    if {"steps", "batch_size"} <= names:
+        stage: Any = cfg
+        return int(stage.steps) * int(stage.batch_size)
+    return sum(images_seen(getattr(cfg, name)) for name in names)

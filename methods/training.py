@@ -19,7 +19,6 @@ UniFeat, two thirds CoRe), and ``scripts/choose_pretrain_schedules.py`` and
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -33,6 +32,7 @@ from bench.core.distributed import average_, broadcast_, world
 from bench.core.errors import BenchError
 from bench.core.loop import run_steps
 from methods.registry import PretrainContext
+from methods.registry import images_seen as images_seen  # the compute rule's figure, re-exported
 
 #: Images seen by every trained method's pretraining, per preset (``bench.harness.presets``).
 #: ``cpu``: 4800 (issue 20: 150 steps of 32 for SimSiam, its candidates' best on validation pixels;
@@ -69,17 +69,6 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: float = 0.05
     log_every: int = 10
-
-
-def images_seen(cfg: object) -> int:
-    """Images a pretraining config sees: ``steps x batch_size`` of a one-stage config, summed over
-    the stages (nested :class:`TrainConfig` fields) of a composite one; 0 for a method that trains
-    nothing (``random``, ``imagenet``)."""
-    if isinstance(cfg, TrainConfig):
-        return cfg.steps * cfg.batch_size
-    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
-        return 0
-    return sum(images_seen(getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
 
 
 class ImageBatches:

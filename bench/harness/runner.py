@@ -52,7 +52,7 @@ from bench.protocols.budget import UNITS, VAL_FRACTION, LabelBudget, draw_budget
 from bench.protocols.metrics import Scores
 from bench.protocols.registry import get_protocol, list_protocols
 from methods import get_method
-from methods.training import images_seen
+from methods.registry import images_seen
 
 #: The deep-model protocols (name -> config class), from the protocol registry.
 PROTOCOLS: dict[str, type] = {name: get_protocol(name).Config for name in list_protocols(reference=False)}

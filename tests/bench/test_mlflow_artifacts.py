@@ -117,7 +117,7 @@ def test_a_cell_parent_spans_its_seeds_and_is_marked_when_they_used_unhealthy_we
     last = _seed(parent, 1, line)
     cell = client.get_run(parent)
     assert cell.info.end_time >= client.get_run(last).info.end_time
-    assert cell.data.tags[HEALTH_TAG] == line and cell.info.status == "FINISHED"
+    assert cell.data.tags[HEALTH_TAG] == f"failed (1 of 2 seeds): {line}" and cell.info.status == "FINISHED"
     table = Path(client.download_artifacts(parent, "cell_table.md", str(tmp_path))).read_text()
     assert "UNHEALTHY: 1 of 2 seeds" in table and "recon_skill 0.01 < 0.05" in table
 

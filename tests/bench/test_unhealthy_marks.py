@@ -5,6 +5,7 @@ column of ``n/a`` with the reason, and the footer does not say the shown Baselin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +32,8 @@ def test_a_gated_method_in_a_sweep_is_an_na_column_with_its_reason(
     assert "CoRe" in header  # the column is kept ...
     aa = next(line for line in out.splitlines() if line.startswith("| AA"))
     assert "n/a" in aa  # ... as n/a
-    assert "stopped: pretraining core seed 0 failed its health gate" in out  # with the reason
+    # with the reason (which of its K = n pretraining seeds the gate stopped first depends on the draw)
+    assert re.search(r"stopped: pretraining core seed \d failed its health gate", out)
     assert "no Baseline in this table" not in out  # the Baseline is shown
 
 
