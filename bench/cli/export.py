@@ -76,10 +76,10 @@ def check_out(out: Path) -> None:
         raise BenchError(_unwritable(out, existing, os.strerror(errno.EACCES)))
 
 
-def _unwritable(out: Path, where: Path | str, why: str) -> str:
+def _unwritable(out: Path, folder: Path, why: str) -> str:
     return (
-        f"--out {out}: cannot write {where} ({why}); make the folder writable or pass --out a folder "
-        "you can write"
+        f"--out {out}: the folder {folder} refuses writes ({why}); make it writable or pass --out a "
+        "folder you can write"
     )
 
 
@@ -89,7 +89,7 @@ def _refused_out(out: Path, err: OSError) -> str | None:
         return None
     where, folder = Path(os.fsdecode(err.filename)).absolute(), out.absolute()
     if where == folder or folder in where.parents or where in folder.parents:
-        return _unwritable(out, where, err.strerror or os.strerror(err.errno))
+        return _unwritable(out, where.parent, err.strerror or os.strerror(err.errno))  # the folder said no
     return None
 
 
