@@ -10,6 +10,8 @@ loads: :mod:`bench.harness.export`.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 from pathlib import Path
 
 from bench.cli.common import (
@@ -54,15 +56,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Errors of a write the folder refused (permissions, a read-only file system).
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder this process can write (or create), checked before any work: a
+    one-line error naming it and what to do (not a traceback, not a line blaming ``BENCH_HOME``)."""
+    from bench.core.errors import BenchError
+
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"is under the file {existing}"
+        raise BenchError(
+            f"--out {out} {where}; it expects a folder (where the export is written): "
+            "pass another --out or move the file away"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchError(_unwritable(out, existing, os.strerror(errno.EACCES)))
+
+
+def _unwritable(out: Path, folder: Path, why: str) -> str:
+    return (
+        f"--out {out}: the folder {folder} refuses writes ({why}); make it writable or pass --out a "
+        "folder you can write"
+    )
+
+
+def _refused_out(out: Path, err: OSError) -> str | None:
+    """The one line for a write into (or the creation of) ``out`` that the folder refused, else None."""
+    if err.errno not in _DENIED or not err.filename:
+        return None
+    where, folder = Path(os.fsdecode(err.filename)).absolute(), out.absolute()
+    if where == folder or folder in where.parents or where in folder.parents:
+        return _unwritable(out, where.parent, err.strerror or os.strerror(err.errno))  # the folder said no
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from bench.core.device import resolve_device
+    from bench.core.errors import BenchError
     from bench.harness import export
     from bench.harness.runner import CellSpec, parse_overrides, pretrain
     from datasets import load_dataset
 
     prepare(args)
+    check_out(args.out)
     if args.source is not None:
         import sys
 
@@ -100,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
         model, pre = pretrain(spec, ds, resolve_device(args.device), progress=args.progress)
         record = dataclasses.asdict(pre)
         print(f"weights: {pre.path} ({'cached' if pre.cached else f'pretrained in {pre.seconds:.0f} s'})")
-    files = export.export_weights(model.cpu(), record, ds, args.out)
+    try:
+        files = export.export_weights(model.cpu(), record, ds, args.out)
+    except OSError as err:  # refused although check_out saw it writable (changed since, ACLs)
+        line = _refused_out(args.out, err)
+        if line is None:
+            raise
+        raise BenchError(line) from err
     for role, path in files.items():
         print(f"{role}: {path}")
     card = export.read_card(files["backbone"])

@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from bench.core.errors import disk_full, enospc, filename_of
@@ -41,6 +41,42 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(targets: Mapping[str, Path], tag: str = "") -> Iterator[dict[str, Path]]:
+    """Yield a temporary path beside each of ``targets`` (by the same keys); all or nothing: only
+    when the block succeeds are they moved into place, in order (put last the file whose presence
+    says the set is complete); any failure removes every temporary and every target already moved.
+
+    ``tag`` starts each temporary's name (``.<tag><target>.<random>.tmp``), so a cleaner of a
+    folder that is not the harness's own can recognise its writer's leftovers and nothing else.
+    """
+    temps: dict[str, Path] = {}
+    moved: list[Path] = []
+    try:
+        for key, target in targets.items():
+            target = Path(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{tag}{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temps[key] = Path(name)
+        yield dict(temps)
+        for key, target in targets.items():
+            os.chmod(temps[key], 0o666 & ~_umask())  # mkstemp makes 0600; the results get the usual mode
+            os.replace(temps[key], target)
+            moved.append(Path(target))
+    except BaseException as err:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        named = filename_of(err)
+        if isinstance(err, Exception) and disk_full(err) and named in (None, *map(str, temps.values())):
+            at = next((targets[k] for k, t in temps.items() if str(t) == named), None)
+            raise enospc(at or Path(next(iter(targets.values()))).parent, err) from err
+        raise
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(target: Path, text: str) -> None:

@@ -267,8 +267,14 @@ def _newest_mtime(path: Path) -> float:
     return newest
 
 
-def stale_temporaries(root: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Temporaries under ``root`` in which nothing changed for ``older_than_s`` (their writer is gone)."""
+def stale_temporaries(
+    root: Path, older_than_s: float = STALE_AFTER_S, *, tag: str = "", recursive: bool = True
+) -> list[Path]:
+    """Temporaries under ``root`` in which nothing changed for ``older_than_s`` (their writer is gone).
+
+    ``tag``: only those whose name starts ``.<tag>`` (one writer's, in a folder others use too);
+    ``recursive=False``: only those directly in ``root`` (a user's output folder is not walked).
+    """
     if not root.is_dir():
         return []
     now = time.time()
@@ -277,9 +283,13 @@ def stale_temporaries(root: Path, older_than_s: float = STALE_AFTER_S) -> list[P
         for name in [*dirnames, *filenames]:
             path = Path(dirpath) / name
             with contextlib.suppress(OSError):
-                if is_temporary(path) and now - _newest_mtime(path) > older_than_s:
+                if (
+                    is_temporary(path)
+                    and name.startswith(f".{tag}")
+                    and now - _newest_mtime(path) > older_than_s
+                ):
                     found.append(path)
-        dirnames[:] = [d for d in dirnames if not is_temporary(Path(d))]
+        dirnames[:] = [d for d in dirnames if recursive and not is_temporary(Path(d))]
     return found
 
 
@@ -291,10 +301,13 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def clean_stale_temporaries(root: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove stale temporaries under ``root``; a read-only tree is left as it is."""
+def clean_stale_temporaries(
+    root: Path, older_than_s: float = STALE_AFTER_S, *, tag: str = "", recursive: bool = True
+) -> list[Path]:
+    """Remove stale temporaries under ``root`` (``tag``, ``recursive``: as :func:`stale_temporaries`
+    picks them); a read-only tree is left as it is."""
     removed = []
-    for path in stale_temporaries(root, older_than_s):
+    for path in stale_temporaries(root, older_than_s, tag=tag, recursive=recursive):
         try:
             remove(path)
         except OSError:

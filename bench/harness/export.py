@@ -41,8 +41,9 @@ from typing import Any
 
 import torch
 
-from bench.core.atomic import atomic_path
+from bench.core.atomic import atomic_paths
 from bench.core.errors import BenchError
+from bench.core.integrity import clean_stale_temporaries
 from bench.core.provenance import code_version, source_digest
 from bench.models import standalone
 from bench.models.backbones import SegBackbone, TimmDenseTrunk, TinyTrunk, build_backbone
@@ -64,6 +65,8 @@ __all__ = [
 
 #: The MLflow artifact folder of a pretraining run's export.
 ARTIFACT_DIR = "export"
+#: What the name of each temporary of an export starts with after its dot (see :func:`write_export`).
+TEMP_TAG = "bench-export."
 #: The name the standalone loader has in an export folder.
 LOADER = "load_backbone.py"
 #: Why some backbones have no timm trunk file (said in the card and by ``bench export``).
@@ -249,11 +252,20 @@ def _holds(timm_name: str, not_trained: list[str], method: str, backbone: str) -
 def write_export(
     model: SegBackbone, card: Mapping[str, Any], out: Path, stem: str, *, timm: bool = True
 ) -> dict[str, Path]:
-    """Write the export's files into ``out`` (each atomically); returns them by role. ``timm``: also
-    the trunk in timm's names (``bench export``; a pretraining run's artifact is the backbone only)."""
+    """Write the export's files into ``out``, all or nothing; returns them by role. ``timm``: also
+    the trunk in timm's names (``bench export``; a pretraining run's artifact is the backbone only).
+
+    Every file is written to a temporary in ``out`` first (named ``.bench-export.*.tmp``) and the
+    set renamed into place only once all are written: a failure (a full disk, a refused write)
+    leaves none of this export's files, never a ``.safetensors`` without its card. Temporaries a
+    killed export left in ``out`` are removed once stale (:data:`bench.core.integrity.STALE_AFTER_S`);
+    only this writer's, and only directly in ``out``, which may be a folder the user keeps other
+    things in.
+    """
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out, tag=TEMP_TAG, recursive=False)
     card = dict(card)
     files = {"backbone": out / f"{stem}.safetensors", "card": out / f"{stem}.json"}
     if card.get("loader", {}).get("file"):
@@ -286,24 +298,22 @@ def write_export(
         }
     card["files"] = {role: path.name for role, path in files.items()}
     text = json.dumps(card, indent=2, sort_keys=True, default=str)
-    with atomic_path(files["backbone"]) as tmp:
+    order = ("backbone", "timm_trunk", "loader", "card")  # the card last: with it, the export is whole
+    with atomic_paths({role: files[role] for role in order if role in files}, tag=TEMP_TAG) as tmp:
         meta = {CARD_KEY: text, ROLE_KEY: BACKBONE, "format": "pt"}
-        save_file(_tensors(model.state_dict()), str(tmp), metadata=meta)
-    if trunk is not None:
-        meta = {
-            CARD_KEY: text,
-            ROLE_KEY: "timm_trunk",
-            "format": "pt",
-            "bench.holds": card["timm_trunk"]["holds"],
-            "bench.not_trained": ",".join(trunk[1]),
-        }
-        with atomic_path(files["timm_trunk"]) as tmp:
-            save_file(trunk[0], str(tmp), metadata=meta)
-    if "loader" in files:
-        with atomic_path(files["loader"]) as tmp:
-            Path(tmp).write_text(Path(standalone.__file__).read_text())
-    with atomic_path(files["card"]) as tmp:
-        Path(tmp).write_text(text + "\n")
+        save_file(_tensors(model.state_dict()), str(tmp["backbone"]), metadata=meta)
+        if trunk is not None:
+            meta = {
+                CARD_KEY: text,
+                ROLE_KEY: "timm_trunk",
+                "format": "pt",
+                "bench.holds": card["timm_trunk"]["holds"],
+                "bench.not_trained": ",".join(trunk[1]),
+            }
+            save_file(trunk[0], str(tmp["timm_trunk"]), metadata=meta)
+        if "loader" in files:
+            tmp["loader"].write_text(Path(standalone.__file__).read_text())
+        tmp["card"].write_text(text + "\n")
     return files
 
 

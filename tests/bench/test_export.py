@@ -3,10 +3,12 @@ identical outputs; the card says what the weights are; pretraining runs log the 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -284,3 +286,104 @@ def test_weights_of_an_export_give_the_cached_weights_linear_aa(
     assert Path(trained.info.artifact_uri.removeprefix("file://")).is_relative_to(
         Path(tracking.tracking_uri().removeprefix("sqlite:///")).parent
     )
+
+
+def _random_export(data_root: Path, out: Path) -> list[str]:
+    return ["export", "--method", "random", "--data", str(data_root), "--out", str(out), "--no-progress"]
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_full_disk_while_writing_the_card_leaves_no_half_export(
+    tiny_data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The card is written last; the disk filling up then leaves no ``.safetensors`` without its
+    ``.json`` (nor the loader), so the one line's "nothing half-written was left" is true."""
+    out = tmp_path / "out"
+    write_text, refused = Path.write_text, []
+
+    def full_disk_on_the_card(self: Path, *args: object, **kwargs: object) -> int:
+        if self.parent == out and ".json." in self.name:  # the card's temporary, not the cache's
+            refused.append(self.name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", full_disk_on_the_card)
+        assert main(_random_export(tiny_data_root, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no space left on the device holding" in err and str(out) in err
+    assert refused and refused[0].startswith(f".{export.TEMP_TAG}")  # the name the cleaner knows
+    assert sorted(p.name for p in out.iterdir()) == []  # no weights, no loader, no temporary
+    assert main(_random_export(tiny_data_root, out)) == 0  # room again: the whole export
+    assert {p.suffix for p in out.iterdir()} == {".safetensors", ".json", ".py"}
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_an_out_that_is_a_file_or_refuses_writes_is_named_in_one_line(
+    tiny_data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out`` a file, under a file, or a folder that refuses writes: one line naming ``--out``
+    (not a traceback, not ``BENCH_HOME``); the first three before any pretraining."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine\n")
+    for out, says in ((afile, "is a file"), (afile / "sub", f"is under the file {afile}")):
+        assert main(_random_export(tiny_data_root, out)) == 2
+        captured = capsys.readouterr()
+        assert captured.err.strip() == (
+            f"error: --out {out} {says}; it expects a folder (where the export is written): "
+            "pass another --out or move the file away"
+        )
+        assert "weights:" not in captured.out and afile.read_text() == "mine\n"
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access  # what a read-only folder looks like to a user who is not root
+    with monkeypatch.context() as m:
+        m.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and access(p, mode, **kw))
+        assert main(_random_export(tiny_data_root, locked / "export")) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"error: --out {locked / 'export'}: the folder {locked} refuses writes (Permission denied); make "
+        "it writable or pass --out a folder you can write"
+    )
+    assert "weights:" not in captured.out and "BENCH_HOME" not in captured.err
+
+    opened = os.open  # a folder that refuses the write itself (os.access said yes)
+
+    def refuse(path: object, *args: object, **kwargs: object) -> int:
+        if str(path).startswith(str(locked)):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return opened(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "open", refuse)
+        assert main(_random_export(tiny_data_root, locked)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: --out {locked}: the folder {locked} refuses writes (Permission denied); make it "
+        "writable or pass --out a folder you can write"
+    )
+    assert "BENCH_HOME" not in err and list(locked.iterdir()) == []
+
+
+def test_an_export_removes_the_stale_temporaries_a_killed_export_left(tmp_path: Path) -> None:
+    """Only an export's own (``.bench-export.*.tmp``), only stale ones, only directly in the folder:
+    ``--out`` may be a folder the user keeps other things in."""
+    from bench.core.integrity import STALE_AFTER_S
+
+    ours = tmp_path / f".{export.TEMP_TAG}t.safetensors.k1ll3d.tmp"
+    fresh = tmp_path / f".{export.TEMP_TAG}u.json.wr1t1ng.tmp"  # another export writing right now
+    theirs = tmp_path / ".notes.txt.x1.tmp"  # another program's
+    deeper = tmp_path / "sub" / f".{export.TEMP_TAG}v.json.x2.tmp"
+    deeper.parent.mkdir()
+    old = time.time() - 2 * STALE_AFTER_S
+    for path in (ours, fresh, theirs, deeper):
+        path.write_bytes(b"0" * 10)
+        if path is not fresh:
+            os.utime(path, (old, old))
+    model = build_backbone("tiny", len(BAND_NAMES))
+    card = export.make_card(model, {**RECORD, "backbone": "tiny"}, DS, version="1", health=None)
+    files = export.write_export(model, card, tmp_path, "t")
+    assert not ours.exists() and fresh.exists() and theirs.exists() and deeper.exists()
+    assert all(path.is_file() for path in files.values())
+    assert sorted(p.name for p in tmp_path.glob(f".{export.TEMP_TAG}*")) == [fresh.name]
