@@ -54,8 +54,19 @@ SAMPLES = 200
 VAL_FRACTION = 0.5
 #: The draw's seed: fixed, so every pretraining run of a dataset is scored on the same pixels.
 DRAW_SEED = 0
+#: The pretraining run's MLflow metrics (fractions), with their column names in listings.
+METRICS = {"usefulness.val_AA": "val AA", "usefulness.init_val_AA": "init val AA", "usefulness.gain": "gain"}
 
-__all__ = ["BELOW_INIT", "USEFULNESS_TAG", "Usefulness", "measure", "usefulness_draw", "validation_aa"]
+__all__ = [
+    "BELOW_INIT",
+    "METRICS",
+    "USEFULNESS_TAG",
+    "Usefulness",
+    "measure",
+    "snapshot",
+    "usefulness_draw",
+    "validation_aa",
+]
 
 
 @dataclass(frozen=True)
@@ -77,11 +88,7 @@ class Usefulness:
 
     def metrics(self) -> dict[str, float]:
         """The MLflow metrics of the pretraining run."""
-        return {
-            "usefulness.val_AA": self.val_aa,
-            "usefulness.init_val_AA": self.init_val_aa,
-            "usefulness.gain": self.gain,
-        }
+        return dict(zip(METRICS, (self.val_aa, self.init_val_aa, self.gain), strict=True))
 
     def record(self) -> dict[str, Any]:
         """The weights record's ``usefulness`` entry."""

@@ -5,9 +5,12 @@ init, and keep it."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -28,6 +31,16 @@ from tests.bench.test_pretraining import Nudge  # noqa: F401 (registers test-nud
 from tests.bench.test_table import _row, assert_rectangular
 
 CPU = torch.device("cpu")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str) -> ModuleType:
+    """A script of ``scripts/`` imported as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _pretrain_run(method: str):
@@ -40,7 +53,7 @@ def _pretrain_run(method: str):
 
 @pytest.mark.usefixtures("mlflow_store")
 def test_a_trained_run_records_its_usefulness_against_its_own_init_and_random_none(
-    tiny_dataset: Dataset,
+    tiny_dataset: Dataset, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = PretrainSpec("test-nudge", "tiny", seed=4, method_overrides=(("lr", 5.0),))
     model, record = load_or_pretrain(spec, tiny_dataset, CPU, progress=False)
@@ -79,6 +92,15 @@ def test_a_trained_run_records_its_usefulness_against_its_own_init_and_random_no
     baseline, _ = load_or_pretrain(PretrainSpec("random", "tiny", seed=4), tiny_dataset, CPU, progress=False)
     assert usefulness_of(baseline) is None
     assert not [k for k in _pretrain_run("random").data.metrics if k.startswith("usefulness.")]
+
+    # scripts/pretrain_health.py lists the figure beside the gate's, "-" where there is none
+    monkeypatch.setattr(sys, "argv", ["pretrain_health.py"])
+    assert _script("pretrain_health").main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| seed | health | val AA | init val AA | gain | seconds | commit |" in lines
+    trained = lines[lines.index("test-nudge") + 4]
+    assert trained.startswith(f"| 4 | passed | {100 * val:.1f} | {100 * init:.1f} | {100 * gain:+.1f} |")
+    assert lines[lines.index("random") + 4].startswith("| 4 | passed | - | - | - |")
 
 
 @pytest.mark.usefixtures("mlflow_store")
