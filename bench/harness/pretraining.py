@@ -257,8 +257,9 @@ def usefulness_of(backbone: SegBackbone | None) -> str | None:
     return None if backbone is None else _USEFULNESS.get(backbone)
 
 
-def _recorded_usefulness(entry: Path) -> Usefulness | None:
-    """The figure in the record of a cache entry that was just verified and loaded."""
+def recorded_usefulness(entry: Path) -> Usefulness | None:
+    """The figure in the record of a weights entry (``PretrainRecord.path``) that was just verified
+    and loaded; None without one (a method that trains nothing, a record from before the figure)."""
     try:
         return Usefulness.from_record(json.loads(entry.with_suffix(".json").read_text()))
     except (OSError, ValueError):
@@ -584,7 +585,7 @@ def _cached(
 ) -> tuple[SegBackbone, PretrainRecord]:
     broadcast_flag(True)  # the other ranks load it too
     _HEALTH[model] = health
-    useful = _recorded_usefulness(Path(record["path"]))
+    useful = recorded_usefulness(Path(record["path"]))
     if useful is not None:
         _USEFULNESS[model] = useful.tag(str(record["method"]), int(record["seed"]))
     return model.to(device), PretrainRecord(cached=True, seconds=0.0, health=health, **record)

@@ -115,9 +115,14 @@ class Usefulness:
         """The :data:`USEFULNESS_TAG` of the seed runs on these weights: :data:`BELOW_INIT` first
         when pretraining lowered the validation AA, the two figures in points either way."""
         where = BELOW_INIT if self.below_init else "not below init:"
+        return f"{where} pretraining {method} seed {seed} {self.line}"
+
+    @property
+    def line(self) -> str:
+        """The two figures and the gain, in AA points."""
         return (
-            f"{where} pretraining {method} seed {seed} validation linear AA {100 * self.val_aa:.1f} vs "
-            f"{100 * self.init_val_aa:.1f} for its own random init ({100 * self.gain:+.1f} points)"
+            f"validation linear AA {100 * self.val_aa:.1f} vs {100 * self.init_val_aa:.1f} for its own "
+            f"random init ({100 * self.gain:+.1f} points)"
         )
 
 

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.cli.run import report
 from bench.harness.pretraining import USEFULNESS_TAG, PretrainSpec, load_or_pretrain, usefulness_of
-from bench.harness.runner import CellSpec, run_seed
+from bench.harness.runner import CellResult, CellSpec, run_seed
 from bench.harness.tracking import setup_tracking
 from bench.harness.usefulness import DRAW_SEED, SAMPLES, VAL_FRACTION, usefulness_draw, validation_aa
 from bench.models.backbones import build_backbone
@@ -105,9 +106,10 @@ def test_a_trained_run_records_its_usefulness_against_its_own_init_and_random_no
 
 @pytest.mark.usefixtures("mlflow_store")
 def test_seed_runs_carry_the_figure_of_their_weights(tiny_dataset: Dataset) -> None:
+    done = {}
     for method in ("test-nudge", "random"):
         spec = CellSpec(method, 20, protocol_overrides={"max_iter": 5})
-        run_seed(spec, 0, tiny_dataset, CPU, progress=False)
+        done[method] = (spec, run_seed(spec, 0, tiny_dataset, CPU, progress=False))
     client, exp_id = setup_tracking()
     seeds = {
         run.data.tags["bench.method"]: run.data.tags
@@ -116,6 +118,15 @@ def test_seed_runs_carry_the_figure_of_their_weights(tiny_dataset: Dataset) -> N
     metrics = _pretrain_run("test-nudge").data.metrics
     assert f"AA {100 * metrics['usefulness.val_AA']:.1f} vs" in seeds["test-nudge"][USEFULNESS_TAG]
     assert USEFULNESS_TAG not in seeds["random"]
+
+    # `bench run` prints the figure under its table, and marks the column when below the init
+    spec, seed = done["test-nudge"]
+    _, record = load_or_pretrain(spec.for_seed(0).pretrain_spec(), tiny_dataset, CPU, progress=False)
+    cell = CellResult(spec, "key", "parent", [seed], record)
+    printed = report(cell, tuple(tiny_dataset.classes.names))
+    val, init = 100 * metrics["usefulness.val_AA"], 100 * metrics["usefulness.init_val_AA"]
+    assert f"usefulness: validation linear AA {val:.1f} vs {init:.1f} for its own random init" in printed
+    assert ("†" in printed) == (val < init)
 
 
 FIGURES = "validation linear AA {} for its own random init ({} points)"
