@@ -26,7 +26,12 @@ Threshold = float | Callable[[Any], float]
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """``figure`` must be at least ``minimum`` (and at most ``maximum``, when given), because ``reason``."""
+    """``figure`` must be at least ``minimum`` (and at most ``maximum``, when given), because ``reason``.
+
+    ``reason`` ends the failed run's line: it names the threshold and says why it sits there (what
+    the figure means at 0 or 1, what a dead run scored), never a range healthy runs scored, which
+    moves whenever the method or its schedule does (results/README.md lists every run's figures).
+    """
 
     figure: str
     reason: str

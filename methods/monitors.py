@@ -60,21 +60,26 @@ def collapse_monitors(z: torch.Tensor) -> dict[str, torch.Tensor | Callable[[], 
     }
 
 
-def collapse_checks(what: str, dim_field: str, min_rank: float) -> tuple[HealthCheck, HealthCheck]:
+def collapse_checks(
+    what: str, dim_field: str, min_rank: float, why_rank: str
+) -> tuple[HealthCheck, HealthCheck]:
     """The health gate of a joint-embedding method (``methods.health``) on the monitors above:
-    effective rank at least ``min_rank`` and std of the normalised outputs at least a quarter of
-    the healthy 1/sqrt(d), with d the config's ``dim_field`` (the projection width)."""
+    effective rank at least ``min_rank`` (``why_rank``: why there, for the method's reason) and
+    std of the normalised outputs at least a quarter of the healthy 1/sqrt(d), with d the config's
+    ``dim_field`` (the projection width)."""
     return (
         HealthCheck(
             "effective_rank",
-            f"the {what} must span more than a few directions: below {COLLAPSED_BELOW_RANK} is "
-            "collapse to about one direction, and a handful is dimensional collapse",
+            f"the {what} must span more than a few directions: below {COLLAPSED_BELOW_RANK:g} they "
+            f"have collapsed to about one, a handful is dimensional collapse; the floor {min_rank:g} "
+            f"{why_rank}",
             minimum=min_rank,
         ),
         HealthCheck(
             "collapse_std",
             f"the std of the L2-normalised {what} is about 1/sqrt(d) when healthy and 0 when every "
-            "input gets the same output (SimSiam, section 4.1); a quarter of 1/sqrt(d) is a collapse",
+            f"input gets the same output (SimSiam, section 4.1); the floor, a quarter of 1/sqrt(d) "
+            f"(d = {dim_field}), is far from both",
             minimum=lambda cfg: 0.25 / math.sqrt(getattr(cfg, dim_field)),
         ),
     )

@@ -64,9 +64,16 @@ class SimSiam(PretrainMethod):
     description = "SimSiam via lightly: two multispectral-safe views, pooled backbone features"
     label = "SimSiam"
     Config = SimSiamConfig
-    #: The projections of one batch of images (rank at most the batch size, 16 on the cpu preset):
-    #: 2, the collapse flag's own threshold (``methods.monitors.COLLAPSED_BELOW_RANK``).
-    health = collapse_checks("image projections", "proj_dim", min_rank=2.0)
+    #: The projections of one batch of images (rank at most the batch size): the rank floor is the
+    #: collapse flag's own threshold (``methods.monitors.COLLAPSED_BELOW_RANK``).
+    health = collapse_checks(
+        "image projections",
+        "proj_dim",
+        min_rank=2.0,
+        why_rank="is the collapse flag's own: one batch of images spans at most the batch size and "
+        "healthy runs reach only a few directions there (results/README.md), so the floor catches "
+        "the collapse to one direction and no more",
+    )
     #: v2: pools the coarse features (backbone v2), not their upsampled copy. v3: health gate,
     #: schedule chosen on validation (batch 32).
     version = "3"

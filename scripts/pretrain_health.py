@@ -4,8 +4,10 @@ Issue 26 asks that every pretraining run behind the committed results pass its g
 figures be shown, not just the verdict: a run that passes by a hair reads differently from one that
 passes by a mile. This prints one markdown table per method: pretraining seed, the
 ``bench.pretrain_health`` tag, each figure the method's gate judges (the last value the run
-logged, as ``pretrain.<method>/<figure>``; thresholds in ``methods/<method>.py``), the wall
-time, and the commit.
+logged, as ``pretrain.<method>/<figure>``; thresholds in ``methods/<method>.py``), the usefulness
+figure beside them (validation linear-probe AA of the weights and of the same seed's random init,
+and the gain, in points; ``-`` for a method that trains nothing or a run recorded before it
+existed: :mod:`bench.harness.usefulness`, no gate), the wall time, and the commit.
 
     MLFLOW_TRACKING_URI=sqlite:///mlflow.db .venv/bin/python scripts/pretrain_health.py [--code-version C]
 
@@ -25,6 +27,7 @@ import mlflow
 
 from bench.harness import tracking
 from bench.harness.pretraining import HEALTH_TAG
+from bench.harness.usefulness import METRICS as USEFULNESS
 from bench.report.table import md_escape
 from methods import get_method
 
@@ -63,13 +66,14 @@ def main() -> int:
             logged = {k for r in by_method[method] for k in r.data.metrics if k.startswith(prefix)}
             figures = sorted({k.split("/", 1)[1] for k in logged} - {"loss", "lr"})
         print(f"\n{method}\n")
-        print(_row(["seed", "health", *figures, "seconds", "commit"]))
-        print("|" + "---|" * (len(figures) + 4))
+        print(_row(["seed", "health", *figures, *USEFULNESS.values(), "seconds", "commit"]))
+        print("|" + "---|" * (len(figures) + len(USEFULNESS) + 4))
         rows = sorted(by_method[method], key=lambda r: int(r.data.tags.get("bench.pretrain_seed", "0")))
         for run in rows:
             metrics = run.data.metrics
             keys = [f"pretrain.{method}/{f}" for f in figures]
             values = [f"{metrics[k]:.3g}" if k in metrics else "-" for k in keys]
+            values += [_points(metrics, k) for k in USEFULNESS]
             cells = [
                 run.data.tags.get("bench.pretrain_seed", "?"),
                 run.data.tags.get(HEALTH_TAG, "not gated"),
@@ -79,6 +83,13 @@ def main() -> int:
             ]
             print(_row(cells))
     return 0
+
+
+def _points(metrics: dict[str, float], key: str) -> str:
+    """A usefulness figure in AA points (the gain signed), ``-`` when the run has none."""
+    if key not in metrics:
+        return "-"
+    return f"{100 * metrics[key]:{'+' if key.endswith('gain') else ''}.1f}"
 
 
 def _row(cells: list[str]) -> str:

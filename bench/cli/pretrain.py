@@ -15,6 +15,7 @@ weights a later ``bench run --preset paper`` reads.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.cli.common import (
     add_data_args,
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.core import distributed
     from bench.harness import runner, tracking
+    from bench.harness.pretraining import recorded_usefulness
     from bench.harness.runner import CellSpec, parse_overrides
     from datasets import load_dataset
 
@@ -89,5 +91,9 @@ def run(args: argparse.Namespace) -> int:
         how = (
             "cached already" if record.cached else f"trained in {record.seconds:.0f} s on {ranks} process(es)"
         )
-        print(f"{args.method}: weights {record.path} ({how}); key {record.key}; health {record.health}")
+        useful = recorded_usefulness(Path(record.path))  # beside the gate (bench.harness.usefulness)
+        figure = f"; usefulness: {useful.line}" if useful is not None else ""
+        print(
+            f"{args.method}: weights {record.path} ({how}); key {record.key}; health {record.health}{figure}"
+        )
     return 0

@@ -108,6 +108,12 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     )
     if pre is not None and pre.health != "passed":  # --allow-unhealthy: say so under the table
         pretraining += f"; UNHEALTHY, evaluated anyway and tagged ({pre.health})"
+    from bench.harness.pretraining import recorded_usefulness
+    from bench.report.table import BELOW_INIT_MARK
+
+    useful = recorded_usefulness(Path(pre.path)) if pre is not None else None
+    if useful is not None:  # beside the gate, never one (bench.harness.usefulness)
+        pretraining += f"; usefulness: {useful.line}"
     from bench.harness.runner import capped_range
 
     capped = capped_range(spec.samples, spec.budget_unit, [(s.realised, s.realised_val) for s in cell.seeds])
@@ -118,6 +124,8 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
     if pre is not None and pre.health != "passed":
         bad = sorted({*bad, str(pre.health)})
     column = (spec.label or method_label(spec.method)) + (f" {UNHEALTHY_MARK}" if bad else "")
+    below = useful is not None and useful.below_init
+    column += f" {BELOW_INIT_MARK}" if below else ""
     lines = [
         f"== {spec.protocol} | {spec.samples} {unit} | backbone {spec.backbone} | "
         f"seeds {', '.join(str(s.seed) for s in cell.seeds)}",
@@ -125,6 +133,11 @@ def report(cell: CellResult, class_names: tuple[str, ...]) -> str:
         *(
             [f"{UNHEALTHY_MARK} evaluated on weights that failed their health gate ({'; '.join(bad)})"]
             if bad
+            else []
+        ),
+        *(
+            [f"{BELOW_INIT_MARK} its weights score below their own random init on validation pixels"]
+            if below
             else []
         ),
         realised_line(cell, spec.budget_unit),

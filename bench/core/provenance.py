@@ -130,6 +130,7 @@ NOT_COMPUTING: dict[str, str] = {
     "bench.harness.claims": "which process computes a seed, not what it computes",
     "bench.harness.export": "writes weights and cards out after training",
     "bench.harness.tracking": "records to MLflow",
+    "bench.harness.usefulness": "a figure beside the health gate, recorded and tagged: no weight or score",
 }
 
 

@@ -14,6 +14,9 @@ its weights go to ``<entry>.unhealthy.pt`` beside the good ones (never read as g
 stops with the same line at once (no silent retraining, no retry with another seed;
 ``--force-pretrain`` trains again). With ``allow_unhealthy`` (``--allow-unhealthy``) the unhealthy
 weights are used, and :func:`health_of` tells the runner to tag every seed run that uses them.
+Beside the gate, never as one, a trained method's run also measures its usefulness (validation
+linear-probe AA against its own random init, :mod:`bench.harness.usefulness`): logged on the run,
+kept in the weights record, and (:func:`usefulness_of`) tagged on every seed run of its weights.
 A pretraining run is FINISHED only once its weights are safely in the cache; a failed save, or
 any error before it, leaves it FAILED.
 
@@ -50,12 +53,15 @@ from bench.core.settings import check_crop
 from bench.harness import tracking
 from bench.harness.export import log_pretrained
 from bench.harness.tracking import close_dead_runs, process_tags, retrying
+from bench.harness.usefulness import Usefulness, measure, snapshot
 from bench.models.backbones import SegBackbone, build_backbone
 from methods import PretrainContext, PretrainMethod, get_method
 from methods.health import Verdict, judge
 
 #: The MLflow tag of a pretraining run, and of every seed run evaluated on its weights.
 HEALTH_TAG = tracking.HEALTH_TAG
+#: The seed runs' tag of the weights' usefulness figure (:mod:`bench.harness.usefulness`).
+USEFULNESS_TAG = tracking.USEFULNESS_TAG
 
 
 class UnhealthyPretraining(BenchError):
@@ -238,6 +244,26 @@ _HEALTH: weakref.WeakKeyDictionary[SegBackbone, str] = weakref.WeakKeyDictionary
 def health_of(backbone: SegBackbone | None) -> str | None:
     """``passed`` or ``failed: <line>`` for a backbone from :func:`load_or_pretrain`, else None."""
     return None if backbone is None else _HEALTH.get(backbone)
+
+
+#: The usefulness tag (:data:`USEFULNESS_TAG`) of every trained backbone this process loaded or
+#: pretrained whose record holds the figure (:mod:`bench.harness.usefulness`).
+_USEFULNESS: weakref.WeakKeyDictionary[SegBackbone, str] = weakref.WeakKeyDictionary()
+
+
+def usefulness_of(backbone: SegBackbone | None) -> str | None:
+    """The :data:`USEFULNESS_TAG` value for a backbone from :func:`load_or_pretrain`: None for a
+    method that trains nothing, and for weights recorded before the figure existed."""
+    return None if backbone is None else _USEFULNESS.get(backbone)
+
+
+def recorded_usefulness(entry: Path) -> Usefulness | None:
+    """The figure in the record of a weights entry (``PretrainRecord.path``) that was just verified
+    and loaded; None without one (a method that trains nothing, a record from before the figure)."""
+    try:
+        return Usefulness.from_record(json.loads(entry.with_suffix(".json").read_text()))
+    except (OSError, ValueError):
+        return None
 
 
 def unhealthy_entry(path: Path) -> Path:
@@ -470,6 +496,8 @@ def load_or_pretrain(
         if not force and (found := _unhealthy_cached(model, path, spec, device, record)) is not None:
             return found
         broadcast_flag(False)  # the other ranks train with this one
+        # the same seed's random init, for the usefulness figure (trained methods only)
+        init = snapshot(model) if runner.needs_data else None
         start = time.perf_counter()
         model.to(device)
         logged: dict[str, float] = {}
@@ -509,6 +537,11 @@ def load_or_pretrain(
             mlflow.log_metric("pretrain.seconds", seconds)
             verdict = judge(method, seed, runner.health, runner.config, logged) if gated else Verdict(True)
             mlflow.set_tag(HEALTH_TAG, verdict.tag)
+            # beside the gate, never a gate (bench.harness.usefulness): recorded, whatever it says
+            useful = measure(model, init, ds, device) if init is not None else None
+            del init
+            if useful is not None:
+                retrying(mlflow.log_metrics, {**useful.metrics(), "usefulness.seconds": useful.seconds})
             if runner.needs_data and verdict.passed:  # trained, healthy: one weights artifact
                 log_pretrained(model, record, ds, version=runner.version)
             entry = path if verdict.passed else unhealthy_entry(path)
@@ -520,6 +553,7 @@ def load_or_pretrain(
                 "health": verdict.tag,
                 "health_figures": dict(verdict.figures),
                 "run_id": run.info.run_id if run is not None else None,
+                **({"usefulness": useful.record()} if useful is not None else {}),
             }
             # the record (verdict, figures, run) is inside the entry's digest: it cannot be edited apart
             with atomic_entry(entry, {entry.with_suffix(".json").name: canonical_json(sidecar)}) as tmp:
@@ -534,6 +568,8 @@ def load_or_pretrain(
     if not verdict.passed and not spec.allow_unhealthy:
         raise UnhealthyPretraining(_stop_line(verdict))
     _HEALTH[model] = verdict.tag
+    if useful is not None:
+        _USEFULNESS[model] = useful.tag(method, seed)
     return model, PretrainRecord(cached=False, seconds=seconds, health=verdict.tag, **record)
 
 
@@ -549,6 +585,9 @@ def _cached(
 ) -> tuple[SegBackbone, PretrainRecord]:
     broadcast_flag(True)  # the other ranks load it too
     _HEALTH[model] = health
+    useful = recorded_usefulness(Path(record["path"]))
+    if useful is not None:
+        _USEFULNESS[model] = useful.tag(str(record["method"]), int(record["seed"]))
     return model.to(device), PretrainRecord(cached=True, seconds=0.0, health=health, **record)
 
 

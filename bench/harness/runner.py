@@ -40,11 +40,13 @@ from bench.harness import tracking
 from bench.harness.claims import ClaimStore
 from bench.harness.pretraining import (
     HEALTH_TAG,
+    USEFULNESS_TAG,
     PretrainRecord,
     PretrainSpec,
     UnhealthyPretraining,
     health_of,
     load_or_pretrain,
+    usefulness_of,
 )
 from bench.models.backbones import SegBackbone
 from bench.models.base import backbone_module
@@ -452,6 +454,9 @@ def run_seed(
     health = health_of(backbone)
     if health is not None:  # how the weights fared at their health gate (tables mark failed ones)
         tags[HEALTH_TAG] = health
+    useful = usefulness_of(backbone)
+    if useful is not None:  # validation AA against their own init (tables mark runs below it)
+        tags[USEFULNESS_TAG] = useful
     if parent_run_id is None:
         parent_tags, parent_params = _records(spec, ds)
         parent_run_id = tracking.cell_run(

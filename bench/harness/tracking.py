@@ -692,6 +692,10 @@ def record_seed(
 #: parent: ``passed`` or ``failed (n of N seeds): <reasons>``; and the tables' mark for it.
 HEALTH_TAG = "bench.pretrain_health"
 UNHEALTHY_MARK = "‡"
+#: The seed runs' usefulness tag (:mod:`bench.harness.usefulness`): the validation linear AA of
+#: their weights against the same seed's random init, starting with :data:`BELOW_INIT` when lower.
+USEFULNESS_TAG = "bench.pretrain_usefulness"
+BELOW_INIT = "below init:"
 
 #: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
 CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")

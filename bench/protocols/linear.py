@@ -26,7 +26,7 @@ from bench.core.device import autocast, to_device
 from bench.core.errors import NonFiniteLossError
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
-from bench.protocols.features import cached_pixel_features
+from bench.protocols.features import cached_pixel_features, pixel_features
 from bench.protocols.registry import EvalProtocol, FitJob, register_protocol
 from bench.protocols.validation import Predict, confusion_on_split
 
@@ -134,19 +134,25 @@ def fit_probe(
     cfg: LinearConfig,
     device: torch.device,
     progress: bool,
+    cache: bool = True,
 ) -> LinearProbe:
-    """The probe fitted on the cached features of the budget's training pixels (only those)."""
+    """The probe fitted on the features of the budget's training pixels (only those): cached, or
+    with ``cache=False`` extracted and dropped (features read once, e.g. a pretraining run's
+    usefulness figure, :mod:`bench.harness.usefulness`)."""
     pool = ds.labelled
-    feats = cached_pixel_features(
-        backbone,
-        pool.images,
-        budget.patch,
-        budget.row,
-        budget.col,
-        split_fingerprint=pool.fingerprint,
-        device=device,
-        progress=progress,
-    )
+    if cache:
+        feats = cached_pixel_features(
+            backbone,
+            pool.images,
+            budget.patch,
+            budget.row,
+            budget.col,
+            split_fingerprint=pool.fingerprint,
+            device=device,
+            progress=progress,
+        )
+    else:
+        feats = pixel_features(backbone, pool.images, budget.patch, budget.row, budget.col, device)
     x = torch.from_numpy(feats).to(device)
     return fit_linear(x, torch.from_numpy(budget.label).to(device), ds.classes.num_classes, cfg)
 

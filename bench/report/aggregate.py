@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.roles import MethodInfo
-from bench.harness.tracking import completed_runs, metric_name
+from bench.harness.tracking import BELOW_INIT, completed_runs, metric_name
 from datasets.classes import DFC_NAMES
 
 #: Identity of a seed run: the MLflow tags (``bench.<name>``) and params the frame keeps.
@@ -39,6 +39,10 @@ ID_TAGS: dict[str, str] = {
     # ``passed`` or ``failed: <one line>`` when the weights came from a pretraining that failed its
     # health gate (``--allow-unhealthy``); absent on runs recorded before the gate existed
     "pretrain_health": "bench.pretrain_health",
+    # ``below init: <line>`` when the weights' validation linear AA is below that of the same seed's
+    # random init (``not below init: ...`` otherwise; bench.harness.usefulness); absent on runs of
+    # methods that train nothing and on runs recorded before the figure existed
+    "pretrain_usefulness": "bench.pretrain_usefulness",
     # torch's CPU threads of the evaluating process (bench verify re-runs a seed at the same count)
     "threads": "bench.torch_threads",
 }
@@ -368,6 +372,14 @@ def failed_health(frame: pd.DataFrame) -> pd.Series:
     if "pretrain_health" not in frame.columns:
         return pd.Series(False, index=frame.index)
     return frame["pretrain_health"].fillna("").astype(str).str.startswith(FAILED_HEALTH)
+
+
+def below_init(frame: pd.DataFrame) -> pd.Series:
+    """True for rows whose weights score below their own random init on validation pixels (a
+    usefulness figure, not a gate: such rows are kept and marked, never dropped)."""
+    if "pretrain_usefulness" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["pretrain_usefulness"].fillna("").astype(str).str.startswith(BELOW_INIT)
 
 
 def unhealthy_methods(frame: pd.DataFrame) -> dict[str, str]:

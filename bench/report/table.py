@@ -19,8 +19,11 @@ vs SimSiam (Holm)``, give every column minus METHOD, paired and corrected the sa
 across the columns of that row, its own family); they mark their own cells only.
 A method that could not run is a short ``n/a`` whose reason is a footnote, once per table; a
 method whose seed runs used weights from a pretraining that failed its health gate
-(``bench.pretrain_health = failed: ...``) carries ‡ with the reason in a footnote. Every piece of
-text is escaped for its format (:func:`md_escape`, :func:`latex_escape`, CSV quoting).
+(``bench.pretrain_health = failed: ...``) carries ‡ with the reason in a footnote; one whose seed
+runs used weights that score below their own random init on validation pixels (the usefulness
+figure, ``bench.pretrain_usefulness = below init: ...``, :mod:`bench.harness.usefulness`) carries
+† with the figures in a footnote: marked, never dropped (it is no gate). Every piece of text is
+escaped for its format (:func:`md_escape`, :func:`latex_escape`, CSV quoting).
 
 ``summary`` is the README's headline: AA by (protocol, budget), methods as columns, the paired
 difference and its interval in each cell, marked by the same corrected tests as the tables.
@@ -40,12 +43,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.report.aggregate import (
+    BELOW_INIT,
     COMPUTE_KEY,
     SEGMENTATION_METRICS,
     STD_KIND,
     SUMMARY_METRICS,
     TABLE_KEYS,
     baseline_name,
+    below_init,
     failed_health,
     method_label,
     method_order,
@@ -73,9 +78,11 @@ _UNIT_WORDS = {"pixels": "labelled pixels per class", "images": "labelled images
 _SUMMARY_ROWS: dict[str, str] = {"AA": "AA", "OA": "OA", "mIoU": "mIoU", "macroF1": "macro F1"}
 HIGHER, LOWER = "higher", "lower"
 HEALTH_MARK = "‡"
+#: The mark of a method whose weights score below their own random init (usefulness figure).
+BELOW_INIT_MARK = "†"
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 #: Footnote markers other than the numbered ones, and how LaTeX spells them.
-_LATEX_MARKS = {HEALTH_MARK: r"$^\ddagger$"}
+_LATEX_MARKS = {HEALTH_MARK: r"$^\ddagger$", BELOW_INIT_MARK: r"$^\dagger$"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,9 @@ class Table:
     stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Method -> how many of its seed runs used weights that failed their health gate, and why (‡).
     health: dict[str, str] = field(default_factory=dict)
+    #: Method -> how many of its seed runs used weights below their own random init, and by how
+    #: much (†; :mod:`bench.harness.usefulness`).
+    below_init: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -298,6 +308,7 @@ def build_tables(
     against = paired_comparisons(view, versus, TABLE_KEYS) if versus and versus != baseline else None
     variance = variance_by_source(view, TABLE_KEYS, metrics=("AA", "OA"))
     unhealthy = view[failed_health(view)]
+    useless = view[below_init(view)]
     tables = []
     for values, group in stats.groupby(list(TABLE_KEYS), sort=True):
         key = dict(zip(TABLE_KEYS, values, strict=True))
@@ -320,6 +331,19 @@ def build_tables(
                 f"from a pretraining that failed its health gate ({reasons})",
                 HEALTH_MARK,
             )
+        below: dict[str, str] = {}
+        below_reasons: dict[str, str] = {}
+        for method, bad in _select(useless, key).groupby("method"):
+            total = runs.loc[runs["method"] == method, "run_id"].nunique()
+            figures = bad["pretrain_usefulness"].astype(str).str.removeprefix(BELOW_INIT).str.strip()
+            reasons = "; ".join(sorted(figures.unique()))
+            below_reasons[str(method)] = f"{bad['run_id'].nunique()} of {total} seed runs: {reasons}"
+            below[method] = notes.add(
+                f"{method_label(method)}: {bad['run_id'].nunique()} of {total} seed runs use weights "
+                f"from a pretraining that scores below its own random init on validation pixels "
+                f"({reasons}); kept, not dropped: a usefulness figure, not a gate",
+                BELOW_INIT_MARK,
+            )
         compared = _select(comparisons, key).set_index(["metric", "class", "method"])
         versus_here = _select(against, key) if against is not None else pd.DataFrame()
         versus_compared = versus_here.set_index(["metric", "class", "method"]) if len(versus_here) else None
@@ -335,10 +359,11 @@ def build_tables(
             extra: tuple[str, ...] = (),
             na: dict[str, str] = na,
             health: dict[str, str] = health,
+            below: dict[str, str] = below,
         ) -> Cell:
             if method in na:
                 return Cell("n/a", notes=(na[method],))
-            own = (health[method],) if method in health else ()
+            own = tuple(marks[method] for marks in (health, below) if method in marks)
             return Cell(text, mark, own + extra)
 
         rows: list[tuple[str, list[Cell]]] = []
@@ -423,6 +448,7 @@ def build_tables(
                 versus_comparisons=versus_here.reset_index(drop=True),
                 stats=group.reset_index(drop=True),
                 health=health_reasons,
+                below_init=below_reasons,
             )
         )
     return tables
@@ -547,6 +573,7 @@ TIDY_COLUMNS: tuple[str, ...] = (
     "p_holm",
     "significant",
     "health",
+    "usefulness",
     "unavailable",
 )
 
@@ -560,7 +587,8 @@ def tidy(tables: list[Table]) -> pd.DataFrame:
     prints them; ``p_holm`` and ``significant`` are the corrected test the tables mark by (empty
     where a score is not tested). ``class`` is empty for AA, OA, mIoU and macro F1; ``reference``
     flags reference rows and controls; ``health`` holds the health-gate failures of the weights a
-    method's seed runs used; a method that could not run has one row, its reason in ``unavailable``.
+    method's seed runs used, ``usefulness`` those of its weights that scored below their own random
+    init on validation pixels; a method that could not run has one row, its reason in ``unavailable``.
     """
     records: list[dict[str, object]] = []
     for table in tables:
@@ -575,6 +603,7 @@ def tidy(tables: list[Table]) -> pd.DataFrame:
                 "reference": method in table.references,
                 "baseline": table.baseline or "",
                 "health": table.health.get(method, ""),
+                "usefulness": table.below_init.get(method, ""),
             }
             if method in table.unavailable:
                 records.append(
