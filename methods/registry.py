@@ -17,8 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from bench.core.errors import BenchError
-from bench.core.names import check_label, check_name, clash, match_name
+from bench.core.names import RegistrationError, check_label, check_name, clash, match_name, refuse_taken
 from bench.core.roles import ROLES, MethodInfo, default_role, table_order
 from bench.core.settings import cast_settings, check_ranges
 from bench.models.backbones import SegBackbone
@@ -197,10 +196,6 @@ def register_method(name: str) -> Callable[[M], M]:
     return wrap
 
 
-class RegistrationError(BenchError, ValueError):
-    """A method (usually a plugin's) that cannot be registered; one line naming it and why."""
-
-
 def _check_registration(name: str, cls: Any) -> None:
     """Refuse, in one line, what would misbehave later (issue 35): a name that is not a file name,
     one equal to another's ignoring case, a label that another method's name or label already is
@@ -213,13 +208,8 @@ def _check_registration(name: str, cls: Any) -> None:
             "derive it from PretrainMethod"
         )
     check_name(name, f"method ({where})")
+    refuse_taken("method", name, where, _METHODS, cls)
     others = {n: c for n, c in _METHODS.items() if c is not cls}
-    owner = others.get(name) or others.get(clash(name, {n: n for n in others}) or "")
-    if owner is not None:
-        raise RegistrationError(
-            f"method {name!r} ({where}) is already registered (as {owner.name!r} by "
-            f"{owner.__module__}); names are unique ignoring case: choose another"
-        )
     label = check_label(vars(cls).get("label", name), f"method {name!r}")
     taken = {f"the name of method {n!r}": n for n in others} | {
         f"the label of method {n!r}": c.label for n, c in others.items()

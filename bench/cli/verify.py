@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.cli.common import PRESET_NAMES, add_data_args, add_progress_arg, comma_list
+from bench.cli.common import add_data_args, add_preset_arg, add_progress_arg, comma_list
 from bench.core.errors import BenchError
 
 DEFAULT_CSV = Path("results/runs_long.csv")
@@ -33,9 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tolerance", type=float, default=None, help="largest allowed difference in points (default 1.0)"
     )
-    p.add_argument(
-        "--preset", choices=PRESET_NAMES, default="cpu", help="the preset the results were made with (cpu)"
-    )
+    add_preset_arg(p)  # the preset the results were made with (cpu)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
     add_data_args(p)
     add_progress_arg(p)

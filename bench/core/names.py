@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from bench.core.errors import BenchError
 
@@ -80,3 +81,20 @@ def clash(candidate: str, taken: Mapping[str, str]) -> str | None:
     ``SSCL`` beside ``sscl`` would be two columns for one name, or one column for two methods."""
     folded = candidate.casefold()
     return next((who for who, text in taken.items() if text.casefold() == folded), None)
+
+
+class RegistrationError(BenchError, ValueError):
+    """A method, protocol or backbone (usually a plugin's) that cannot be registered; one line
+    naming it and why (a ``ValueError`` too, for callers that caught the registries' old errors)."""
+
+
+def refuse_taken(kind: str, name: str, where: str, registered: Mapping[str, Any], cls: object) -> None:
+    """Refuse ``name`` for ``cls`` when another entry of ``registered`` holds it, ignoring case
+    (``SSCL`` beside ``sscl``): one line naming both owners."""
+    others = {n: c for n, c in registered.items() if c is not cls}
+    owner = others.get(name) or others.get(clash(name, {n: n for n in others}) or "")
+    if owner is not None:
+        raise RegistrationError(
+            f"{kind} {name!r} ({where}) is already registered (as {owner.name!r} by "
+            f"{owner.__module__}); names are unique ignoring case: choose another"
+        )

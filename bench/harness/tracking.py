@@ -699,9 +699,6 @@ BELOW_INIT = "below init:"
 
 #: The summary metrics a cell's parent run carries as ``<name>_mean`` / ``<name>_std``.
 CELL_SUMMARIES = ("AA", "OA", "mIoU", "macroF1")
-#: The seed runs' health tag (``bench.harness.pretraining.HEALTH_TAG``, which imports this module):
-#: ``passed`` or ``failed: <line>`` for the weights a seed was evaluated on.
-HEALTH_TAG = "bench.pretrain_health"
 
 
 def update_cell(parent_id: str, class_names: Sequence[str]) -> dict[str, float]:

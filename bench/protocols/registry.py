@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
-from bench.core.names import check_name, clash, match_name
+from bench.core.names import RegistrationError, check_name, match_name, refuse_taken
 from bench.core.plugins import load_plugins
 from bench.protocols.validation import Predict, confusion_on_split, validation_confusion
 
@@ -91,10 +91,6 @@ class EvalProtocol(ABC):
         return confusion_on_split(predict, ds.test.images, ds.test.labels, k, device, progress=progress)
 
 
-class RegistrationError(BenchError, ValueError):
-    """A protocol (usually a plugin's) that cannot be registered; one line naming it and why."""
-
-
 def register_protocol(name: str) -> Callable[[P], P]:
     """Class decorator: make an :class:`EvalProtocol` available as ``--protocol name``."""
 
@@ -103,13 +99,7 @@ def register_protocol(name: str) -> Callable[[P], P]:
         if not (isinstance(cls, type) and issubclass(cls, EvalProtocol)):
             raise RegistrationError(f"protocol {name!r} ({where}) is not a subclass of EvalProtocol")
         check_name(name, f"protocol ({where})")
-        others = {n: c for n, c in _PROTOCOLS.items() if c is not cls}
-        owner = others.get(name) or others.get(clash(name, {n: n for n in others}) or "")
-        if owner is not None:
-            raise RegistrationError(
-                f"protocol {name!r} ({where}) is already registered (as {owner.name!r} by "
-                f"{owner.__module__}); names are unique ignoring case: choose another"
-            )
+        refuse_taken("protocol", name, where, _PROTOCOLS, cls)
         cls.name = name
         _PROTOCOLS[name] = cls
         return cls
