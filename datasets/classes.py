@@ -52,6 +52,12 @@ class ClassConfig:
     def num_classes(self) -> int:
         return len(self.dfc_ids)
 
+    @property
+    def stored_codes(self) -> tuple[int, ...]:
+        """The codes a label file of this kind may hold (0 = no label, the DFC ids 1-10); any other
+        is a wrong file or another dataset's codes, and the reader says so once per file."""
+        return (0, *DFC_NAMES)
+
     def lookup(self) -> np.ndarray:
         """uint8 table indexed by any stored uint8/uint16 label value -> class index or ignore."""
         table = np.full(65536, self.ignore_index, dtype=np.uint8)

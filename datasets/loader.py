@@ -46,6 +46,11 @@ class IGBPAsDFC(ClassConfig):
 
     source: str = "igbp"
 
+    @property
+    def stored_codes(self) -> tuple[int, ...]:
+        """IGBP 0-17: every code an ``lc`` file holds is known (11-17 map to DFC classes too)."""
+        return tuple(range(len(IGBP_TO_DFC)))
+
     def lookup(self) -> np.ndarray:
         table = np.full(65536, self.ignore_index, dtype=np.uint8)
         table[: len(IGBP_TO_DFC)] = super().lookup()[list(IGBP_TO_DFC)]

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from bench.core.errors import DataError
-from datasets.classes import DFC_NAMES, ClassConfig
+from datasets.classes import ClassConfig
 from datasets.layouts import DFC2020_RASTERS, PatchFiles, RasterSpec
 from datasets.normalise import Normalisation
 
@@ -65,7 +65,7 @@ def read_patch(
             )
     if patch.dfc is not None:
         labels = classes.to_index(dfc[0])
-        _warn_unknown_codes(patch.dfc, dfc[0])
+        _warn_unknown_codes(patch.dfc, dfc[0], classes.stored_codes)
     image, nonfinite = normalisation.apply(s1, s2)
     if not np.isfinite(image).all():
         raise DataError(f"{patch.s2}: non-finite values after normalisation")
@@ -83,16 +83,17 @@ def _patch_shape(arrays: list[tuple[Path, np.ndarray]]) -> tuple[int, int]:
     return common[0], common[1]
 
 
-def _warn_unknown_codes(path: Path, codes: np.ndarray) -> None:
-    """Label codes outside the DFC class table (0 = no label, 1-10) are ignored like 0, but said once
-    per file (a wrong label file, or another dataset's codes, would otherwise look like few labels)."""
-    known = np.array([0, *DFC_NAMES], dtype=np.int64)
+def _warn_unknown_codes(path: Path, codes: np.ndarray, stored: tuple[int, ...]) -> None:
+    """Label codes outside what the file's kind holds (``stored``: 0 and DFC 1-10 for a DFC label
+    file, IGBP 0-17 for a SEN12MS ``lc``) are ignored like 0, but said once per file (a wrong label
+    file, or another dataset's codes, would otherwise look like few labels)."""
+    known = np.array(stored, dtype=np.int64)
     unknown = ~np.isin(codes.astype(np.int64), known)
     if unknown.any():
         found = sorted(int(c) for c in np.unique(codes[unknown]))
         shown = ", ".join(map(str, found[:6])) + (", ..." if len(found) > 6 else "")
         warnings.warn(
-            f"{path}: {int(unknown.sum())} pixels have label codes outside the DFC class table (0-10): "
+            f"{path}: {int(unknown.sum())} pixels have label codes outside {min(stored)}-{max(stored)}: "
             f"{shown}; counted as ignored",
             stacklevel=3,
         )

@@ -929,7 +929,7 @@ def generate(
 
     ``workers`` > 1 generates patches in that many processes; every patch is seeded on its own,
     so the files are byte-identical for any worker count. The workers are started from a fresh
-    interpreter running this module (:func:`_generate_in_subprocess`), never from the caller: a
+    interpreter (``python -m datasets._generate``, :func:`_generate_in_subprocess`), never from the caller: a
     ``spawn`` pool re-imports the caller's main module in every worker, which runs a script
     without a main guard again and fails outright for a script read from standard input.
     """
@@ -980,13 +980,13 @@ def generate(
     return out
 
 
-#: True in the interpreter :func:`_generate_in_subprocess` starts (``python -m datasets.synthetic``),
-#: whose main module is this one: its spawn workers re-import only this module.
+#: True in the interpreter :func:`_generate_in_subprocess` starts (``python -m datasets._generate``),
+#: whose main module only imports this one: its spawn workers re-import nothing of the caller's.
 _IN_WORKER_PARENT = False
 
 
 def _generate_in_subprocess(out: Path, config: SynthConfig, progress: bool, workers: int) -> Path:
-    """:func:`generate` with ``workers`` processes, run by ``python -m datasets.synthetic``."""
+    """:func:`generate` with ``workers`` processes, run by ``python -m datasets._generate``."""
     import subprocess
     import sys
 
@@ -997,7 +997,7 @@ def _generate_in_subprocess(out: Path, config: SynthConfig, progress: bool, work
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
-    argv = [sys.executable, "-m", "datasets.synthetic", str(out), json.dumps(asdict(config)), str(workers)]
+    argv = [sys.executable, "-m", "datasets._generate", str(out), json.dumps(asdict(config)), str(workers)]
     done = subprocess.run([*argv, "progress" if progress else "quiet"], env=env)
     if done.returncode != 0:
         raise BenchError(
@@ -1033,13 +1033,3 @@ def _pool_summary(config: SynthConfig, counts: np.ndarray) -> dict[str, object]:
 def default_workers() -> int:
     """Worker processes for a big set: every core the process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-if (
-    __name__ == "__main__"
-):  # the worker parent of _generate_in_subprocess: OUT CONFIG_JSON WORKERS progress|quiet
-    import sys
-
-    _IN_WORKER_PARENT = True
-    _out, _config, _workers, _progress = sys.argv[1:5]
-    generate(Path(_out), _config_from_json(_config), progress=_progress == "progress", workers=int(_workers))

@@ -31,7 +31,7 @@ def test_label_codes_outside_the_class_table_are_warned_about_once_per_file(data
         labels = src.read()
     labels[0, :4, :] = 42  # 128 pixels of a code DFC2020 does not have
     rewrite(dfc, labels)
-    with pytest.warns(UserWarning, match="label codes outside the DFC class table") as caught:
+    with pytest.warns(UserWarning, match="label codes outside 0-10") as caught:
         load_dataset(data_copy, progress=False)
     (warning,) = [w for w in caught if "label codes" in str(w.message)]
     assert (
@@ -39,3 +39,16 @@ def test_label_codes_outside_the_class_table_are_warned_about_once_per_file(data
         and "128 pixels" in str(warning.message)
         and ": 42;" in str(warning.message)
     )
+
+
+def test_a_sen12ms_lc_holds_igbp_codes_and_warns_of_none(tiny_pool_data_root: Path) -> None:
+    """The pool's lc is IGBP 0-17 (mapped to DFC classes for the control): no code of it is unknown
+    (every lc file of the default's pool warned, hundreds of lines in the main command)."""
+    import warnings
+
+    from datasets import load_pretrain_pool
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pool = load_pretrain_pool(tiny_pool_data_root / "sen12ms", progress=False)
+    assert pool.labels is not None
