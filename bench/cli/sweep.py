@@ -23,6 +23,7 @@ from bench.cli.common import (
     add_protocol_arg,
     add_set_arg,
     add_weights_arg,
+    comma_list,
     evaluation_overrides,
     labels_for,
     prepare,
@@ -32,20 +33,16 @@ from bench.cli.common import (
 )
 
 
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="every method x budget x seed x protocol; resumable, shareable by workers"
     )
     p.add_argument(
-        "--methods", type=_csv, help="comma list (default: every registered method and reference row)"
+        "--methods", type=comma_list, help="comma list (default: every registered method and reference row)"
     )
     p.add_argument(
         "--samples",
-        type=lambda s: [int(v) for v in _csv(s)],
+        type=lambda s: [int(v) for v in comma_list(s)],
         default=None,
         help="comma list of label budgets (default: the preset's; cpu: 10,25,50,200,600,1000 px per class, "
         "or 1,2,5,10,25,50 with --budget-unit images)",

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cli.common import TABLE_FORMATS, add_protocol_arg, output_file
+from bench.cli.common import TABLE_FORMATS, add_protocol_arg, comma_list, output_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,13 +18,9 @@ if TYPE_CHECKING:
 PAIRED_SUFFIX, VARIANCE_SUFFIX, UNAVAILABLE_SUFFIX = "_paired", "_variance", "_unavailable"
 
 
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _budgets(text: str) -> list[int]:
     try:
-        return [int(v) for v in _csv(text)]
+        return [int(v) for v in comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expects comma-separated integers (200,1000), got {text!r}"
@@ -43,7 +39,7 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     add_protocol_arg(parser, None, both=False)
     parser.add_argument(
         "--methods",
-        type=_csv,
+        type=comma_list,
         help="comma list of methods to show (default: all found); the Baseline is needed for paired rows",
     )
     parser.add_argument(
