@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,3 +117,30 @@ def cached_pixel_features(
         with atomic_entry(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, feats)
     return np.load(path)
+
+
+def budget_features(
+    backbone: SegBackbone,
+    ds: Any,
+    budget: Any,
+    device: torch.device,
+    progress: bool = True,
+    cache: bool = True,
+) -> np.ndarray:
+    """Features of a label budget's training pixels (only those) in ``ds``'s labelled pool: what a
+    frozen-backbone protocol (linear, kNN) fits on. Cached (:func:`cached_pixel_features`), or with
+    ``cache=False`` extracted and dropped (features read once, e.g. a pretraining run's usefulness
+    figure)."""
+    pool = ds.labelled
+    if not cache:
+        return pixel_features(backbone, pool.images, budget.patch, budget.row, budget.col, device)
+    return cached_pixel_features(
+        backbone,
+        pool.images,
+        budget.patch,
+        budget.row,
+        budget.col,
+        split_fingerprint=pool.fingerprint,
+        device=device,
+        progress=progress,
+    )

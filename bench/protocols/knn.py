@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from bench.core.device import autocast, to_device
 from bench.core.settings import SettingError
 from bench.models.backbones import SegBackbone, upsample
-from bench.protocols.features import cached_pixel_features
+from bench.protocols.features import budget_features
 from bench.protocols.registry import EvalProtocol, FitJob, register_protocol
 from bench.protocols.validation import Predict
 
@@ -121,17 +121,8 @@ class Knn(EvalProtocol):
     def fit(self, job: FitJob) -> Predict:
         """The bank: cached features of the budget's training pixels (only those), normalised."""
         assert job.backbone is not None, "the knn protocol needs a backbone"
-        pool, budget = job.ds.labelled, job.budget
-        feats = cached_pixel_features(
-            job.backbone,
-            pool.images,
-            budget.patch,
-            budget.row,
-            budget.col,
-            split_fingerprint=pool.fingerprint,
-            device=job.device,
-            progress=job.progress,
-        )
+        budget = job.budget
+        feats = budget_features(job.backbone, job.ds, budget, job.device, job.progress)
         bank = FeatureBank.of(
             torch.from_numpy(feats).to(job.device),
             torch.from_numpy(budget.label).to(job.device),

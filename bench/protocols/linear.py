@@ -26,7 +26,7 @@ from bench.core.device import autocast, to_device
 from bench.core.errors import NonFiniteLossError
 from bench.models.backbones import SegBackbone, upsample
 from bench.protocols.budget import LabelBudget
-from bench.protocols.features import cached_pixel_features, pixel_features
+from bench.protocols.features import budget_features
 from bench.protocols.registry import EvalProtocol, FitJob, register_protocol
 from bench.protocols.validation import Predict, confusion_on_split
 
@@ -139,20 +139,7 @@ def fit_probe(
     """The probe fitted on the features of the budget's training pixels (only those): cached, or
     with ``cache=False`` extracted and dropped (features read once, e.g. a pretraining run's
     usefulness figure, :mod:`bench.harness.usefulness`)."""
-    pool = ds.labelled
-    if cache:
-        feats = cached_pixel_features(
-            backbone,
-            pool.images,
-            budget.patch,
-            budget.row,
-            budget.col,
-            split_fingerprint=pool.fingerprint,
-            device=device,
-            progress=progress,
-        )
-    else:
-        feats = pixel_features(backbone, pool.images, budget.patch, budget.row, budget.col, device)
+    feats = budget_features(backbone, ds, budget, device, progress, cache)
     x = torch.from_numpy(feats).to(device)
     return fit_linear(x, torch.from_numpy(budget.label).to(device), ds.classes.num_classes, cfg)
 
