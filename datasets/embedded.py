@@ -16,11 +16,14 @@ from pathlib import Path
 from bench.core.atomic import atomic_dir
 from bench.core.paths import bench_home
 from bench.core.provenance import stable_hash
-from datasets import synthetic
+from datasets import portable, synthetic
 from datasets.synthetic import GENERATOR_VERSION, MARKER, SynthConfig, default_workers, generate
 
 DEFAULT_CONFIG = SynthConfig()
-_GENERATOR_KEY = stable_hash([asdict(DEFAULT_CONFIG), Path(synthetic.__file__).read_text()], length=8)
+#: The generator's code: its module and the arithmetic it computes with (a change to either writes
+#: other bytes, so a folder generated before it must not be reused).
+_GENERATOR_CODE = [Path(str(m.__file__)).read_text() for m in (synthetic, portable)]
+_GENERATOR_KEY = stable_hash([asdict(DEFAULT_CONFIG), *_GENERATOR_CODE], length=8)
 DEFAULT_NAME = f"synthetic-dfc2020-v{GENERATOR_VERSION}-{_GENERATOR_KEY}"
 
 
