@@ -377,9 +377,15 @@ def compute_tags() -> dict[str, str]:
     any key (DESIGN 9), but recorded: torch's CPU kernels sum in an order that follows the thread
     count and vector width, so a pretraining or fine-tuning moves in the last digits with them
     (README, "Reproducibility"); ``bench verify`` re-runs a committed seed at its thread count."""
-    import platform
-
     import torch
+
+    return {"bench.torch_threads": str(torch.get_num_threads()), "bench.cpu": _cpu_model()}
+
+
+@functools.cache
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), read once per process (every run is tagged)."""
+    import platform
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -387,7 +393,7 @@ def compute_tags() -> dict[str, str]:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"bench.torch_threads": str(torch.get_num_threads()), "bench.cpu": cpu}
+    return cpu
 
 
 def _process_gone(tags: Mapping[str, str]) -> bool:
