@@ -30,7 +30,6 @@ naming the file, moved aside and rebuilt like any corrupt entry (:mod:`bench.cor
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import time
@@ -46,7 +45,7 @@ from filelock import FileLock
 
 from bench.core.distributed import barrier, broadcast_flag, is_main, terminate_as_interrupt
 from bench.core.errors import BenchError
-from bench.core.integrity import atomic_entry, check_entry, cover_companions, move_aside
+from bench.core.integrity import atomic_entry, check_entry, cover_companions, file_digest, move_aside
 from bench.core.paths import bench_home
 from bench.core.provenance import canonical_json, stable_hash
 from bench.core.settings import check_crop
@@ -140,11 +139,9 @@ def weights_content(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    """sha256 over the file's chunk digests (:func:`bench.core.integrity.file_digest`, hashed in
+    parallel threads, as every cache entry is)."""
+    return "sha256:" + stable_hash(file_digest(path), length=64)
 
 
 @dataclass(frozen=True)
